@@ -1,0 +1,257 @@
+package ingest
+
+import (
+	"encoding/binary"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mediad/mediad/ingest/amf0"
+	"github.com/mediad/mediad/ingest/chunk"
+)
+
+// msgKind tells the fan-out what it may drop.
+type msgKind uint8
+
+const (
+	// kindMedia is a frame: dropped while a player skips ahead.
+	kindMedia msgKind = iota
+	// kindConfig is metadata or a sequence header: never dropped, since
+	// every later frame depends on it.
+	kindConfig
+	// kindControl is a status or user control message for the player:
+	// never dropped, always in order with the frames.
+	kindControl
+)
+
+// outMsg is one message queued for a player. Payloads are shared by every
+// player and never modified.
+type outMsg struct {
+	typ     uint8
+	kind    msgKind
+	key     bool
+	ts      uint32
+	csid    uint32 // 0: chosen from typ
+	msid0   bool   // sent on message stream 0 (user control)
+	payload []byte
+}
+
+func (m *outMsg) size() int { return len(m.payload) }
+
+// player is the fan-out end of one playing session: a queue filled by the
+// publisher's goroutine without blocking, drained by a writer goroutine
+// that owns the socket's write side for media.
+type player struct {
+	sess  *session
+	msid  uint32
+	limit int
+	max   int
+
+	mu      sync.Mutex
+	queue   []outMsg
+	spare   []outMsg
+	queued  int
+	waitKey bool // drop frames until the next video keyframe
+	skips   int  // skip-aheads since the queue last drained
+	stopped bool
+
+	wake chan struct{}
+	quit chan struct{}
+	done chan struct{}
+
+	// Writer-goroutine scratch, reused across batches.
+	iov     [][]byte
+	headers []byte
+}
+
+func newPlayer(s *session, msid uint32) *player {
+	p := &player{
+		sess:    s,
+		msid:    msid,
+		limit:   s.srv.cfg.PlayerQueueBytes,
+		max:     s.srv.cfg.MaxSkips,
+		waitKey: true,
+		wake:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go p.run()
+	return p
+}
+
+// resync makes the player wait for the next keyframe, as at its start.
+func (p *player) resync() {
+	p.mu.Lock()
+	p.waitKey = true
+	p.mu.Unlock()
+}
+
+// enqueue adds m without blocking. A player that has fallen more than its
+// limit behind loses its queued frames and resumes at the next keyframe; one
+// that keeps falling behind is disconnected.
+func (p *player) enqueue(m outMsg) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
+	if m.kind == kindMedia {
+		if p.waitKey {
+			if !m.key {
+				return
+			}
+			p.waitKey = false
+		}
+		if p.queued+m.size() > p.limit {
+			p.skipLocked()
+			if p.stopped || !m.key {
+				return
+			}
+			p.waitKey = false
+		}
+	}
+	p.queue = append(p.queue, m)
+	p.queued += m.size()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *player) skipLocked() {
+	kept := p.queue[:0]
+	for _, q := range p.queue {
+		if q.kind != kindMedia {
+			kept = append(kept, q)
+		}
+	}
+	clear(p.queue[len(kept):])
+	p.queue = kept
+	p.queued = 0
+	for _, q := range kept {
+		p.queued += q.size()
+	}
+	p.waitKey = true
+	p.skips++
+	p.sess.log.Warn().Int("skips", p.skips).Msg("player too slow: skipped ahead to the next keyframe")
+	if p.skips > p.max {
+		p.sess.log.Warn().Msg("player dropped: it never caught up")
+		p.stopped = true
+		// Closing the socket ends the session's read loop, which tears the
+		// player down.
+		p.sess.conn.Close()
+	}
+}
+
+func (p *player) enqueueStatus(code, desc string) {
+	payload, err := amf0.AppendAll(nil, "onStatus", 0.0, nil, statusObject("status", code, desc))
+	if err != nil {
+		return
+	}
+	p.enqueue(outMsg{typ: chunk.TypeCommandAMF0, kind: kindControl, csid: csidCommand, payload: payload})
+}
+
+func (p *player) enqueueUserControl(event uint16) {
+	payload := make([]byte, 6)
+	binary.BigEndian.PutUint16(payload, event)
+	binary.BigEndian.PutUint32(payload[2:], p.msid)
+	p.enqueue(outMsg{typ: chunk.TypeUserControl, kind: kindControl, csid: csidControl, msid0: true, payload: payload})
+}
+
+// stop ends the writer goroutine and waits for it. Messages still queued
+// are dropped: the connection is going away.
+func (p *player) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	select {
+	case <-p.quit:
+	default:
+		close(p.quit)
+	}
+	<-p.done
+}
+
+func (p *player) run() {
+	defer close(p.done)
+	for {
+		select {
+		case <-p.wake:
+		case <-p.quit:
+			return
+		}
+		for {
+			p.mu.Lock()
+			// Double buffering: the queue takes the spare array and the
+			// spare slot stays empty until this batch is written, so the
+			// publisher never appends into an array being written.
+			batch := p.queue
+			p.queue, p.spare = p.spare[:0], nil
+			p.queued = 0
+			if len(batch) == 0 {
+				p.skips = 0
+			}
+			p.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			err := p.write(batch)
+			clear(batch)
+			p.mu.Lock()
+			p.spare = batch[:0]
+			p.mu.Unlock()
+			if err != nil {
+				p.sess.log.Warn().Err(err).Msg("player write failed")
+				p.sess.conn.Close()
+				return
+			}
+		}
+	}
+}
+
+// write sends a batch with one vectored write: chunk headers interleaved
+// with the shared payloads, nothing copied.
+func (p *player) write(batch []outMsg) error {
+	s := p.sess
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.wclosed {
+		return net.ErrClosed
+	}
+	need := 0
+	for i := range batch {
+		need += s.w.HeaderSpace(len(batch[i].payload))
+	}
+	if cap(p.headers) < need {
+		p.headers = make([]byte, 0, need)
+	}
+	hdr := p.headers[:0]
+	iov := p.iov[:0]
+	for i := range batch {
+		m := &batch[i]
+		csid := m.csid
+		if csid == 0 {
+			switch m.typ {
+			case chunk.TypeAudio:
+				csid = csidAudio
+			case chunk.TypeVideo:
+				csid = csidVideo
+			default:
+				csid = csidData
+			}
+		}
+		msid := p.msid
+		if m.msid0 {
+			msid = 0
+		}
+		iov, hdr = s.w.Buffers(iov, hdr, &chunk.Message{CSID: csid, Timestamp: m.ts, TypeID: m.typ, StreamID: msid, Payload: m.payload})
+	}
+	p.iov = iov
+	if err := s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	bufs := net.Buffers(iov)
+	_, err := bufs.WriteTo(s.conn)
+	clear(p.iov)
+	return err
+}

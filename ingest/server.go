@@ -1,0 +1,204 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("ingest: server closed")
+
+// Config sets up a Server. Every zero value means the documented default.
+type Config struct {
+	// RecordDir is where broadcasts are recorded as
+	// <RecordDir>/<APP>/<KEY>/<UTC start>.flv. Empty disables recording.
+	RecordDir string
+	// SegmentDuration cuts a recording at the first keyframe after this much
+	// media time. Zero means one file per broadcast.
+	SegmentDuration time.Duration
+	// MaxMessageSize bounds one inbound RTMP message; checked before any
+	// allocation. Zero means 16 MiB.
+	MaxMessageSize uint32
+	// HandshakeTimeout bounds the handshake and the connect command. Zero
+	// means 10 s.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a publisher that sends nothing for this long. Zero
+	// means 30 s.
+	IdleTimeout time.Duration
+	// WriteTimeout drops a client whose socket accepts nothing for this long.
+	// Zero means 10 s.
+	WriteTimeout time.Duration
+	// PlayerQueueBytes is how much media may wait for one player before it
+	// is skipped ahead to the next keyframe. Zero means 4 MiB.
+	PlayerQueueBytes int
+	// MaxSkips drops a player after it has been skipped ahead this many
+	// times in a row without catching up. Zero means 5.
+	MaxSkips int
+	// ChunkSize is the outbound chunk size announced to every client. Zero
+	// means 4096.
+	ChunkSize uint32
+	// Auth decides who may publish. Nil allows everyone.
+	Auth *Auth
+	// Logger receives one line per session event. The zero Logger is silent.
+	Logger zerolog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 16 << 20
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 30 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PlayerQueueBytes == 0 {
+		c.PlayerQueueBytes = 4 << 20
+	}
+	if c.MaxSkips == 0 {
+		c.MaxSkips = 5
+	}
+	if c.ChunkSize == 0 {
+		c.ChunkSize = 4096
+	}
+}
+
+// Server accepts RTMP connections and runs one session per connection.
+type Server struct {
+	cfg      Config
+	log      zerolog.Logger
+	registry *Registry
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	closed    bool
+
+	nextID atomic.Uint64
+}
+
+// NewServer returns a server ready to Serve listeners.
+func NewServer(cfg Config) *Server {
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		registry:  newRegistry(),
+		ctx:       ctx,
+		cancel:    cancel,
+		listeners: make(map[net.Listener]struct{}),
+		sessions:  make(map[*session]struct{}),
+	}
+}
+
+// Registry is the server's stream registry.
+func (s *Server) Registry() *Registry { return s.registry }
+
+// Serve accepts connections on ln until Close. It always returns a non-nil
+// error; after Close it is ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
+			}
+			// Running out of fds or memory passes; the listener stays and
+			// the kernel keeps queueing connections meanwhile.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		s.startSession(c)
+	}
+}
+
+func (s *Server) startSession(c net.Conn) {
+	sess := newSession(s, c, s.nextID.Add(1))
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		sess.run()
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+	}()
+}
+
+// Close stops accepting, closes every connection and waits for every
+// session to finish, finalising recordings. It is idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closed = true
+	s.cancel()
+	var errs []error
+	for ln := range s.listeners {
+		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	for sess := range s.sessions {
+		sess.conn.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// SessionCount is the number of connections being served.
+func (s *Server) SessionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}

@@ -1,0 +1,327 @@
+package ingest
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mediad/mediad/ingest/chunk"
+	"github.com/mediad/mediad/ingest/handshake"
+)
+
+// Outbound chunk stream ids. Every message opens with a format-0 header, so
+// the choice only keeps kinds apart for readers of a capture.
+const (
+	csidControl = 2
+	csidCommand = 3
+	csidAudio   = 4
+	csidData    = 5
+	csidVideo   = 6
+)
+
+// readBufSize is the per-connection read buffer. Small on purpose: the
+// kernel socket buffer does the queueing, and an idle buffer per publisher
+// is memory the server pays a thousand times over.
+const readBufSize = 8 << 10
+
+// errClosedByPeer marks an orderly end of a connection.
+var errClosedByPeer = errors.New("connection closed by peer")
+
+// role says what a connection is doing once connected.
+type role uint8
+
+const (
+	roleNone role = iota
+	rolePublisher
+	rolePlayer
+)
+
+// session owns one client connection. Its goroutine (run) is the only reader
+// of the connection and the only one to touch the protocol state; writes are
+// serialised by wmu because a player's fan-out writer shares the socket.
+type session struct {
+	srv  *Server
+	conn net.Conn
+	id   uint64
+	log  zerolog.Logger
+
+	hs handshake.Server
+	r  *chunk.Reader
+
+	wmu     sync.Mutex
+	w       *chunk.Writer
+	wbuf    []byte
+	wclosed bool
+
+	connected bool
+	app       string
+	tcURL     string
+	flashVer  string
+	nextMsid  uint32
+
+	// Acknowledgement: the peer's window and the byte count last acked.
+	ackWindow uint32
+	lastAck   uint64
+
+	role     role
+	pubMsid  uint32
+	stream   *Stream // published or played stream
+	player   *player
+	lastRead time.Time
+}
+
+func newSession(srv *Server, c net.Conn, id uint64) *session {
+	return &session{
+		srv:      srv,
+		conn:     c,
+		id:       id,
+		log:      srv.log.With().Uint64("session", id).Str("peer", c.RemoteAddr().String()).Logger(),
+		r:        chunk.NewReader(srv.cfg.MaxMessageSize),
+		w:        chunk.NewWriter(),
+		nextMsid: 1,
+	}
+}
+
+// run serves the connection until it ends, then releases everything the
+// session holds: its stream, its player, its socket.
+func (s *session) run() {
+	s.log.Debug().Msg("connection accepted")
+	err := s.serve()
+	s.teardown()
+	switch {
+	case err == nil, errors.Is(err, errClosedByPeer):
+		s.log.Info().Str("role", s.role.String()).Msg("connection closed")
+	case errors.Is(err, net.ErrClosed) && s.srv.ctx.Err() != nil:
+		s.log.Info().Str("role", s.role.String()).Msg("connection closed by server shutdown")
+	default:
+		s.log.Warn().Err(err).Str("role", s.role.String()).Str("phase", s.phase()).Msg("connection dropped")
+	}
+}
+
+func (r role) String() string {
+	switch r {
+	case rolePublisher:
+		return "publisher"
+	case rolePlayer:
+		return "player"
+	}
+	return "none"
+}
+
+func (s *session) phase() string {
+	switch {
+	case !s.hs.Done():
+		return "handshake"
+	case !s.connected:
+		return "connect"
+	}
+	return s.role.String()
+}
+
+func (s *session) serve() error {
+	buf := make([]byte, readBufSize)
+	for {
+		if err := s.conn.SetReadDeadline(s.deadline()); err != nil {
+			return fmt.Errorf("set read deadline: %w", err)
+		}
+		n, err := s.conn.Read(buf)
+		if n > 0 {
+			s.lastRead = time.Now()
+			if perr := s.consume(buf[:n]); perr != nil {
+				return perr
+			}
+		}
+		if err != nil {
+			// ffmpeg ends with a reset when our last replies are unread; after
+			// a clean unpublish that is an orderly close too.
+			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) && s.role == roleNone {
+				return errClosedByPeer
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("%s timed out: %w", s.phase(), err)
+			}
+			return fmt.Errorf("read: %w", err)
+		}
+	}
+}
+
+// deadline is when a silent peer is given up on, which depends on what it
+// is expected to send next.
+func (s *session) deadline() time.Time {
+	now := time.Now()
+	switch {
+	case !s.hs.Done() || !s.connected:
+		return now.Add(s.srv.cfg.HandshakeTimeout)
+	case s.role == rolePublisher:
+		return now.Add(s.srv.cfg.IdleTimeout)
+	}
+	// Players and idle connections owe us nothing; writes have their own
+	// deadline.
+	return time.Time{}
+}
+
+// consume runs the protocol over bytes just read.
+func (s *session) consume(p []byte) error {
+	if !s.hs.Done() {
+		n, reply, err := s.hs.Feed(p, rand.Reader, uint32(time.Now().UnixMilli()))
+		if err != nil {
+			return fmt.Errorf("malformed handshake: %w", err)
+		}
+		if reply != nil {
+			if err := s.writeRaw(reply); err != nil {
+				return fmt.Errorf("handshake reply: %w", err)
+			}
+		}
+		p = p[n:]
+		if len(p) == 0 {
+			return nil
+		}
+	}
+	if err := s.r.Feed(p, s.handle); err != nil {
+		return err
+	}
+	return s.maybeAck()
+}
+
+// maybeAck acknowledges received bytes once the peer's window is reached.
+func (s *session) maybeAck() error {
+	if s.ackWindow == 0 {
+		return nil
+	}
+	read := s.r.BytesRead()
+	if read-s.lastAck < uint64(s.ackWindow) {
+		return nil
+	}
+	s.lastAck = read
+	var p [4]byte
+	// The sequence number is the byte count modulo 2^32 (RTMP §5.4.3).
+	binary.BigEndian.PutUint32(p[:], uint32(read))
+	return s.send(csidControl, chunk.TypeAck, 0, 0, p[:])
+}
+
+// handle dispatches one complete inbound message.
+func (s *session) handle(m *chunk.Message) error {
+	switch m.TypeID {
+	case chunk.TypeSetChunkSize, chunk.TypeAbort, chunk.TypeAck:
+		// The chunk reader applied the first two; acks of our output need
+		// no action.
+		return nil
+	case chunk.TypeWindowAckSize:
+		if len(m.Payload) < 4 {
+			return fmt.Errorf("window acknowledgement size: %d-byte payload", len(m.Payload))
+		}
+		s.ackWindow = binary.BigEndian.Uint32(m.Payload)
+		return nil
+	case chunk.TypeSetPeerBandwidth:
+		return nil
+	case chunk.TypeUserControl:
+		return s.handleUserControl(m.Payload)
+	case chunk.TypeCommandAMF0, chunk.TypeCommandAMF3:
+		return s.handleCommand(m)
+	case chunk.TypeDataAMF0, chunk.TypeDataAMF3:
+		return s.handleData(m)
+	case chunk.TypeAudio, chunk.TypeVideo:
+		return s.handleMedia(m)
+	case chunk.TypeAggregate:
+		return s.handleAggregate(m)
+	}
+	s.log.Debug().Uint8("type", m.TypeID).Msg("ignoring message of unknown type")
+	return nil
+}
+
+// User control event types (RTMP §7.1.7).
+const (
+	ucStreamBegin      = 0
+	ucStreamEOF        = 1
+	ucStreamDry        = 2
+	ucSetBufferLength  = 3
+	ucStreamIsRecorded = 4
+	ucPingRequest      = 6
+	ucPingResponse     = 7
+)
+
+func (s *session) handleUserControl(p []byte) error {
+	if len(p) < 2 {
+		return fmt.Errorf("user control: %d-byte payload", len(p))
+	}
+	if binary.BigEndian.Uint16(p) == ucPingRequest {
+		if len(p) < 6 {
+			return fmt.Errorf("ping request: %d-byte payload", len(p))
+		}
+		return s.userControl(ucPingResponse, binary.BigEndian.Uint32(p[2:]))
+	}
+	return nil
+}
+
+func (s *session) userControl(event uint16, value uint32) error {
+	var p [6]byte
+	binary.BigEndian.PutUint16(p[:], event)
+	binary.BigEndian.PutUint32(p[2:], value)
+	return s.send(csidControl, chunk.TypeUserControl, 0, 0, p[:])
+}
+
+// send frames and writes one message now. For players the fan-out writer
+// shares the socket, so this takes the write lock.
+func (s *session) send(csid uint32, typ uint8, msid, ts uint32, payload []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.wclosed {
+		return net.ErrClosed
+	}
+	s.wbuf = s.w.Append(s.wbuf[:0], &chunk.Message{CSID: csid, TypeID: typ, StreamID: msid, Timestamp: ts, Payload: payload})
+	return s.writeLocked(s.wbuf)
+}
+
+func (s *session) writeRaw(p []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.writeLocked(p)
+}
+
+func (s *session) writeLocked(p []byte) error {
+	if err := s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout)); err != nil {
+		return fmt.Errorf("set write deadline: %w", err)
+	}
+	if _, err := s.conn.Write(p); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+// setChunkSize announces and applies our outbound chunk size.
+func (s *session) setChunkSize(n uint32) error {
+	var p [4]byte
+	binary.BigEndian.PutUint32(p[:], n)
+	if err := s.send(csidControl, chunk.TypeSetChunkSize, 0, 0, p[:]); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.w.SetChunkSize(n)
+}
+
+// teardown releases the session's stream role and closes the socket. The
+// socket is closed last so that goodbye messages queued for a player are
+// not cut short by our own hand.
+func (s *session) teardown() {
+	switch s.role {
+	case rolePublisher:
+		s.stream.unpublish(s)
+	case rolePlayer:
+		s.stream.removePlayer(s.player)
+		s.player.stop()
+	}
+	s.wmu.Lock()
+	s.wclosed = true
+	s.wmu.Unlock()
+	s.conn.Close()
+}

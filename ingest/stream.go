@@ -1,0 +1,299 @@
+package ingest
+
+import (
+	"errors"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mediad/mediad/ingest/chunk"
+	"github.com/mediad/mediad/ingest/flv"
+)
+
+// ErrStreamBusy refuses a publish to a key that is live.
+var ErrStreamBusy = errors.New("stream is already being published")
+
+// Registry maps APP/KEY to streams. A stream exists while it has a publisher
+// or at least one player waiting for one.
+type Registry struct {
+	mu      sync.Mutex
+	streams map[string]*Stream
+}
+
+func newRegistry() *Registry {
+	return &Registry{streams: make(map[string]*Stream)}
+}
+
+func streamName(app, key string) string { return app + "/" + key }
+
+func (r *Registry) publish(app, key string, pub *session) (*Stream, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name := streamName(app, key)
+	st := r.streams[name]
+	if st == nil {
+		st = &Stream{App: app, Key: key, reg: r}
+		r.streams[name] = st
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.publisher != nil {
+		return nil, ErrStreamBusy
+	}
+	st.publisher = pub
+	st.started = time.Now()
+	st.stats = StreamStats{}
+	// Players already waiting learn that the stream is back and start over
+	// at its first keyframe.
+	for _, p := range st.players {
+		p.enqueueStatus("NetStream.Play.PublishNotify", app+"/"+key+" is now published")
+		p.resync()
+	}
+	return st, nil
+}
+
+func (r *Registry) play(app, key string, p *player) *Stream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name := streamName(app, key)
+	st := r.streams[name]
+	if st == nil {
+		st = &Stream{App: app, Key: key, reg: r}
+		r.streams[name] = st
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.players = append(st.players, p)
+	p.resync()
+	if st.publisher != nil {
+		st.sendConfigLocked(p)
+	}
+	return st
+}
+
+// releaseIfIdle forgets a stream with neither publisher nor players.
+func (r *Registry) releaseIfIdle(st *Stream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st.mu.Lock()
+	idle := st.publisher == nil && len(st.players) == 0
+	st.mu.Unlock()
+	if idle && r.streams[streamName(st.App, st.Key)] == st {
+		delete(r.streams, streamName(st.App, st.Key))
+	}
+}
+
+// StreamInfo describes a stream for the admin API.
+type StreamInfo struct {
+	App       string      `json:"app"`
+	Key       string      `json:"key"`
+	Live      bool        `json:"live"`
+	Started   time.Time   `json:"started,omitzero"`
+	Players   int         `json:"players"`
+	Recording string      `json:"recording,omitempty"`
+	Stats     StreamStats `json:"stats"`
+}
+
+// StreamStats counts what a publisher sent in this broadcast.
+type StreamStats struct {
+	BytesIn     uint64 `json:"bytes_in"`
+	VideoFrames uint64 `json:"video_frames"`
+	AudioFrames uint64 `json:"audio_frames"`
+	Keyframes   uint64 `json:"keyframes"`
+}
+
+// List describes every stream, sorted by name.
+func (r *Registry) List() []StreamInfo {
+	r.mu.Lock()
+	streams := make([]*Stream, 0, len(r.streams))
+	for _, st := range r.streams {
+		streams = append(streams, st)
+	}
+	r.mu.Unlock()
+	out := make([]StreamInfo, 0, len(streams))
+	for _, st := range streams {
+		out = append(out, st.Info())
+	}
+	slices.SortFunc(out, func(a, b StreamInfo) int {
+		if a.App != b.App {
+			if a.App < b.App {
+				return -1
+			}
+			return 1
+		}
+		if a.Key < b.Key {
+			return -1
+		}
+		if a.Key > b.Key {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Stream is one APP/KEY: its publisher, its players, what a joining player
+// needs first (metadata and sequence headers) and its recording.
+type Stream struct {
+	App, Key string
+	reg      *Registry
+
+	mu        sync.Mutex
+	publisher *session
+	players   []*player
+	metadata  []byte // "onMetaData" + properties, AMF0
+	videoSeq  []byte
+	audioSeq  []byte
+	started   time.Time
+	stats     StreamStats
+
+	// rec is written only by the publisher's goroutine (unpublish is called
+	// from it too); st.mu guards replacing it, and recPath mirrors its
+	// current segment for readers of Info.
+	rec     *flv.Recorder
+	recPath string
+	log zerolog.Logger
+}
+
+// Info snapshots the stream.
+func (st *Stream) Info() StreamInfo {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	info := StreamInfo{App: st.App, Key: st.Key, Live: st.publisher != nil, Players: len(st.players), Stats: st.stats}
+	if info.Live {
+		info.Started = st.started
+		info.Recording = st.recPath
+	}
+	return info
+}
+
+func (st *Stream) startRecording(srv *Server, log zerolog.Logger) {
+	st.log = log
+	if srv.cfg.RecordDir == "" {
+		return
+	}
+	st.rec = flv.NewRecorder(flv.RecorderConfig{
+		Dir:             filepath.Join(srv.cfg.RecordDir, st.App, st.Key),
+		SegmentDuration: srv.cfg.SegmentDuration,
+	})
+}
+
+// media records and fans out one audio or video message. It runs on the
+// publisher's goroutine and never blocks on a player.
+func (st *Stream) media(typ uint8, ts uint32, payload []byte) {
+	seq := flv.IsSequenceHeader(typ, payload)
+	key := typ == chunk.TypeVideo && flv.IsVideoKeyframe(payload) && !seq
+	if st.rec != nil {
+		if err := st.rec.Write(typ, ts, payload); err != nil {
+			// The broadcast is worth more than its recording: keep relaying,
+			// stop writing, say so once.
+			st.log.Error().Err(err).Msg("recording failed; the stream stays live without it")
+			st.mu.Lock()
+			st.closeRecording()
+			st.mu.Unlock()
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.rec != nil {
+		st.recPath = st.rec.Path()
+	}
+	st.stats.BytesIn += uint64(len(payload))
+	m := outMsg{typ: typ, ts: ts, payload: payload, key: key}
+	switch {
+	case seq && typ == chunk.TypeVideo:
+		st.videoSeq = payload
+		m.kind = kindConfig
+	case seq:
+		st.audioSeq = payload
+		m.kind = kindConfig
+	case typ == chunk.TypeVideo:
+		st.stats.VideoFrames++
+		if key {
+			st.stats.Keyframes++
+		}
+	default:
+		st.stats.AudioFrames++
+	}
+	for _, p := range st.players {
+		p.enqueue(m)
+	}
+}
+
+func (st *Stream) setMetadata(data []byte) {
+	if st.rec != nil {
+		st.rec.SetMetadata(data)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.metadata = data
+	for _, p := range st.players {
+		p.enqueue(outMsg{typ: chunk.TypeDataAMF0, payload: data, kind: kindConfig})
+	}
+}
+
+func (st *Stream) relayData(ts uint32, data []byte) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, p := range st.players {
+		p.enqueue(outMsg{typ: chunk.TypeDataAMF0, ts: ts, payload: data, kind: kindMedia})
+	}
+}
+
+// sendConfigLocked queues what a player needs before any frame.
+func (st *Stream) sendConfigLocked(p *player) {
+	if st.metadata != nil {
+		p.enqueue(outMsg{typ: chunk.TypeDataAMF0, payload: st.metadata, kind: kindConfig})
+	}
+	if st.videoSeq != nil {
+		p.enqueue(outMsg{typ: chunk.TypeVideo, payload: st.videoSeq, kind: kindConfig})
+	}
+	if st.audioSeq != nil {
+		p.enqueue(outMsg{typ: chunk.TypeAudio, payload: st.audioSeq, kind: kindConfig})
+	}
+}
+
+func (st *Stream) closeRecording() {
+	if st.rec == nil {
+		return
+	}
+	if err := st.rec.Close(); err != nil {
+		st.log.Error().Err(err).Msg("closing recording")
+	} else if segs := st.rec.Segments(); len(segs) > 0 {
+		st.log.Info().Strs("segments", segs).Msg("recording finalised")
+	}
+	st.rec = nil
+	st.recPath = ""
+}
+
+// unpublish ends the broadcast of pub: the recording is finalised and every
+// player is told, after the frames already queued for it.
+func (st *Stream) unpublish(pub *session) {
+	st.mu.Lock()
+	if st.publisher != pub {
+		st.mu.Unlock()
+		return
+	}
+	st.closeRecording()
+	st.publisher = nil
+	st.metadata, st.videoSeq, st.audioSeq = nil, nil, nil
+	for _, p := range st.players {
+		p.enqueueStatus("NetStream.Play.UnpublishNotify", st.App+"/"+st.Key+" is now unpublished")
+		p.enqueueStatus("NetStream.Play.Stop", "stopped playing "+st.Key)
+		p.enqueueUserControl(ucStreamEOF)
+	}
+	st.mu.Unlock()
+	st.reg.releaseIfIdle(st)
+}
+
+func (st *Stream) removePlayer(p *player) {
+	st.mu.Lock()
+	if i := slices.Index(st.players, p); i >= 0 {
+		st.players = slices.Delete(st.players, i, i+1)
+	}
+	st.mu.Unlock()
+	st.reg.releaseIfIdle(st)
+}

@@ -1,0 +1,11 @@
+// Package state is the current schema of everything that crosses a live
+// upgrade: plain data with msgpack tags, no behaviour beyond encoding.
+//
+// Older schemas never live here; they are frozen inside package migrate. A
+// change to any type in this package bumps Version in the same commit that
+// adds the migration pair and the new golden blobs (see DESIGN.md §5).
+package state
+
+// Version is the schema version this build writes. It is the version of
+// every envelope produced by Encode.
+const Version = 1
