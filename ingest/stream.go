@@ -155,7 +155,7 @@ type Stream struct {
 	// current segment for readers of Info.
 	rec     *flv.Recorder
 	recPath string
-	log zerolog.Logger
+	log     zerolog.Logger
 }
 
 // Info snapshots the stream.
