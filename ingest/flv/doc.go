@@ -13,7 +13,10 @@
 // header, the stream's metadata and its sequence headers, so each one is
 // playable on its own. Segments are cut on media time only, at a video
 // keyframe, so a segment's length never depends on scheduling or on when the
-// server flushes.
+// server flushes. The recorder remembers one video and one audio sequence
+// header (the latest of each), which covers single-track streams; Enhanced
+// RTMP multitrack streams with one sequence start per track are recorded in
+// full, but a later segment repeats only the latest of them.
 //
 // A Recorder crosses a live upgrade as plain data: State flushes and returns
 // a RecorderState plus the open file, and RestoreRecorder continues appending

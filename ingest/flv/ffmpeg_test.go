@@ -77,8 +77,8 @@ func TestRecorderSegmentsRealH264AAC(t *testing.T) {
 		}
 		media++
 		if media == 100 {
-			// A publisher's mid-broadcast metadata update must not show up
-			// as a packet either.
+			// A publisher's mid-broadcast metadata update must leave the
+			// segment readable.
 			r.SetMetadata(metaBody(6))
 		}
 	}

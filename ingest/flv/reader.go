@@ -92,7 +92,8 @@ func (r *Reader) HasVideo() bool { return r.video }
 
 // Next returns the next tag. Its Data is freshly allocated and owned by the
 // caller. Next returns io.EOF when the stream ends cleanly between tags and
-// an error wrapping io.ErrUnexpectedEOF when it ends inside one.
+// an error wrapping io.ErrUnexpectedEOF when it ends inside one. After any
+// other error the reader has lost its place in the stream.
 func (r *Reader) Next() (Tag, error) {
 	n, err := io.ReadFull(r.r, r.hdr[:])
 	if err != nil {
