@@ -38,7 +38,7 @@ func (b *syncBuffer) String() string {
 }
 
 // startServer runs an in-process server on a free loopback port.
-func startServer(t *testing.T, cfg Config) (*Server, string, *syncBuffer) {
+func startServer(t testing.TB, cfg Config) (*Server, string, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	cfg.Logger = zerolog.New(logs)
@@ -62,7 +62,7 @@ func startServer(t *testing.T, cfg Config) (*Server, string, *syncBuffer) {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -75,7 +75,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // testClient is a minimal RTMP client for driving the server in tests.
 type testClient struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	r    *chunk.Reader
 	w    *chunk.Writer
@@ -84,7 +84,7 @@ type testClient struct {
 	rbuf []byte
 }
 
-func dialClient(t *testing.T, addr string) *testClient {
+func dialClient(t testing.TB, addr string) *testClient {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what the tests need (ffmpeg/ffprobe from Debian when missing) and
+# runs every test, end-to-end included. CI runs exactly this (.ci/run).
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -run E2E   # extra flags go to `go test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_install=()
+command -v ffmpeg >/dev/null 2>&1 || need_install+=(ffmpeg)
+command -v ffprobe >/dev/null 2>&1 || need_install+=(ffmpeg)
+if ((${#need_install[@]})); then
+	echo "==> installing ffmpeg (apt-get)"
+	SUDO=""
+	if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+fi
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || {
+	echo "ffmpeg/ffprobe still missing after install" >&2
+	exit 1
+}
+echo "==> $(go version); $(ffmpeg -version | head -1)"
+
+echo "==> gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "not gofmt-clean:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+echo "==> go vet"
+go vet ./...
+
+if [ "${STATICCHECK:-1}" = 1 ]; then
+	echo "==> staticcheck"
+	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+fi
+
+echo "==> go test (unit, race detector)"
+go test -race -count=1 "$@" $(go list ./... | grep -v /cmd/mediad)
+
+echo "==> go test (end-to-end: real mediad binary, real ffmpeg)"
+go test -count=1 -timeout 15m "$@" ./cmd/mediad/
