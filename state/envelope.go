@@ -1,0 +1,73 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Kind names what an envelope carries.
+type Kind string
+
+// The kinds of session that cross an upgrade.
+const (
+	// KindConn is a connection still in handshake or connect phase, or
+	// connected without a stream.
+	KindConn Kind = "conn"
+	// KindPublisher is a connection publishing a stream; it carries the
+	// stream's state and its recording.
+	KindPublisher Kind = "publisher"
+	// KindPlayer is a connection playing a stream, with its place in the
+	// fan-out.
+	KindPlayer Kind = "player"
+)
+
+// Envelope is the unit that crosses an upgrade: a kind, the schema version
+// of its payload and the msgpack payload itself. The version travels with
+// the data so that package migrate can take it up or down.
+type Envelope struct {
+	Kind    Kind   `msgpack:"kind"`
+	Version uint32 `msgpack:"v"`
+	Payload []byte `msgpack:"payload"`
+}
+
+// ErrVersion reports an envelope of a version this build cannot decode
+// directly; package migrate converts it first.
+var ErrVersion = errors.New("state: unsupported envelope version")
+
+// Encode wraps v, the current-version value of kind, in an envelope.
+func Encode(kind Kind, v any) (Envelope, error) {
+	p, err := msgpack.Marshal(v)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("state: encode %s: %w", kind, err)
+	}
+	return Envelope{Kind: kind, Version: Version, Payload: p}, nil
+}
+
+// Decode unpacks a current-version envelope into v.
+func Decode(e Envelope, v any) error {
+	if e.Version != Version {
+		return fmt.Errorf("%w: %s v%d, this build reads v%d", ErrVersion, e.Kind, e.Version, Version)
+	}
+	if err := msgpack.Unmarshal(e.Payload, v); err != nil {
+		return fmt.Errorf("state: decode %s v%d: %w", e.Kind, e.Version, err)
+	}
+	return nil
+}
+
+// MarshalEnvelope and UnmarshalEnvelope give an envelope its wire form.
+func MarshalEnvelope(e Envelope) ([]byte, error) { return msgpack.Marshal(e) }
+
+// UnmarshalEnvelope decodes the wire form of an envelope from untrusted
+// bytes.
+func UnmarshalEnvelope(b []byte) (Envelope, error) {
+	var e Envelope
+	if err := msgpack.Unmarshal(b, &e); err != nil {
+		return Envelope{}, fmt.Errorf("state: envelope: %w", err)
+	}
+	if e.Kind == "" {
+		return Envelope{}, errors.New("state: envelope without a kind")
+	}
+	return e, nil
+}

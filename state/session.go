@@ -1,0 +1,95 @@
+package state
+
+// Session is what every connection carries across an upgrade, whatever it
+// is doing: the handshake and both directions of the chunk layer exactly as
+// they stand, and what connect established.
+type Session struct {
+	ID   uint64 `msgpack:"id"`
+	Peer string `msgpack:"peer"`
+	// HandshakePhase is handshake.Phase: 0 waiting for C0C1, 1 waiting for
+	// C2, 2 done. HandshakePartial holds the bytes of the current phase
+	// received so far.
+	HandshakePhase   uint8       `msgpack:"hs_phase"`
+	HandshakePartial []byte      `msgpack:"hs_partial"`
+	Reader           ChunkReader `msgpack:"reader"`
+	Writer           ChunkWriter `msgpack:"writer"`
+	// Out holds bytes already framed for the client but not yet written:
+	// a slow player never holds an upgrade up, its backlog travels.
+	Out       []byte `msgpack:"out"`
+	Connected bool   `msgpack:"connected"`
+	App       string `msgpack:"app"`
+	TCURL     string `msgpack:"tc_url"`
+	FlashVer  string `msgpack:"flash_ver"`
+	NextMsid  uint32 `msgpack:"next_msid"`
+	AckWindow uint32 `msgpack:"ack_window"`
+	LastAck   uint64 `msgpack:"last_ack"`
+	// LastRead is the wall-clock time (Unix ns) of the last read from the
+	// socket in the old process: the start of the stall.
+	LastRead int64 `msgpack:"last_read"`
+}
+
+// Publisher is a publishing connection and the stream it feeds.
+type Publisher struct {
+	Session Session `msgpack:"session"`
+	Msid    uint32  `msgpack:"msid"`
+	Stream  Stream  `msgpack:"stream"`
+}
+
+// Stream is what a live stream knows beyond its connections.
+type Stream struct {
+	App      string `msgpack:"app"`
+	Key      string `msgpack:"key"`
+	Metadata []byte `msgpack:"metadata"`
+	VideoSeq []byte `msgpack:"video_seq"`
+	AudioSeq []byte `msgpack:"audio_seq"`
+	// Started is the broadcast's start (Unix ns); it survives upgrades.
+	Started     int64     `msgpack:"started"`
+	BytesIn     uint64    `msgpack:"bytes_in"`
+	VideoFrames uint64    `msgpack:"video_frames"`
+	AudioFrames uint64    `msgpack:"audio_frames"`
+	Keyframes   uint64    `msgpack:"keyframes"`
+	Recorder    *Recorder `msgpack:"recorder"`
+}
+
+// Recorder is an open recording. Its file travels as a descriptor beside
+// the envelope; Offset is verified against the file's size on restore.
+type Recorder struct {
+	Dir             string   `msgpack:"dir"`
+	SegmentDuration int64    `msgpack:"segment_ns"`
+	Path            string   `msgpack:"path"`
+	Offset          int64    `msgpack:"offset"`
+	SegmentStartTS  uint32   `msgpack:"segment_start_ts"`
+	Started         bool     `msgpack:"started"`
+	SawVideo        bool     `msgpack:"saw_video"`
+	Metadata        []byte   `msgpack:"metadata"`
+	VideoSeq        []byte   `msgpack:"video_seq"`
+	AudioSeq        []byte   `msgpack:"audio_seq"`
+	Segments        []string `msgpack:"segments"`
+	// HasFile says a descriptor for Path follows the envelope.
+	HasFile bool `msgpack:"has_file"`
+}
+
+// Player is a playing connection and its place in the fan-out.
+type Player struct {
+	Session Session `msgpack:"session"`
+	Msid    uint32  `msgpack:"msid"`
+	App     string  `msgpack:"app"`
+	Key     string  `msgpack:"key"`
+	// Queue is what the publisher handed this player that is not framed
+	// yet, in order.
+	Queue   []QueuedMessage `msgpack:"queue"`
+	WaitKey bool            `msgpack:"wait_key"`
+	Skips   int             `msgpack:"skips"`
+}
+
+// QueuedMessage is one message waiting for a player.
+type QueuedMessage struct {
+	Type uint8 `msgpack:"type"`
+	// Kind: 0 frame (droppable), 1 metadata or sequence header, 2 status.
+	Kind    uint8  `msgpack:"kind"`
+	Key     bool   `msgpack:"key"`
+	TS      uint32 `msgpack:"ts"`
+	CSID    uint32 `msgpack:"csid"`
+	Msid0   bool   `msgpack:"msid0"`
+	Payload []byte `msgpack:"payload"`
+}
