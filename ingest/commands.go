@@ -233,25 +233,27 @@ func (s *session) onPlay(msid uint32, c *commandArgs) error {
 		return fmt.Errorf("play %s/%q: invalid stream key", s.app, key)
 	}
 	s.log = s.log.With().Str("key", key).Logger()
-	if err := s.userControl(ucStreamBegin, msid); err != nil {
-		return err
-	}
-	if err := s.onStatus(msid, "status", "NetStream.Play.Reset", "playing and resetting "+key); err != nil {
-		return err
-	}
-	if err := s.onStatus(msid, "status", "NetStream.Play.Start", "started playing "+key); err != nil {
-		return err
+	s.role = rolePlayer
+	s.player = newPlayer(s, msid)
+	// The replies go through the player's queue, ahead of anything the
+	// stream sends, so a client never sees a frame before Play.Start.
+	var preamble []outMsg
+	for _, code := range []string{"NetStream.Play.Reset", "NetStream.Play.Start"} {
+		p, err := amf0.AppendAll(nil, "onStatus", 0.0, nil, statusObject("status", code, code[len("NetStream.Play."):]+" "+key))
+		if err != nil {
+			return err
+		}
+		preamble = append(preamble, outMsg{typ: chunk.TypeCommandAMF0, kind: kindControl, csid: csidCommand, payload: p})
 	}
 	sample, err := amf0.AppendAll(nil, "|RtmpSampleAccess", true, true)
 	if err != nil {
 		return err
 	}
-	if err := s.send(csidData, chunk.TypeDataAMF0, msid, 0, sample); err != nil {
+	preamble = append(preamble, outMsg{typ: chunk.TypeDataAMF0, kind: kindControl, csid: csidData, payload: sample})
+	if err := s.userControl(ucStreamBegin, msid); err != nil {
 		return err
 	}
-	s.role = rolePlayer
-	s.player = newPlayer(s, msid)
-	s.stream = s.srv.registry.play(s.app, key, s.player)
+	s.stream = s.srv.registry.play(s.app, key, s.player, preamble)
 	s.log.Info().Msg("play started")
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mediad/mediad/ingest/amf0"
@@ -55,9 +56,12 @@ type player struct {
 	skips   int  // skip-aheads since the queue last drained
 	stopped bool
 
-	wake chan struct{}
-	quit chan struct{}
-	done chan struct{}
+	wake    chan struct{}
+	quit    chan struct{}
+	done    chan struct{}
+	pauseC  chan chan struct{}
+	resumeC chan struct{}
+	pausing atomic.Bool
 
 	// Writer-goroutine scratch, reused across batches.
 	iov     [][]byte
@@ -74,6 +78,8 @@ func newPlayer(s *session, msid uint32) *player {
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
+		pauseC:  make(chan chan struct{}),
+		resumeC: make(chan struct{}),
 	}
 	go p.run()
 	return p
@@ -177,10 +183,17 @@ func (p *player) run() {
 	for {
 		select {
 		case <-p.wake:
+		case ack := <-p.pauseC:
+			close(ack)
+			select {
+			case <-p.resumeC:
+			case <-p.quit:
+				return
+			}
 		case <-p.quit:
 			return
 		}
-		for {
+		for !p.pausing.Load() {
 			p.mu.Lock()
 			// Double buffering: the queue takes the spare array and the
 			// spare slot stays empty until this batch is written, so the
@@ -209,15 +222,38 @@ func (p *player) run() {
 	}
 }
 
+// pause stops the writer at its next safe point for an upgrade. A write in
+// flight is cut short; its unwritten bytes stay in the session's output.
+func (p *player) pause() {
+	p.pausing.Store(true)
+	_ = p.sess.conn.SetWriteDeadline(time.Unix(1, 0))
+	ack := make(chan struct{})
+	select {
+	case p.pauseC <- ack:
+		<-ack
+	case <-p.done:
+	}
+}
+
+// resume restarts a paused writer.
+func (p *player) resume() {
+	p.pausing.Store(false)
+	select {
+	case p.resumeC <- struct{}{}:
+	case <-p.done:
+	}
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
 // write sends a batch with one vectored write: chunk headers interleaved
 // with the shared payloads, nothing copied.
 func (p *player) write(batch []outMsg) error {
 	s := p.sess
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.wclosed {
-		return net.ErrClosed
-	}
 	need := 0
 	for i := range batch {
 		need += s.w.HeaderSpace(len(batch[i].payload))
@@ -247,11 +283,7 @@ func (p *player) write(batch []outMsg) error {
 		iov, hdr = s.w.Buffers(iov, hdr, &chunk.Message{CSID: csid, Timestamp: m.ts, TypeID: m.typ, StreamID: msid, Payload: m.payload})
 	}
 	p.iov = iov
-	if err := s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout)); err != nil {
-		return err
-	}
-	bufs := net.Buffers(iov)
-	_, err := bufs.WriteTo(s.conn)
+	err := s.writeLocked(net.Buffers(iov))
 	clear(p.iov)
 	return err
 }

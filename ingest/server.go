@@ -88,6 +88,15 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	closed    bool
+	// While parked for an upgrade no Serve loop accepts; acceptGate
+	// closes when they may go on.
+	parked          bool
+	acceptGate      chan struct{}
+	acceptCond      *sync.Cond
+	acceptorsPaused int
+
+	stallMu sync.Mutex
+	stalls  []time.Duration
 
 	nextID atomic.Uint64
 }
@@ -96,7 +105,7 @@ type Server struct {
 func NewServer(cfg Config) *Server {
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
 		registry:  newRegistry(),
@@ -105,6 +114,8 @@ func NewServer(cfg Config) *Server {
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 	}
+	s.acceptCond = sync.NewCond(&s.mu)
+	return s
 }
 
 // Registry is the server's stream registry.
@@ -131,6 +142,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return ErrServerClosed
+			}
+			if !s.acceptPaused(ln) {
+				return ErrServerClosed
+			}
+			if s.wasPauseWake(err) {
+				continue
 			}
 			if errors.Is(err, net.ErrClosed) {
 				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
@@ -171,6 +188,12 @@ func (s *Server) startSession(c net.Conn) {
 	}()
 }
 
+// wasPauseWake tells the timeout a pause provoked from a real error.
+func (s *Server) wasPauseWake(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
 // Close stops accepting, closes every connection and waits for every
 // session to finish, finalising recordings. It is idempotent.
 func (s *Server) Close() error {
@@ -182,6 +205,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	s.cancel()
+	s.acceptCond.Broadcast()
 	var errs []error
 	for ln := range s.listeners {
 		if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -194,6 +218,21 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.wg.Wait()
 	return errors.Join(errs...)
+}
+
+func (s *Server) recordStall(d time.Duration) {
+	s.stallMu.Lock()
+	s.stalls = append(s.stalls, d)
+	s.stallMu.Unlock()
+}
+
+// Stalls returns the stalls measured since the last restore: for each
+// moved session, the time from the old process's last read to the first
+// read here.
+func (s *Server) Stalls() []time.Duration {
+	s.stallMu.Lock()
+	defer s.stallMu.Unlock()
+	return append([]time.Duration(nil), s.stalls...)
 }
 
 // SessionCount is the number of connections being served.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -77,25 +78,45 @@ type session struct {
 	stream   *Stream // published or played stream
 	player   *player
 	lastRead time.Time
+
+	// Parking for a live upgrade (park.go). out and parking are guarded
+	// by wmu.
+	out       []byte
+	parking   bool
+	parkFlag  atomic.Bool
+	parkReply chan parkResult
+	decision  chan parkDecision
+	done      chan struct{}
+	// stallFrom is the old process's last read, for a restored session
+	// until its first read here.
+	stallFrom time.Time
 }
 
 func newSession(srv *Server, c net.Conn, id uint64) *session {
 	return &session{
-		srv:      srv,
-		conn:     c,
-		id:       id,
-		log:      srv.log.With().Uint64("session", id).Str("peer", c.RemoteAddr().String()).Logger(),
-		r:        chunk.NewReader(srv.cfg.MaxMessageSize),
-		w:        chunk.NewWriter(),
-		nextMsid: 1,
+		srv:       srv,
+		conn:      c,
+		id:        id,
+		log:       srv.log.With().Uint64("session", id).Str("peer", c.RemoteAddr().String()).Logger(),
+		r:         chunk.NewReader(srv.cfg.MaxMessageSize),
+		w:         chunk.NewWriter(),
+		nextMsid:  1,
+		parkReply: make(chan parkResult, 1),
+		decision:  make(chan parkDecision, 1),
+		done:      make(chan struct{}),
 	}
 }
 
 // run serves the connection until it ends, then releases everything the
 // session holds: its stream, its player, its socket.
 func (s *session) run() {
-	s.log.Debug().Msg("connection accepted")
+	defer close(s.done)
 	err := s.serve()
+	if errors.Is(err, errMoved) {
+		// The new process owns the connection now: no goodbyes, no
+		// unpublish, nothing written.
+		return
+	}
 	s.teardown()
 	switch {
 	case err == nil, errors.Is(err, errClosedByPeer):
@@ -128,19 +149,39 @@ func (s *session) phase() string {
 }
 
 func (s *session) serve() error {
+	if err := s.flushOut(); err != nil {
+		return err
+	}
 	buf := make([]byte, readBufSize)
 	for {
 		if err := s.conn.SetReadDeadline(s.deadline()); err != nil {
 			return fmt.Errorf("set read deadline: %w", err)
 		}
+		// The flag is checked after the deadline is set: a park request
+		// sets the flag first and a deadline in the past second, so either
+		// this check sees it or the read below returns at once.
+		if s.parkFlag.Load() {
+			if !s.park() {
+				return errMoved
+			}
+			continue
+		}
 		n, err := s.conn.Read(buf)
 		if n > 0 {
-			s.lastRead = time.Now()
+			now := time.Now()
+			if !s.stallFrom.IsZero() {
+				s.srv.recordStall(now.Sub(s.stallFrom))
+				s.stallFrom = time.Time{}
+			}
+			s.lastRead = now
 			if perr := s.consume(buf[:n]); perr != nil {
 				return perr
 			}
 		}
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && s.parkFlag.Load() {
+				continue
+			}
 			// ffmpeg ends with a reset when our last replies are unread; after
 			// a clean unpublish that is an orderly close too.
 			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) && s.role == roleNone {
@@ -274,27 +315,61 @@ func (s *session) userControl(event uint16, value uint32) error {
 func (s *session) send(csid uint32, typ uint8, msid, ts uint32, payload []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.wclosed {
-		return net.ErrClosed
-	}
 	s.wbuf = s.w.Append(s.wbuf[:0], &chunk.Message{CSID: csid, TypeID: typ, StreamID: msid, Timestamp: ts, Payload: payload})
-	return s.writeLocked(s.wbuf)
+	return s.writeLocked(net.Buffers{s.wbuf})
 }
 
 func (s *session) writeRaw(p []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	return s.writeLocked(p)
+	return s.writeLocked(net.Buffers{p})
 }
 
-func (s *session) writeLocked(p []byte) error {
+// flushOut writes output left over from a park.
+func (s *session) flushOut() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if len(s.out) == 0 {
+		return nil
+	}
+	return s.writeLocked(nil)
+}
+
+// writeLocked writes bufs after any output left from before. While the
+// session is parking nothing reaches the socket: bytes join s.out, which
+// travels with the session. A write cut short by a park keeps its unwritten
+// tail in s.out, so the stream of chunks stays whole whichever process
+// writes the rest.
+func (s *session) writeLocked(bufs net.Buffers) error {
+	if s.wclosed {
+		return net.ErrClosed
+	}
+	if s.parking {
+		for _, b := range bufs {
+			s.out = append(s.out, b...)
+		}
+		return nil
+	}
+	if len(s.out) > 0 {
+		bufs = append(net.Buffers{s.out}, bufs...)
+	}
 	if err := s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("set write deadline: %w", err)
 	}
-	if _, err := s.conn.Write(p); err != nil {
-		return fmt.Errorf("write: %w", err)
+	_, err := bufs.WriteTo(s.conn)
+	if err == nil {
+		s.out = s.out[:0]
+		return nil
 	}
-	return nil
+	var rest []byte
+	for _, b := range bufs {
+		rest = append(rest, b...)
+	}
+	s.out = rest
+	if (s.parking || s.parkFlag.Load()) && errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return fmt.Errorf("write: %w", err)
 }
 
 // setChunkSize announces and applies our outbound chunk size.

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -55,7 +56,7 @@ func (r *Registry) publish(app, key string, pub *session) (*Stream, error) {
 	return st, nil
 }
 
-func (r *Registry) play(app, key string, p *player) *Stream {
+func (r *Registry) play(app, key string, p *player, preamble []outMsg) *Stream {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	name := streamName(app, key)
@@ -68,6 +69,9 @@ func (r *Registry) play(app, key string, p *player) *Stream {
 	defer st.mu.Unlock()
 	st.players = append(st.players, p)
 	p.resync()
+	for _, m := range preamble {
+		p.enqueue(m)
+	}
 	if st.publisher != nil {
 		st.sendConfigLocked(p)
 	}
@@ -82,6 +86,54 @@ func (r *Registry) releaseIfIdle(st *Stream) {
 	idle := st.publisher == nil && len(st.players) == 0
 	st.mu.Unlock()
 	if idle && r.streams[streamName(st.App, st.Key)] == st {
+		delete(r.streams, streamName(st.App, st.Key))
+	}
+}
+
+// restorePublisher registers a stream rebuilt from an old process.
+func (r *Registry) restorePublisher(st *Stream, pub *session) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name := streamName(st.App, st.Key)
+	if old := r.streams[name]; old != nil {
+		old.mu.Lock()
+		busy := old.publisher != nil
+		old.mu.Unlock()
+		if busy {
+			return fmt.Errorf("stream %s restored twice", name)
+		}
+		// Players restored before would have created it; keep theirs.
+		st.players = old.players
+	}
+	st.publisher = pub
+	r.streams[name] = st
+	return nil
+}
+
+// attachPlayer adds a restored player to its stream as it stood: no
+// resync, no configuration resent, since its queue carries on from where
+// it was.
+func (r *Registry) attachPlayer(app, key string, p *player) *Stream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name := streamName(app, key)
+	st := r.streams[name]
+	if st == nil {
+		st = &Stream{App: app, Key: key, reg: r}
+		r.streams[name] = st
+	}
+	st.mu.Lock()
+	st.players = append(st.players, p)
+	st.mu.Unlock()
+	return st
+}
+
+// forget drops st from the registry without telling anyone: its
+// connections now live in another process.
+func (r *Registry) forget(st *Stream) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.streams[streamName(st.App, st.Key)] == st {
 		delete(r.streams, streamName(st.App, st.Key))
 	}
 }

@@ -23,6 +23,15 @@ const maxChunkSize = 0x7FFFFFFF
 // header, 4-byte extended timestamp.
 const maxHeader = 18
 
+// initialPartial is the most a message's buffer reserves before its bytes
+// arrive; larger messages grow as they come.
+const initialPartial = 64 << 10
+
+// maxInflightMessages bounds the bytes of incomplete messages across all
+// chunk streams of a connection, in units of the message size limit. Real
+// clients interleave two or three streams.
+const maxInflightMessages = 2
+
 // maxStreams bounds the chunk streams one peer may open, so a client cycling
 // through csids cannot grow the reader without limit.
 const maxStreams = 256
@@ -34,6 +43,7 @@ var (
 	ErrBadChunkSize     = errors.New("invalid chunk size")
 	ErrTooManyStreams   = errors.New("too many chunk streams")
 	ErrInterleaved      = errors.New("new message header while a message is incomplete")
+	ErrTooMuchInflight  = errors.New("too much incomplete message data")
 )
 
 // Message is one complete RTMP message.
@@ -61,6 +71,7 @@ type Reader struct {
 	body      *stream // chunk whose body is being read, nil between chunks
 	bodyLeft  uint32
 	bytesRead uint64
+	inflight  uint64 // bytes held in incomplete messages
 	msg       Message
 }
 
@@ -94,7 +105,11 @@ func (r *Reader) Feed(p []byte, fn func(*Message) error) error {
 		if r.body != nil {
 			n := min(uint32(len(p)), r.bodyLeft)
 			s := r.body
+			if r.inflight+uint64(n) > uint64(r.maxMsg)*maxInflightMessages {
+				return fmt.Errorf("chunk stream %d: %w: %d bytes of incomplete messages", s.CSID, ErrTooMuchInflight, r.inflight+uint64(n))
+			}
 			s.Partial = append(s.Partial, p[:n]...)
+			r.inflight += uint64(n)
 			p = p[n:]
 			r.bytesRead += uint64(n)
 			r.bodyLeft -= n
@@ -234,7 +249,9 @@ func (r *Reader) header1(b []byte) (int, error) {
 			return 0, fmt.Errorf("chunk stream %d: %w: %d > %d", csid, ErrMessageTooLarge, s.Length, r.maxMsg)
 		}
 		s.Active = true
-		s.Partial = make([]byte, 0, s.Length)
+		// Memory follows the bytes that arrive, not the length a peer
+		// declares: a few kilobytes of headers must not reserve gigabytes.
+		s.Partial = make([]byte, 0, min(s.Length, initialPartial))
 	}
 	r.body = s
 	r.bodyLeft = min(s.Length-uint32(len(s.Partial)), r.chunkSize)
@@ -245,6 +262,7 @@ func (r *Reader) header1(b []byte) (int, error) {
 func (r *Reader) complete(s *stream, fn func(*Message) error) error {
 	s.Active = false
 	r.msg = Message{CSID: s.CSID, Timestamp: s.Timestamp, TypeID: s.TypeID, StreamID: s.StreamID, Payload: s.Partial}
+	r.inflight -= uint64(len(s.Partial))
 	s.Partial = nil
 	if err := r.control(&r.msg); err != nil {
 		return err
@@ -272,6 +290,7 @@ func (r *Reader) control(m *Message) error {
 		}
 		if s := r.lookup(binary.BigEndian.Uint32(m.Payload)); s != nil && s.Active && s != r.body {
 			s.Active = false
+			r.inflight -= uint64(len(s.Partial))
 			s.Partial = nil
 		}
 	}
@@ -333,8 +352,9 @@ func Restore(st state.ChunkReader) (*Reader, error) {
 			if uint32(len(cs.Partial)) >= cs.Length || cs.Length > r.maxMsg {
 				return nil, fmt.Errorf("restore chunk reader: chunk stream %d holds %d of %d bytes", cs.CSID, len(cs.Partial), cs.Length)
 			}
-			s.Partial = make([]byte, len(cs.Partial), cs.Length)
+			s.Partial = make([]byte, len(cs.Partial), max(uint32(len(cs.Partial)), min(cs.Length, initialPartial)))
 			copy(s.Partial, cs.Partial)
+			r.inflight += uint64(len(cs.Partial))
 		} else {
 			s.Partial = nil
 		}
@@ -342,11 +362,26 @@ func Restore(st state.ChunkReader) (*Reader, error) {
 	}
 	if st.BodyLeft > 0 {
 		s := r.lookup(st.BodyCSID)
-		if s == nil || !s.Active || st.BodyLeft > s.Length-uint32(len(s.Partial)) {
+		if s == nil || !s.Active || st.BodyLeft > s.Length-uint32(len(s.Partial)) || st.BodyLeft > st.ChunkSize {
 			return nil, fmt.Errorf("restore chunk reader: chunk body of %d bytes on chunk stream %d does not fit", st.BodyLeft, st.BodyCSID)
 		}
 		r.body = s
 		r.bodyLeft = st.BodyLeft
+	}
+	if r.nheader > 0 {
+		// Feed completes a pending header byte by byte and takes it as done
+		// only when the last byte arrives; a header that is already complete,
+		// or one next to an unread body, would make it misplace bytes.
+		if r.body != nil {
+			return nil, fmt.Errorf("restore chunk reader: %d pending header bytes while a chunk body is unread", r.nheader)
+		}
+		n, err := r.header1(r.header[:r.nheader])
+		if err != nil {
+			return nil, fmt.Errorf("restore chunk reader: pending header: %w", err)
+		}
+		if n > 0 {
+			return nil, fmt.Errorf("restore chunk reader: pending header of %d bytes is complete", r.nheader)
+		}
 	}
 	return r, nil
 }

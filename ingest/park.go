@@ -1,0 +1,426 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mediad/mediad/state"
+)
+
+// errMoved ends a session whose connection now belongs to another process.
+var errMoved = errors.New("session moved to the new process")
+
+// ErrParkInProgress refuses a second Park while one is outstanding.
+var ErrParkInProgress = errors.New("ingest: sessions are already parked")
+
+type parkDecision uint8
+
+const (
+	decisionResume parkDecision = iota // rollback: carry on here
+	decisionCommit                     // the new process owns the session
+)
+
+type parkResult struct {
+	item ParkedSession
+	err  error
+}
+
+// ParkedSession is one session stopped at a safe point: its state envelope
+// and descriptors it travels with (the connection first, then the
+// recording, if any). The files are duplicates owned by the Parked set.
+type ParkedSession struct {
+	Envelope state.Envelope
+	Files    []*os.File
+	// LastRead is when the old process last read from the connection.
+	LastRead time.Time
+}
+
+// Parked is every session of a server stopped at a safe point. Exactly one
+// of Resume or Commit must follow.
+type Parked struct {
+	srv      *Server
+	sessions []*session
+	Items    []ParkedSession
+	done     bool
+}
+
+// Park stops accepting and parks every session between two RTMP messages:
+// publishers first, so nothing reaches a player's queue after it is
+// exported. Reads blocked in the kernel are interrupted; bytes already read
+// and bytes queued for clients become part of the state. Connections that
+// arrive meanwhile wait in the listen queue. On error every session already
+// parked is resumed.
+func (s *Server) Park(ctx context.Context) (*Parked, error) {
+	s.mu.Lock()
+	if s.parked {
+		s.mu.Unlock()
+		return nil, ErrParkInProgress
+	}
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrServerClosed
+	}
+	s.parked = true
+	s.acceptGate = make(chan struct{})
+	for ln := range s.listeners {
+		// Wake Accept so that each Serve loop notices the pause.
+		if d, ok := ln.(interface{ SetDeadline(time.Time) error }); ok {
+			_ = d.SetDeadline(time.Unix(1, 0))
+		}
+	}
+	for s.acceptorsPaused < len(s.listeners) && !s.closed {
+		s.acceptCond.Wait()
+	}
+	var pubs, others []*session
+	for sess := range s.sessions {
+		if sess.role == rolePublisher {
+			pubs = append(pubs, sess)
+		} else {
+			others = append(others, sess)
+		}
+	}
+	s.mu.Unlock()
+
+	p := &Parked{srv: s}
+	for _, group := range [][]*session{pubs, others} {
+		for _, sess := range group {
+			sess.requestPark()
+		}
+		for i, sess := range group {
+			var err error
+			select {
+			case r := <-sess.parkReply:
+				p.sessions = append(p.sessions, sess)
+				if r.err != nil {
+					err = fmt.Errorf("park session %d: %w", sess.id, r.err)
+				} else {
+					p.Items = append(p.Items, r.item)
+				}
+			case <-sess.done:
+				// It ended before reaching a safe point: nothing to move.
+			case <-ctx.Done():
+				err = fmt.Errorf("park: %w", ctx.Err())
+				i-- // this one has not answered either
+			}
+			if err != nil {
+				// Sessions asked but not yet answered park on their own;
+				// the resume decision waits in their channel for them.
+				for _, rest := range group[i+1:] {
+					rest.decision <- decisionResume
+				}
+				p.Resume()
+				return nil, err
+			}
+		}
+	}
+	return p, nil
+}
+
+// Resume rolls back: every parked session continues in this process from
+// its own untouched state, and accepting resumes.
+func (p *Parked) Resume() {
+	if p.done {
+		return
+	}
+	p.done = true
+	p.closeFiles()
+	for _, sess := range p.sessions {
+		sess.decision <- decisionResume
+	}
+	p.srv.resumeAccepting()
+}
+
+// Commit hands the sessions over for good: each session goroutine closes
+// its copy of the connection and recording without writing to them and
+// ends without a goodbye. Accepting stays paused; the caller closes the
+// listeners, which the new process has inherited.
+func (p *Parked) Commit() {
+	if p.done {
+		return
+	}
+	p.done = true
+	p.closeFiles()
+	for _, sess := range p.sessions {
+		sess.decision <- decisionCommit
+	}
+	for _, sess := range p.sessions {
+		<-sess.done
+	}
+}
+
+func (p *Parked) closeFiles() {
+	for _, it := range p.Items {
+		for _, f := range it.Files {
+			f.Close()
+		}
+	}
+}
+
+func (s *Server) resumeAccepting() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.parked {
+		return
+	}
+	s.parked = false
+	for ln := range s.listeners {
+		if d, ok := ln.(interface{ SetDeadline(time.Time) error }); ok {
+			_ = d.SetDeadline(time.Time{})
+		}
+	}
+	close(s.acceptGate)
+}
+
+// acceptPaused blocks a Serve loop while sessions are parked. It reports
+// false if the server closed meanwhile.
+func (s *Server) acceptPaused(ln net.Listener) bool {
+	s.mu.Lock()
+	if !s.parked {
+		s.mu.Unlock()
+		return true
+	}
+	gate := s.acceptGate
+	s.acceptorsPaused++
+	s.acceptCond.Broadcast()
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.acceptorsPaused--
+		s.mu.Unlock()
+	}()
+	select {
+	case <-gate:
+		return true
+	case <-s.ctx.Done():
+		return false
+	}
+}
+
+// requestPark asks the session's goroutine to stop at its next safe point.
+// The flag comes first, the deadline second: see serve.
+func (sess *session) requestPark() {
+	sess.parkFlag.Store(true)
+	_ = sess.conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+// park runs on the session's own goroutine at a safe point: between two
+// Feed calls, so every byte read so far is in the parser's state. It
+// reports whether the session carries on here.
+func (sess *session) park() bool {
+	if sess.player != nil {
+		sess.player.pause()
+	}
+	sess.wmu.Lock()
+	sess.parking = true
+	sess.wmu.Unlock()
+
+	item, err := sess.export()
+	sess.parkReply <- parkResult{item: item, err: err}
+	var d parkDecision
+	select {
+	case d = <-sess.decision:
+	case <-sess.srv.ctx.Done():
+		// Closed while parked: carry on here, where the closed socket
+		// ends the session.
+		d = decisionResume
+	}
+	sess.parkFlag.Store(false)
+	if d == decisionCommit {
+		sess.handOver()
+		return false
+	}
+	sess.wmu.Lock()
+	sess.parking = false
+	sess.wmu.Unlock()
+	if sess.player != nil {
+		sess.player.resume()
+	}
+	if err := sess.flushOut(); err != nil {
+		sess.log.Warn().Err(err).Msg("write after resume failed")
+		sess.conn.Close()
+	}
+	return true
+}
+
+// handOver releases what moved to the new process: the socket and the
+// recording are closed here (the new process holds its own descriptors, so
+// the peer sees nothing), the stream leaves this registry silently.
+func (sess *session) handOver() {
+	switch sess.role {
+	case rolePublisher:
+		st := sess.stream
+		st.mu.Lock()
+		if st.rec != nil {
+			// Flushed at export, so Close writes nothing more.
+			_ = st.rec.Close()
+			st.rec = nil
+		}
+		st.publisher = nil
+		st.players = nil
+		st.mu.Unlock()
+		sess.srv.registry.forget(st)
+	case rolePlayer:
+		sess.player.stop()
+		sess.stream.mu.Lock()
+		sess.stream.players = nil
+		sess.stream.mu.Unlock()
+		sess.srv.registry.forget(sess.stream)
+	}
+	sess.wmu.Lock()
+	sess.wclosed = true
+	sess.wmu.Unlock()
+	sess.conn.Close()
+}
+
+// dupFile duplicates fd as a close-on-exec *os.File.
+func dupFile(fd uintptr, name string) (*os.File, error) {
+	nfd, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("dup %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(nfd), name), nil
+}
+
+func connFile(c net.Conn) (*os.File, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, fmt.Errorf("connection %T has no file descriptor", c)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var f *os.File
+	var derr error
+	if err := raw.Control(func(fd uintptr) { f, derr = dupFile(fd, "conn "+c.RemoteAddr().String()) }); err != nil {
+		return nil, err
+	}
+	return f, derr
+}
+
+// export captures the session as an envelope plus duplicated descriptors.
+func (sess *session) export() (ParkedSession, error) {
+	item := ParkedSession{LastRead: sess.lastRead}
+	cf, err := connFile(sess.conn)
+	if err != nil {
+		return item, err
+	}
+	item.Files = append(item.Files, cf)
+	fail := func(err error) (ParkedSession, error) {
+		for _, f := range item.Files {
+			f.Close()
+		}
+		return ParkedSession{}, err
+	}
+	ss := sess.sessionState()
+	switch sess.role {
+	case rolePublisher:
+		st, recFile, err := sess.stream.export()
+		if err != nil {
+			return fail(err)
+		}
+		if recFile != nil {
+			item.Files = append(item.Files, recFile)
+		}
+		item.Envelope, err = state.Encode(state.KindPublisher, state.Publisher{Session: ss, Msid: sess.pubMsid, Stream: st})
+		if err != nil {
+			return fail(err)
+		}
+	case rolePlayer:
+		pl := sess.player.export()
+		pl.Session = ss
+		pl.App, pl.Key = sess.stream.App, sess.stream.Key
+		item.Envelope, err = state.Encode(state.KindPlayer, pl)
+		if err != nil {
+			return fail(err)
+		}
+	default:
+		item.Envelope, err = state.Encode(state.KindConn, ss)
+		if err != nil {
+			return fail(err)
+		}
+	}
+	return item, nil
+}
+
+func (sess *session) sessionState() state.Session {
+	sess.wmu.Lock()
+	out := append([]byte(nil), sess.out...)
+	w := sess.w.State()
+	sess.wmu.Unlock()
+	ss := state.Session{
+		ID:               sess.id,
+		Peer:             sess.conn.RemoteAddr().String(),
+		HandshakePhase:   uint8(sess.hs.Phase),
+		HandshakePartial: append([]byte(nil), sess.hs.Partial...),
+		Reader:           sess.r.State(),
+		Writer:           w,
+		Out:              out,
+		Connected:        sess.connected,
+		App:              sess.app,
+		TCURL:            sess.tcURL,
+		FlashVer:         sess.flashVer,
+		NextMsid:         sess.nextMsid,
+		AckWindow:        sess.ackWindow,
+		LastAck:          sess.lastAck,
+	}
+	if !sess.lastRead.IsZero() {
+		ss.LastRead = sess.lastRead.UnixNano()
+	}
+	return ss
+}
+
+// export captures the stream and a duplicate of its recording file; the
+// recording is flushed first so the file's size is the state's offset.
+func (st *Stream) export() (state.Stream, *os.File, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := state.Stream{
+		App: st.App, Key: st.Key,
+		Metadata: st.metadata, VideoSeq: st.videoSeq, AudioSeq: st.audioSeq,
+		Started:     st.started.UnixNano(),
+		BytesIn:     st.stats.BytesIn,
+		VideoFrames: st.stats.VideoFrames,
+		AudioFrames: st.stats.AudioFrames,
+		Keyframes:   st.stats.Keyframes,
+	}
+	if st.rec == nil {
+		return out, nil, nil
+	}
+	rs, f, err := st.rec.State()
+	if err != nil {
+		return out, nil, fmt.Errorf("recording of %s/%s: %w", st.App, st.Key, err)
+	}
+	out.Recorder = &state.Recorder{
+		Dir: rs.Dir, SegmentDuration: int64(rs.SegmentDuration), Path: rs.Path, Offset: rs.Offset,
+		SegmentStartTS: rs.SegmentStartTS, Started: rs.Started, SawVideo: rs.SawVideo,
+		Metadata: rs.Metadata, VideoSeq: rs.VideoSeq, AudioSeq: rs.AudioSeq, Segments: rs.Segments,
+	}
+	if f == nil {
+		return out, nil, nil
+	}
+	dup, err := dupFile(f.Fd(), rs.Path)
+	if err != nil {
+		return out, nil, err
+	}
+	out.Recorder.HasFile = true
+	return out, dup, nil
+}
+
+func (p *player) export() state.Player {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := state.Player{Msid: p.msid, WaitKey: p.waitKey, Skips: p.skips}
+	out.Queue = make([]state.QueuedMessage, len(p.queue))
+	for i, m := range p.queue {
+		out.Queue[i] = state.QueuedMessage{Type: m.typ, Kind: uint8(m.kind), Key: m.key, TS: m.ts, CSID: m.csid, Msid0: m.msid0, Payload: m.payload}
+	}
+	return out
+}

@@ -1,0 +1,263 @@
+package ingest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mediad/mediad/ingest/chunk"
+	"github.com/mediad/mediad/ingest/flv"
+	"github.com/mediad/mediad/state"
+)
+
+// liveFeed publishes numbered frames as fast as a 1 ms ticker allows and
+// plays them back, recording what the player saw.
+type liveFeed struct {
+	t        *testing.T
+	pub, pl  *testClient
+	msid     uint32
+	sent     atomic.Int64
+	stop     chan struct{}
+	pubDone  chan error
+	mu       sync.Mutex
+	got      []uint32 // frame numbers the player received, in order
+	plErr    error
+	plDone   chan struct{}
+	frameLen int
+}
+
+func startFeed(t *testing.T, addr, key string) *liveFeed {
+	f := &liveFeed{t: t, stop: make(chan struct{}), pubDone: make(chan error, 1), plDone: make(chan struct{}), frameLen: 3000}
+	f.pl = dialClient(t, addr)
+	f.pl.play("live", key)
+	f.pub = dialClient(t, addr)
+	var code string
+	f.msid, code = f.pub.publish("live", key)
+	if code != "NetStream.Publish.Start" {
+		t.Fatal(code)
+	}
+	if err := f.pub.sendMedia(f.msid, chunk.TypeVideo, 0, avcSeqHeader); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(f.plDone)
+		for {
+			m, err := f.pl.next()
+			if err != nil {
+				f.mu.Lock()
+				f.plErr = err
+				f.mu.Unlock()
+				return
+			}
+			if m.TypeID == chunk.TypeVideo && !flv.IsSequenceHeader(m.TypeID, m.Payload) {
+				f.mu.Lock()
+				f.got = append(f.got, m.Timestamp/10)
+				f.mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-f.stop:
+				f.pubDone <- nil
+				return
+			case <-tick.C:
+			}
+			// Frame i carries timestamp 10*i, so the player can tell gaps
+			// and duplicates; the payload varies in size to cross chunk
+			// boundaries at changing offsets.
+			if err := f.pub.sendMedia(f.msid, chunk.TypeVideo, uint32(i*10), videoFrame(i%25 == 0, f.frameLen+i%4000, i)); err != nil {
+				f.pubDone <- err
+				return
+			}
+			f.sent.Add(1)
+		}
+	}()
+	return f
+}
+
+func (f *liveFeed) received() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.got)
+}
+
+// finish stops publishing and checks the player got every frame exactly
+// once, in order.
+func (f *liveFeed) finish() int {
+	f.t.Helper()
+	close(f.stop)
+	if err := <-f.pubDone; err != nil {
+		f.t.Fatalf("publisher: %v", err)
+	}
+	sent := int(f.sent.Load())
+	waitFor(f.t, "the player to catch up", func() bool { return f.received() >= sent })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, n := range f.got {
+		if int(n) != i {
+			f.t.Fatalf("player frame %d is frame %d: a gap or a duplicate", i, n)
+		}
+	}
+	if len(f.got) != sent {
+		f.t.Fatalf("player got %d frames, publisher sent %d", len(f.got), sent)
+	}
+	return sent
+}
+
+// upgradeInProcess parks every session of from, restores them into a new
+// server and commits, the way two processes do it but through duplicated
+// descriptors in one process.
+func upgradeInProcess(t *testing.T, from *Server, cfg Config) *Server {
+	t.Helper()
+	parked, err := from.Park(context.Background())
+	if err != nil {
+		t.Fatalf("park: %v", err)
+	}
+	items := make([]ParkedSession, len(parked.Items))
+	for i, it := range parked.Items {
+		// What crosses the process boundary: the envelope's wire form and
+		// duplicated descriptors.
+		wire, err := state.MarshalEnvelope(it.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := state.UnmarshalEnvelope(wire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		items[i] = ParkedSession{Envelope: env}
+		for _, f := range it.Files {
+			dup, err := dupFile(f.Fd(), f.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			items[i].Files = append(items[i].Files, dup)
+		}
+	}
+	to := NewServer(cfg)
+	restored, err := to.Restore(items)
+	if err != nil {
+		parked.Resume()
+		t.Fatalf("restore: %v", err)
+	}
+	parked.Commit()
+	restored.Start()
+	t.Cleanup(func() { to.Close() })
+	return to
+}
+
+func TestParkRestoreCommitLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{RecordDir: dir}
+	srv, addr, _ := startServer(t, cfg)
+	feed := startFeed(t, addr, "up")
+	// A connection still in handshake and one connected without a stream
+	// move too.
+	half := dialClient(t, addr)
+	if _, err := half.conn.Write(append([]byte{3}, make([]byte, 700)...)); err != nil {
+		t.Fatal(err)
+	}
+	idle := dialClient(t, addr)
+	idle.connect("live")
+
+	cur := srv
+	for i := range 5 {
+		target := feed.received() + 100
+		waitFor(t, "frames before the upgrade", func() bool { return feed.received() >= target })
+		cur = upgradeInProcess(t, cur, cfg)
+		t.Logf("upgrade %d: %d sessions, stalls %v", i+1, cur.SessionCount(), cur.Stalls())
+	}
+	target := feed.received() + 100
+	waitFor(t, "frames after the upgrades", func() bool { return feed.received() >= target })
+	sent := feed.finish()
+
+	// The half-finished handshake completes in the last process.
+	if _, err := half.conn.Write(make([]byte, 1537-701)); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 3073)
+	half.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := ioReadFull(half.conn, reply); err != nil {
+		t.Fatalf("handshake across upgrades: %v", err)
+	}
+	// The idle connection still answers.
+	idle.createStream()
+
+	// Close the last server: the recording is finalised, one file, every
+	// frame once.
+	feed.pub.command(feed.msid, "deleteStream", 9.0, nil, float64(feed.msid))
+	cur.Close()
+	files, _ := filepath.Glob(filepath.Join(dir, "live", "up", "*.flv"))
+	if len(files) != 1 {
+		t.Fatalf("recordings %v, want one file", files)
+	}
+	fh, err := os.Open(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	r, err := flv.NewReader(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for {
+		tag, err := r.Next()
+		if err != nil {
+			break
+		}
+		if tag.Type != flv.TagVideo || flv.IsSequenceHeader(tag.Type, tag.Data) {
+			continue
+		}
+		if tag.Timestamp != uint32(n*10) {
+			t.Fatalf("recorded frame %d has timestamp %d", n, tag.Timestamp)
+		}
+		n++
+	}
+	if n != sent {
+		t.Fatalf("recording has %d frames, publisher sent %d", n, sent)
+	}
+}
+
+func TestParkResumeRollback(t *testing.T) {
+	srv, addr, _ := startServer(t, Config{RecordDir: t.TempDir()})
+	feed := startFeed(t, addr, "rb")
+	for range 3 {
+		target := feed.received() + 100
+		waitFor(t, "frames", func() bool { return feed.received() >= target })
+		parked, err := srv.Park(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(parked.Items) != 2 {
+			t.Fatalf("parked %d sessions, want 2", len(parked.Items))
+		}
+		parked.Resume()
+	}
+	// New connections are accepted again after a rollback.
+	late := dialClient(t, addr)
+	late.connect("live")
+	target := feed.received() + 100
+	waitFor(t, "frames after rollbacks", func() bool { return feed.received() >= target })
+	feed.finish()
+}
+
+func ioReadFull(c interface{ Read([]byte) (int, error) }, p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := c.Read(p[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}

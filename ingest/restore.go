@@ -1,0 +1,316 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/mediad/mediad/ingest/chunk"
+	"github.com/mediad/mediad/ingest/flv"
+	"github.com/mediad/mediad/ingest/handshake"
+	"github.com/mediad/mediad/state"
+)
+
+// Restored is the set of sessions rebuilt from an old process, prepared but
+// not yet reading: Start lets them run, Discard drops them (the old process
+// keeps them after a rollback).
+type Restored struct {
+	srv      *Server
+	sessions []*session
+	streams  []*Stream
+	started  bool
+}
+
+// Len is the number of sessions restored.
+func (r *Restored) Len() int { return len(r.sessions) }
+
+// Restore rebuilds sessions from envelopes of the current state version
+// and their descriptors: the connection first, then the recording. It takes
+// ownership of every file, success or not. Nothing is read or written until
+// Start.
+func (s *Server) Restore(items []ParkedSession) (*Restored, error) {
+	r := &Restored{srv: s}
+	ok := false
+	defer func() {
+		if !ok {
+			r.Discard()
+			for _, it := range items {
+				for _, f := range it.Files {
+					f.Close()
+				}
+			}
+		}
+	}()
+	// Publishers first: players attach to the streams they rebuild.
+	order := make([]int, 0, len(items))
+	for _, kind := range []state.Kind{state.KindPublisher, state.KindPlayer, state.KindConn} {
+		for i, it := range items {
+			if it.Envelope.Kind == kind {
+				order = append(order, i)
+			}
+		}
+	}
+	if len(order) != len(items) {
+		for _, it := range items {
+			switch it.Envelope.Kind {
+			case state.KindPublisher, state.KindPlayer, state.KindConn:
+			default:
+				return nil, fmt.Errorf("restore: unknown session kind %q", it.Envelope.Kind)
+			}
+		}
+	}
+	for _, i := range order {
+		it := &items[i]
+		if err := r.restoreOne(it); err != nil {
+			return nil, fmt.Errorf("restore %s session: %w", it.Envelope.Kind, err)
+		}
+		it.Files = nil // owned by the session now
+	}
+	ok = true
+	return r, nil
+}
+
+func (r *Restored) restoreOne(it *ParkedSession) error {
+	if len(it.Files) == 0 {
+		return errors.New("no connection descriptor")
+	}
+	switch it.Envelope.Kind {
+	case state.KindConn:
+		var ss state.Session
+		if err := state.Decode(it.Envelope, &ss); err != nil {
+			return err
+		}
+		if len(it.Files) != 1 {
+			return fmt.Errorf("%d descriptors, want 1", len(it.Files))
+		}
+		sess, err := r.srv.restoreSession(ss, it.Files[0])
+		if err != nil {
+			return err
+		}
+		r.sessions = append(r.sessions, sess)
+	case state.KindPublisher:
+		var ps state.Publisher
+		if err := state.Decode(it.Envelope, &ps); err != nil {
+			return err
+		}
+		want := 1
+		if ps.Stream.Recorder != nil && ps.Stream.Recorder.HasFile {
+			want = 2
+		}
+		if len(it.Files) != want {
+			return fmt.Errorf("%d descriptors, want %d", len(it.Files), want)
+		}
+		if !validName(ps.Stream.App) || !validName(ps.Stream.Key) {
+			return fmt.Errorf("invalid stream name %q/%q", ps.Stream.App, ps.Stream.Key)
+		}
+		var recFile *os.File
+		if want == 2 {
+			recFile = it.Files[1]
+		}
+		st, err := r.srv.restoreStream(ps.Stream, recFile)
+		if err != nil {
+			return err
+		}
+		r.streams = append(r.streams, st)
+		sess, err := r.srv.restoreSession(ps.Session, it.Files[0])
+		if err != nil {
+			st.closeRecording()
+			return err
+		}
+		sess.role = rolePublisher
+		sess.pubMsid = ps.Msid
+		sess.stream = st
+		sess.log = sess.log.With().Str("key", ps.Stream.Key).Logger()
+		st.log = sess.log
+		if err := r.srv.registry.restorePublisher(st, sess); err != nil {
+			sess.conn.Close()
+			st.closeRecording()
+			return err
+		}
+		r.sessions = append(r.sessions, sess)
+	case state.KindPlayer:
+		var ps state.Player
+		if err := state.Decode(it.Envelope, &ps); err != nil {
+			return err
+		}
+		if len(it.Files) != 1 {
+			return fmt.Errorf("%d descriptors, want 1", len(it.Files))
+		}
+		if !validName(ps.App) || !validName(ps.Key) {
+			return fmt.Errorf("invalid stream name %q/%q", ps.App, ps.Key)
+		}
+		sess, err := r.srv.restoreSession(ps.Session, it.Files[0])
+		if err != nil {
+			return err
+		}
+		sess.log = sess.log.With().Str("key", ps.Key).Logger()
+		p := newPlayer(sess, ps.Msid)
+		p.waitKey = ps.WaitKey
+		p.skips = ps.Skips
+		for _, q := range ps.Queue {
+			if q.Kind > uint8(kindControl) {
+				p.stop()
+				sess.conn.Close()
+				return fmt.Errorf("queued message of unknown kind %d", q.Kind)
+			}
+			m := outMsg{typ: q.Type, kind: msgKind(q.Kind), key: q.Key, ts: q.TS, csid: q.CSID, msid0: q.Msid0, payload: q.Payload}
+			p.queue = append(p.queue, m)
+			p.queued += m.size()
+		}
+		sess.role = rolePlayer
+		sess.player = p
+		sess.stream = r.srv.registry.attachPlayer(ps.App, ps.Key, p)
+		r.sessions = append(r.sessions, sess)
+	}
+	return nil
+}
+
+// restoreSession rebuilds one connection's protocol state around the
+// received descriptor, which it takes.
+func (s *Server) restoreSession(ss state.Session, f *os.File) (*session, error) {
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("connection from descriptor: %w", err)
+	}
+	fail := func(err error) (*session, error) {
+		c.Close()
+		return nil, err
+	}
+	if ss.HandshakePhase > uint8(handshake.PhaseDone) {
+		return fail(fmt.Errorf("handshake phase %d", ss.HandshakePhase))
+	}
+	r, err := chunk.Restore(ss.Reader)
+	if err != nil {
+		return fail(err)
+	}
+	w, err := chunk.RestoreWriter(ss.Writer)
+	if err != nil {
+		return fail(err)
+	}
+	for {
+		// Keep new session ids above every restored one.
+		cur := s.nextID.Load()
+		if ss.ID <= cur || s.nextID.CompareAndSwap(cur, ss.ID) {
+			break
+		}
+	}
+	sess := newSession(s, c, ss.ID)
+	sess.hs = handshake.Server{Phase: handshake.Phase(ss.HandshakePhase), Partial: ss.HandshakePartial}
+	sess.r = r
+	sess.w = w
+	sess.out = ss.Out
+	sess.connected = ss.Connected
+	sess.app = ss.App
+	sess.tcURL = ss.TCURL
+	sess.flashVer = ss.FlashVer
+	sess.nextMsid = ss.NextMsid
+	sess.ackWindow = ss.AckWindow
+	sess.lastAck = ss.LastAck
+	if ss.LastRead != 0 {
+		sess.stallFrom = time.Unix(0, ss.LastRead)
+		sess.lastRead = sess.stallFrom
+	}
+	if ss.App != "" {
+		sess.log = sess.log.With().Str("app", ss.App).Logger()
+	}
+	return sess, nil
+}
+
+func (s *Server) restoreStream(ss state.Stream, recFile *os.File) (*Stream, error) {
+	st := &Stream{
+		App: ss.App, Key: ss.Key, reg: s.registry,
+		metadata: ss.Metadata, videoSeq: ss.VideoSeq, audioSeq: ss.AudioSeq,
+		started: time.Unix(0, ss.Started),
+		stats: StreamStats{
+			BytesIn: ss.BytesIn, VideoFrames: ss.VideoFrames, AudioFrames: ss.AudioFrames, Keyframes: ss.Keyframes,
+		},
+	}
+	if rs := ss.Recorder; rs != nil {
+		rec, err := flv.RestoreRecorder(flv.RecorderState{
+			Dir: rs.Dir, SegmentDuration: time.Duration(rs.SegmentDuration), Path: rs.Path, Offset: rs.Offset,
+			SegmentStartTS: rs.SegmentStartTS, Started: rs.Started, SawVideo: rs.SawVideo,
+			Metadata: rs.Metadata, VideoSeq: rs.VideoSeq, AudioSeq: rs.AudioSeq, Segments: rs.Segments,
+		}, recFile, nil)
+		if err != nil {
+			if recFile != nil {
+				recFile.Close()
+			}
+			return nil, err
+		}
+		st.rec = rec
+		st.recPath = rec.Path()
+	} else if recFile != nil {
+		recFile.Close()
+		return nil, errors.New("recording descriptor without recorder state")
+	}
+	return st, nil
+}
+
+// Start lets every restored session run: pending output is written first,
+// then each goes back to reading where the old process stopped.
+func (r *Restored) Start() {
+	if r.started {
+		return
+	}
+	r.started = true
+	r.srv.stallMu.Lock()
+	r.srv.stalls = r.srv.stalls[:0]
+	r.srv.stallMu.Unlock()
+	for _, sess := range r.sessions {
+		r.srv.startRestored(sess)
+		if sess.player != nil {
+			select {
+			case sess.player.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// Discard drops restored sessions without a word to their peers: used when
+// the old process keeps them (rollback).
+func (r *Restored) Discard() {
+	if r.started {
+		return
+	}
+	r.started = true
+	for _, sess := range r.sessions {
+		if sess.player != nil {
+			sess.player.stop()
+		}
+		sess.conn.Close()
+		if sess.stream != nil {
+			sess.stream.mu.Lock()
+			sess.stream.players = nil
+			sess.stream.publisher = nil
+			sess.stream.mu.Unlock()
+			r.srv.registry.forget(sess.stream)
+		}
+	}
+	for _, st := range r.streams {
+		st.mu.Lock()
+		if st.rec != nil {
+			// Close writes nothing: the restored recorder has no buffered data.
+			_ = st.rec.Close()
+			st.rec = nil
+		}
+		st.mu.Unlock()
+	}
+}
+
+func (s *Server) startRestored(sess *session) {
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		sess.run()
+		s.mu.Lock()
+		delete(s.sessions, sess)
+		s.mu.Unlock()
+	}()
+}
