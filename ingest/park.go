@@ -163,6 +163,11 @@ func (p *Parked) closeFiles() {
 	}
 }
 
+// ResumeAccepting lets Serve loops accept again after a Park whose
+// sessions were committed but whose new process then failed: the sessions
+// are gone, new connections at least are served.
+func (s *Server) ResumeAccepting() { s.resumeAccepting() }
+
 func (s *Server) resumeAccepting() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -26,6 +26,18 @@ type Restored struct {
 // Len is the number of sessions restored.
 func (r *Restored) Len() int { return len(r.sessions) }
 
+// Readers is the number of restored sessions whose stall is measured: the
+// publishers, which always send again.
+func (r *Restored) Readers() int {
+	n := 0
+	for _, sess := range r.sessions {
+		if sess.role == rolePublisher {
+			n++
+		}
+	}
+	return n
+}
+
 // Restore rebuilds sessions from envelopes of the current state version
 // and their descriptors: the connection first, then the recording. It takes
 // ownership of every file, success or not. Nothing is read or written until
@@ -121,6 +133,9 @@ func (r *Restored) restoreOne(it *ParkedSession) error {
 		}
 		sess.role = rolePublisher
 		sess.pubMsid = ps.Msid
+		if ps.Session.LastRead != 0 {
+			sess.stallFrom = time.Unix(0, ps.Session.LastRead)
+		}
 		sess.stream = st
 		sess.log = sess.log.With().Str("key", ps.Stream.Key).Logger()
 		st.log = sess.log
@@ -210,8 +225,7 @@ func (s *Server) restoreSession(ss state.Session, f *os.File) (*session, error) 
 	sess.ackWindow = ss.AckWindow
 	sess.lastAck = ss.LastAck
 	if ss.LastRead != 0 {
-		sess.stallFrom = time.Unix(0, ss.LastRead)
-		sess.lastRead = sess.stallFrom
+		sess.lastRead = time.Unix(0, ss.LastRead)
 	}
 	if ss.App != "" {
 		sess.log = sess.log.With().Str("app", ss.App).Logger()

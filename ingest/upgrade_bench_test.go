@@ -1,0 +1,114 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mediad/mediad/ingest/chunk"
+	"github.com/mediad/mediad/state"
+)
+
+// BenchmarkParkRestore measures the in-process part of an upgrade for N
+// publishers that keep sending: park every session, encode and decode
+// every envelope, duplicate every descriptor, restore, commit, start. It
+// reports the per-stream stall (old last read to new first read) and the
+// phases. The process handoff itself is measured by scripts/bench-upgrade.sh.
+func BenchmarkParkRestore(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
+			cfg := Config{}
+			srv, addr, _ := startServer(b, cfg)
+			stop := make(chan struct{})
+			defer close(stop)
+			for i := range n {
+				c := dialClient(b, addr)
+				msid, code := c.publish("live", fmt.Sprintf("s%d", i))
+				if code != "NetStream.Publish.Start" {
+					b.Fatal(code)
+				}
+				go pump(c.conn, c.w, msid, stop)
+			}
+			var stalls []time.Duration
+			var park, restore, total time.Duration
+			cur := srv
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				parked, err := cur.Park(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				items := make([]ParkedSession, len(parked.Items))
+				for i, it := range parked.Items {
+					wire, _ := state.MarshalEnvelope(it.Envelope)
+					env, err := state.UnmarshalEnvelope(wire)
+					if err != nil {
+						b.Fatal(err)
+					}
+					items[i].Envelope = env
+					for _, f := range it.Files {
+						d, err := dupFile(f.Fd(), f.Name())
+						if err != nil {
+							b.Fatal(err)
+						}
+						items[i].Files = append(items[i].Files, d)
+					}
+				}
+				next := NewServer(cfg)
+				restored, err := next.Restore(items)
+				if err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				// As between processes: the new side starts as soon as the
+				// commit is sent; the old side closes its copies meanwhile.
+				restored.Start()
+				parked.Commit()
+				total += time.Since(t0)
+				park += t1.Sub(t0)
+				restore += t2.Sub(t1)
+				deadline := time.Now().Add(10 * time.Second)
+				for len(next.Stalls()) < n && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				stalls = append(stalls, next.Stalls()...)
+				cur.Close()
+				cur = next
+			}
+			b.StopTimer()
+			cur.Close()
+			slices.Sort(stalls)
+			if len(stalls) > 0 {
+				b.ReportMetric(float64(stalls[len(stalls)/2].Microseconds())/1000, "stall-p50-ms")
+				b.ReportMetric(float64(stalls[len(stalls)*99/100].Microseconds())/1000, "stall-p99-ms")
+				b.ReportMetric(float64(stalls[len(stalls)-1].Microseconds())/1000, "stall-max-ms")
+			}
+			b.ReportMetric(float64(park.Microseconds())/1000/float64(b.N), "park-ms")
+			b.ReportMetric(float64(restore.Microseconds())/1000/float64(b.N), "transfer+restore-ms")
+			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "upgrade-ms")
+		})
+	}
+}
+
+// pump sends a small video frame every 10 ms until stop.
+func pump(c net.Conn, w *chunk.Writer, msid uint32, stop <-chan struct{}) {
+	var buf []byte
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		buf = w.Append(buf[:0], &chunk.Message{CSID: 6, TypeID: chunk.TypeVideo, StreamID: msid, Timestamp: uint32(i * 10), Payload: videoFrame(i%50 == 0, 600, i)})
+		if _, err := c.Write(buf); err != nil {
+			return
+		}
+	}
+}
