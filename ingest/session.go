@@ -184,7 +184,7 @@ func (s *session) serve() error {
 			}
 			// ffmpeg ends with a reset when our last replies are unread; after
 			// a clean unpublish that is an orderly close too.
-			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) && s.role == roleNone {
+			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) && s.role != rolePublisher {
 				return errClosedByPeer
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {

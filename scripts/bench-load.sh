@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# bench-load.sh — measure mediad's CPU and memory per stream under real RTMP
+# load from rtmpload (DESIGN.md §9).
+#
+# Each run builds nothing new: mediad and rtmpload are built once into a
+# temporary directory. A run starts mediad (recording off, random port),
+# measures its idle RSS, starts rtmpload with N synthetic 2 Mbit/s
+# publishers ramped up over RAMP, waits SETTLE after the ramp, then samples
+# mediad's CPU (utime+stime from /proc/PID/stat) over WINDOW seconds and its
+# RSS (VmRSS from /proc/PID/status) at the end of the window.
+#
+# Environment (defaults in brackets):
+#   N [100]          publishers
+#   PLAYERS [0]      players per stream
+#   DURATION [40s]   rtmpload run time (s or m suffix, or plain seconds)
+#   RAMP [5s]        connection ramp-up
+#   SETTLE [2]       seconds after the ramp before sampling starts
+#   WINDOW [30]      seconds of CPU sampling; shrunk to fit DURATION
+#   BITRATE [2M]     synthetic bitrate per publisher
+#   RUNS [1]         repeat and print the median of each figure
+#   KEEP [0]         1 keeps the temporary directory (logs, JSON reports)
+#
+# Example: N=100 DURATION=40s RUNS=3 scripts/bench-load.sh
+set -euo pipefail
+
+N=${N:-100}
+PLAYERS=${PLAYERS:-0}
+DURATION=${DURATION:-40s}
+RAMP=${RAMP:-5s}
+SETTLE=${SETTLE:-2}
+WINDOW=${WINDOW:-30}
+BITRATE=${BITRATE:-2M}
+RUNS=${RUNS:-1}
+KEEP=${KEEP:-0}
+
+die() { echo "bench-load: $*" >&2; exit 1; }
+
+# seconds converts 40s, 2m or 40 to whole seconds.
+seconds() {
+	case $1 in
+	*m) echo $(( ${1%m} * 60 )) ;;
+	*s) echo "${1%s}" ;;
+	*) echo "$1" ;;
+	esac
+}
+
+for tool in go jq awk; do
+	command -v "$tool" >/dev/null || die "$tool is required"
+done
+[[ $N =~ ^[0-9]+$ && $N -gt 0 ]] || die "N must be a positive integer, got '$N'"
+[[ $PLAYERS =~ ^[0-9]+$ ]] || die "PLAYERS must be a non-negative integer, got '$PLAYERS'"
+[[ $RUNS =~ ^[0-9]+$ && $RUNS -gt 0 ]] || die "RUNS must be a positive integer, got '$RUNS'"
+dur_s=$(seconds "$DURATION")
+ramp_s=$(seconds "$RAMP")
+[[ $dur_s =~ ^[0-9]+$ && $ramp_s =~ ^[0-9]+$ ]] || die "DURATION and RAMP must be whole seconds (s or m suffix)"
+start_s=$(( ramp_s + SETTLE ))
+# Leave a second before rtmpload stops, so the window never sees teardown.
+if (( start_s + WINDOW + 1 > dur_s )); then
+	WINDOW=$(( dur_s - start_s - 1 ))
+	(( WINDOW >= 5 )) || die "DURATION $DURATION leaves no steady window after RAMP $RAMP + SETTLE ${SETTLE}s"
+	echo "bench-load: window shrunk to ${WINDOW}s to fit DURATION $DURATION" >&2
+fi
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-load.XXXXXX")
+mediad_pid=""
+load_pid=""
+cleanup() {
+	# Only the processes this script started, by PID.
+	[[ -n $load_pid ]] && kill "$load_pid" 2>/dev/null || true
+	[[ -n $mediad_pid ]] && kill "$mediad_pid" 2>/dev/null || true
+	wait 2>/dev/null || true
+	if [[ $KEEP == 1 ]]; then
+		echo "bench-load: kept $tmp" >&2
+	else
+		rm -rf "$tmp"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "bench-load: building into $tmp" >&2
+(cd "$repo" && go build -o "$tmp/mediad" ./cmd/mediad && go build -o "$tmp/rtmpload" ./cmd/rtmpload)
+
+clk_tck=$(getconf CLK_TCK)
+
+# cpu_ticks PID: utime + stime. The command name in field 2 may hold spaces,
+# so fields are counted after its closing parenthesis (utime is field 14).
+cpu_ticks() {
+	local stat
+	stat=$(<"/proc/$1/stat")
+	stat=${stat##*) }
+	awk '{ print $12 + $13 }' <<<"$stat"
+}
+
+# rss_kib PID: resident set size in KiB.
+rss_kib() {
+	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+now() { date +%s.%N; }
+
+# wait_ready LOG: prints mediad's RTMP address once it logs that it is ready.
+wait_ready() {
+	local addr
+	for _ in $(seq 1 200); do
+		addr=$(jq -r 'select(.message == "mediad ready") | .rtmp' "$1" 2>/dev/null | head -n1)
+		if [[ -n $addr ]]; then
+			echo "$addr"
+			return 0
+		fi
+		kill -0 "$mediad_pid" 2>/dev/null || return 1
+		sleep 0.05
+	done
+	return 1
+}
+
+results="$tmp/results.tsv"
+: >"$results"
+
+run_once() {
+	local run=$1
+	local log="$tmp/mediad-$run.log" report="$tmp/report-$run.json"
+	"$tmp/mediad" --rtmp 127.0.0.1:0 --http '' --record-dir '' --log-format json >"$log" 2>&1 &
+	mediad_pid=$!
+	local addr
+	addr=$(wait_ready "$log") || { cat "$log" >&2; die "mediad did not start"; }
+	sleep 1
+	local idle_kib
+	idle_kib=$(rss_kib "$mediad_pid")
+
+	"$tmp/rtmpload" -url "rtmp://$addr/live" -synthetic -bitrate "$BITRATE" \
+		-n "$N" -players "$PLAYERS" -duration "${dur_s}s" -ramp "${ramp_s}s" -json >"$report" 2>"$tmp/rtmpload-$run.log" &
+	load_pid=$!
+	sleep "$start_s"
+	local c0 t0 c1 t1 rss
+	c0=$(cpu_ticks "$mediad_pid")
+	t0=$(now)
+	sleep "$WINDOW"
+	c1=$(cpu_ticks "$mediad_pid")
+	t1=$(now)
+	rss=$(rss_kib "$mediad_pid")
+
+	local load_rc=0
+	wait "$load_pid" || load_rc=$?
+	load_pid=""
+	kill "$mediad_pid"
+	wait "$mediad_pid" || true
+	mediad_pid=""
+	[[ -s $report ]] || { cat "$tmp/rtmpload-$run.log" >&2; die "rtmpload produced no report (exit $load_rc)"; }
+	if (( load_rc != 0 )); then
+		echo "bench-load: run $run: rtmpload exit $load_rc; failures:" >&2
+		jq -r '.publishers[], (.player_list // [])[] | select(.state == "failed" or .state == "refused") | "  \(.key): \(.state): \(.error)"' "$report" | head -n 20 >&2
+	fi
+
+	local started failed bps gen_cpu elapsed
+	read -r started failed bps gen_cpu elapsed < <(jq -r '[.started, (.failed + .refused + .players.failed + .players.refused), .bitrate_bps, .generator_cpu_s, .elapsed_s] | @tsv' "$report")
+	awk -v run="$run" -v n="$N" -v started="$started" -v failed="$failed" -v bps="$bps" \
+		-v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$clk_tck" \
+		-v rss="$rss" -v idle="$idle_kib" -v gen="$gen_cpu" -v elapsed="$elapsed" 'BEGIN {
+		win = t1 - t0
+		cpu = (c1 - c0) / hz
+		streams = started > 0 ? started : n
+		printf "%d\t%d\t%d\t%.1f\t%.1f\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\n",
+			run, started, failed, bps / 1e6, 100 * cpu / win, 1000 * cpu / win / streams,
+			rss / 1024, idle / 1024, (rss - idle) / streams, rss / streams, 100 * gen / elapsed, win
+	}' >>"$results"
+}
+
+header="run\tstarted\tfailed\tMbit/s\tCPU%\tms/s/stream\tRSS_MiB\tidle_MiB\tKiB/stream\traw_KiB/stream\tgen_CPU%\twindow_s"
+echo "bench-load: N=$N PLAYERS=$PLAYERS BITRATE=$BITRATE DURATION=${dur_s}s RAMP=${ramp_s}s window=${WINDOW}s after ${start_s}s; $(nproc) cores" >&2
+for run in $(seq 1 "$RUNS"); do
+	run_once "$run"
+done
+
+{
+	echo -e "$header"
+	cat "$results"
+	if (( RUNS > 1 )); then
+		# Median of each column over the runs.
+		awk -F'\t' -v runs="$RUNS" '
+		{ for (i = 2; i <= NF; i++) v[i, NR] = $i; nf = NF }
+		END {
+			printf "median"
+			for (i = 2; i <= nf; i++) {
+				n = 0
+				for (r = 1; r <= runs; r++) a[++n] = v[i, r] + 0
+				for (x = 1; x <= n; x++) for (y = x + 1; y <= n; y++) if (a[y] < a[x]) { t = a[x]; a[x] = a[y]; a[y] = t }
+				m = n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+				if (i == 2 || i == 3) printf "\t%d", m
+				else if (i == 6) printf "\t%.3f", m
+				else printf "\t%.1f", m
+			}
+			printf "\n"
+		}' "$results"
+	fi
+} | if command -v column >/dev/null; then column -t -s $'\t'; else cat; fi
+
+echo
+awk -F'\t' -v runs="$RUNS" -v n="$N" -v players="$PLAYERS" '
+{ cpu[NR] = $5; ms[NR] = $6; kib[NR] = $9; raw[NR] = $10; mbps[NR] = $4; rss[NR] = $7; idle[NR] = $8 }
+function med(arr,   i, j, t, b, k) {
+	for (i = 1; i <= runs; i++) b[i] = arr[i] + 0
+	for (i = 1; i <= runs; i++) for (j = i + 1; j <= runs; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
+	return runs % 2 ? b[(runs + 1) / 2] : (b[runs / 2] + b[runs / 2 + 1]) / 2
+}
+END {
+	label = runs > 1 ? sprintf("median of %d runs", runs) : "1 run"
+	printf "streams:            %d publishers, %d players each (%s)\n", n, players, label
+	printf "total:              %.1f Mbit/s of media\n", med(mbps)
+	printf "CPU:                %.1f%% of one core\n", med(cpu)
+	printf "CPU per stream:     %.3f ms per second\n", med(ms)
+	printf "RSS:                %.1f MiB (idle %.1f MiB)\n", med(rss), med(idle)
+	printf "RSS per stream:     %.1f KiB above idle (raw %.1f KiB)\n", med(kib), med(raw)
+}' "$results"
