@@ -182,8 +182,8 @@ func (s *session) serve() error {
 			if errors.Is(err, os.ErrDeadlineExceeded) && s.parkFlag.Load() {
 				continue
 			}
-			// ffmpeg ends with a reset when our last replies are unread; after
-			// a clean unpublish that is an orderly close too.
+			// ffmpeg ends with a reset when our last replies are unread: for
+			// a player, or after a clean unpublish, that is an orderly close.
 			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) && s.role != rolePublisher {
 				return errClosedByPeer
 			}
