@@ -3,28 +3,22 @@
 //
 //	go run ./cmd/mediad
 //	ffmpeg -re -i in.flv -c copy -f flv rtmp://127.0.0.1/live/test
+//
+// SIGHUP, or `mediad upgrade`, replaces the running binary with the one now
+// at its path while every connection, recording and stream carries on.
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"path/filepath"
 	"runtime/debug"
-	"syscall"
 	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
-
-	"github.com/mediad/mediad/ingest"
 )
 
 // version is the build version, set with
@@ -52,6 +46,8 @@ type options struct {
 	handshakeTO     time.Duration
 	idleTO          time.Duration
 	shutdownTimeout time.Duration
+	upgradeTimeout  time.Duration
+	drainTimeout    time.Duration
 	logFormat       string
 	logLevel        string
 	showVersion     bool
@@ -71,6 +67,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.handshakeTO, "handshake-timeout", 10*time.Second, "close clients that do not finish handshake and connect in this time")
 	fs.DurationVar(&o.idleTO, "idle-timeout", 30*time.Second, "close publishers that send nothing for this long")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "longest graceful stop")
+	fs.DurationVar(&o.upgradeTimeout, "upgrade-timeout", 30*time.Second, "a new binary must take over within this time or the upgrade rolls back")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "after an upgrade, the old process finishes its HTTP requests within this time and exits")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "json, console, or auto (console on a terminal)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -113,6 +111,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "upgrade" {
+		return runUpgradeCommand(args[1:], stdout, stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -136,124 +137,4 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func serve(o options, log zerolog.Logger) error {
-	cfg := ingest.Config{
-		SegmentDuration:  o.segment,
-		MaxMessageSize:   uint32(o.maxMessage),
-		HandshakeTimeout: o.handshakeTO,
-		IdleTimeout:      o.idleTO,
-		Logger:           log,
-	}
-	if o.recordDir != "" {
-		dir, err := filepath.Abs(o.recordDir)
-		if err != nil {
-			return fmt.Errorf("record dir: %w", err)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("record dir: %w", err)
-		}
-		cfg.RecordDir = dir
-	}
-	if o.authFile != "" {
-		a, err := ingest.LoadAuth(o.authFile)
-		if err != nil {
-			return err
-		}
-		cfg.Auth = a
-	}
-	ln, err := net.Listen("tcp", o.rtmpAddr)
-	if err != nil {
-		return fmt.Errorf("rtmp listener: %w", err)
-	}
-	srv := ingest.NewServer(cfg)
-	started := time.Now()
-
-	var admin *http.Server
-	if o.httpAddr != "" {
-		hl, err := net.Listen("tcp", o.httpAddr)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("admin listener: %w", err)
-		}
-		admin = &http.Server{Handler: adminHandler(srv, started), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := admin.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error().Err(err).Msg("admin HTTP stopped")
-			}
-		}()
-		log.Info().Str("addr", hl.Addr().String()).Msg("admin HTTP listening")
-	}
-	if o.pidfile != "" {
-		if err := writePIDFile(o.pidfile); err != nil {
-			ln.Close()
-			return err
-		}
-		defer os.Remove(o.pidfile)
-	}
-
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info().Str("rtmp", ln.Addr().String()).Str("record_dir", cfg.RecordDir).Dur("segment", o.segment).Msg("mediad ready")
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sig)
-	var runErr error
-	select {
-	case s := <-sig:
-		log.Info().Str("signal", s.String()).Msg("stopping")
-	case err := <-serveErr:
-		runErr = err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	if admin != nil {
-		_ = admin.Shutdown(ctx)
-	}
-	if err := srv.Close(); err != nil {
-		log.Warn().Err(err).Msg("closing RTMP listener")
-	}
-	log.Info().Dur("uptime", time.Since(started)).Msg("mediad stopped")
-	return runErr
-}
-
-// writePIDFile writes atomically, so a supervisor never reads half a PID.
-func writePIDFile(path string) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
-		return fmt.Errorf("pid file: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("pid file: %w", err)
-	}
-	return nil
-}
-
-func adminHandler(srv *ingest.Server, started time.Time) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /api/streams", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, srv.Registry().List())
-	})
-	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, map[string]any{
-			"version":  buildVersion(),
-			"pid":      os.Getpid(),
-			"started":  started.UTC(),
-			"sessions": srv.SessionCount(),
-			"streams":  srv.Registry().List(),
-		})
-	})
-	return mux
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }

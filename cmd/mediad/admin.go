@@ -1,0 +1,55 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/mediad/mediad/ingest"
+)
+
+func adminHandler(srv *ingest.Server, u *upgrader, started time.Time) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /api/streams", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, srv.Registry().List())
+	})
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"version":        buildVersion(),
+			"pid":            os.Getpid(),
+			"started":        started.UTC(),
+			"sessions":       srv.SessionCount(),
+			"streams":        srv.Registry().List(),
+			"upgrades":       u.History(),
+			"upgrade_counts": u.Counts(),
+		})
+	})
+	// POST /api/upgrade runs an upgrade and answers with its verdict once it
+	// is known: 200 on success, 409 when refused, 500 when it failed and
+	// rolled back.
+	mux.HandleFunc("POST /api/upgrade", func(w http.ResponseWriter, r *http.Request) {
+		v := u.Upgrade(r.URL.Query().Get("fault"))
+		code := http.StatusOK
+		switch v.Outcome {
+		case "refused":
+			code = http.StatusConflict
+		case "failed":
+			code = http.StatusInternalServerError
+		}
+		writeJSON(w, code, v)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

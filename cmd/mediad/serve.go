@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/cloudflare/tableflip"
+	"github.com/rs/zerolog"
+
+	"github.com/mediad/mediad/ingest"
+)
+
+// serve runs mediad until a signal stops it or an upgrade hands everything
+// to a new process.
+func serve(o options, log zerolog.Logger) error {
+	started := time.Now()
+	cfg := ingest.Config{
+		SegmentDuration:  o.segment,
+		MaxMessageSize:   uint32(o.maxMessage),
+		HandshakeTimeout: o.handshakeTO,
+		IdleTimeout:      o.idleTO,
+		Logger:           log,
+	}
+	if o.recordDir != "" {
+		dir, err := filepath.Abs(o.recordDir)
+		if err != nil {
+			return fmt.Errorf("record dir: %w", err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("record dir: %w", err)
+		}
+		cfg.RecordDir = dir
+	}
+	if o.authFile != "" {
+		a, err := ingest.LoadAuth(o.authFile)
+		if err != nil {
+			return err
+		}
+		cfg.Auth = a
+	}
+
+	// tableflip owns the listeners: inherited from the old process on an
+	// upgrade, opened here otherwise. The PID file follows the process that
+	// serves (written at Ready).
+	upg, err := tableflip.New(tableflip.Options{UpgradeTimeout: o.upgradeTimeout, PIDFile: o.pidfile})
+	if err != nil {
+		return fmt.Errorf("upgrader: %w", err)
+	}
+	defer upg.Stop()
+	ln, err := upg.Listen("tcp", o.rtmpAddr)
+	if err != nil {
+		return fmt.Errorf("rtmp listener: %w", err)
+	}
+	srv := ingest.NewServer(cfg)
+	u := newUpgrader(upg, srv, log, o.upgradeTimeout)
+
+	var admin *http.Server
+	if o.httpAddr != "" {
+		hl, err := upg.Listen("tcp", o.httpAddr)
+		if err != nil {
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		admin = &http.Server{Handler: adminHandler(srv, u, started), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := admin.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error().Err(err).Msg("admin HTTP stopped")
+			}
+		}()
+		log.Info().Str("addr", hl.Addr().String()).Msg("admin HTTP listening")
+	}
+
+	// A new process is fully able to serve before it asks for a session;
+	// then it takes them over, and only after the commit accepts anything.
+	if upg.HasParent() {
+		restored, conn, err := takeOver(upg, srv, log, o.upgradeTimeout)
+		if err != nil {
+			return fmt.Errorf("take over from the old process: %w", err)
+		}
+		go reportStalls(srv, restored, conn)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	if err := upg.Ready(); err != nil {
+		srv.Close()
+		return fmt.Errorf("ready: %w", err)
+	}
+	if o.pidfile != "" {
+		// tableflip removes nothing on exit; a stopped service leaves no
+		// stale PID behind.
+		defer removeOwnPIDFile(o.pidfile)
+	}
+	log.Info().Str("rtmp", ln.Addr().String()).Str("record_dir", cfg.RecordDir).Dur("segment", o.segment).Bool("upgraded", upg.HasParent()).Msg("mediad ready")
+
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				go u.Upgrade("")
+				continue
+			}
+			log.Info().Str("signal", s.String()).Msg("stopping")
+			return stop(srv, admin, o.shutdownTimeout, log, started)
+		case err := <-serveErr:
+			if errors.Is(err, ingest.ErrServerClosed) {
+				err = nil
+			}
+			stop(srv, admin, o.shutdownTimeout, log, started)
+			return err
+		case <-upg.Exit():
+			// The new process has every session. Finish HTTP requests (the
+			// upgrade verdict among them), close our copies, exit.
+			ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+			defer cancel()
+			if admin != nil {
+				_ = admin.Shutdown(ctx)
+			}
+			srv.Close()
+			log.Info().Dur("uptime", time.Since(started)).Msg("old process exiting after upgrade")
+			return nil
+		}
+	}
+}
+
+func stop(srv *ingest.Server, admin *http.Server, timeout time.Duration, log zerolog.Logger, started time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if admin != nil {
+		_ = admin.Shutdown(ctx)
+	}
+	if err := srv.Close(); err != nil {
+		log.Warn().Err(err).Msg("closing RTMP listener")
+	}
+	log.Info().Dur("uptime", time.Since(started)).Msg("mediad stopped")
+	return nil
+}
+
+// removeOwnPIDFile removes the PID file only if it still names this
+// process: after an upgrade it names the successor.
+func removeOwnPIDFile(path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err == nil && pid == os.Getpid() {
+		os.Remove(path)
+	}
+}

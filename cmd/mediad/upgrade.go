@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudflare/tableflip"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+
+	"github.com/mediad/mediad/handoff"
+	"github.com/mediad/mediad/ingest"
+	"github.com/mediad/mediad/migrate"
+	"github.com/mediad/mediad/state"
+)
+
+// Verdict is the outcome of one upgrade, as logged, kept in the history and
+// returned to `mediad upgrade`.
+type Verdict struct {
+	Outcome       string    `json:"outcome"` // "success", "failed" or "refused"
+	Error         string    `json:"error,omitempty"`
+	Started       time.Time `json:"started"`
+	DurationMS    float64   `json:"duration_ms"`
+	OldPID        int       `json:"old_pid"`
+	NewPID        int       `json:"new_pid,omitempty"`
+	OldVersion    string    `json:"old_version"`
+	NewVersion    string    `json:"new_version,omitempty"`
+	StateVersion  uint32    `json:"state_version,omitempty"`
+	SessionsMoved int       `json:"sessions_moved"`
+	// Stall figures: for each moved session that was reading, the time from
+	// the old process's last read to the new process's first.
+	StallP50MS   float64 `json:"stall_p50_ms"`
+	StallP99MS   float64 `json:"stall_p99_ms"`
+	WorstStallMS float64 `json:"worst_stall_ms"`
+	Stalls       int     `json:"stalls_measured"`
+}
+
+// upgrader runs live upgrades of this process, one at a time.
+type upgrader struct {
+	upg     *tableflip.Upgrader
+	srv     *ingest.Server
+	log     zerolog.Logger
+	timeout time.Duration
+	busy    atomic.Bool
+
+	mu      sync.Mutex
+	history []Verdict
+	counts  map[string]int
+}
+
+func newUpgrader(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, timeout time.Duration) *upgrader {
+	return &upgrader{upg: upg, srv: srv, log: log, timeout: timeout, counts: make(map[string]int)}
+}
+
+// History returns past verdicts, oldest first.
+func (u *upgrader) History() []Verdict {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.history)
+}
+
+// Counts returns the number of upgrades by outcome.
+func (u *upgrader) Counts() map[string]int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	out := make(map[string]int, len(u.counts))
+	for k, v := range u.counts {
+		out[k] = v
+	}
+	return out
+}
+
+func (u *upgrader) record(v Verdict) Verdict {
+	u.mu.Lock()
+	u.history = append(u.history, v)
+	if len(u.history) > 50 {
+		u.history = u.history[len(u.history)-50:]
+	}
+	u.counts[v.Outcome]++
+	u.mu.Unlock()
+	ev := u.log.Info()
+	if v.Outcome != "success" {
+		ev = u.log.Error()
+	}
+	ev.Str("outcome", v.Outcome).Str("error", v.Error).
+		Float64("duration_ms", v.DurationMS).Int("sessions_moved", v.SessionsMoved).
+		Float64("worst_stall_ms", v.WorstStallMS).Float64("stall_p99_ms", v.StallP99MS).
+		Int("old_pid", v.OldPID).Int("new_pid", v.NewPID).
+		Str("old_version", v.OldVersion).Str("new_version", v.NewVersion).
+		Msg("upgrade")
+	return v
+}
+
+// Upgrade replaces this process with the binary now at its path, moving
+// every session (DESIGN.md §4). On success the caller exits once the
+// verdict is delivered; on failure every session carries on here.
+func (u *upgrader) Upgrade(fault string) Verdict {
+	v := Verdict{Started: time.Now().UTC(), OldPID: os.Getpid(), OldVersion: buildVersion()}
+	if !u.busy.CompareAndSwap(false, true) {
+		v.Outcome, v.Error = "refused", "an upgrade is already in progress"
+		return u.record(v)
+	}
+	err := u.run(&v, fault)
+	v.DurationMS = ms(time.Since(v.Started))
+	if err != nil {
+		v.Outcome, v.Error = "failed", err.Error()
+		u.busy.Store(false)
+		return u.record(v)
+	}
+	v.Outcome = "success"
+	// busy stays set: this process is finished and must not start another.
+	return u.record(v)
+}
+
+func (u *upgrader) run(v *Verdict, fault string) (err error) {
+	deadline := time.Now().Add(u.timeout)
+	exe, err := newBinary()
+	if err != nil {
+		return err
+	}
+	// The child's end of a fresh socketpair rides with the listeners;
+	// nothing else can reach it.
+	conn, err := handoff.Offer(u.upg.Fds)
+	if err != nil {
+		return fmt.Errorf("handoff socket: %w", err)
+	}
+	defer conn.Close()
+
+	// The child reads its environment when spawned; it is taken back once
+	// this attempt ends, so the next upgrade starts clean.
+	defer setFaultEnv(fault)()
+	upDone := make(chan error, 1)
+	go func() { upDone <- u.upg.Upgrade() }()
+
+	// Until commit, the child dying or timing out must unblock whatever we
+	// wait for on the socket: tableflip still holds a copy of the child's
+	// end, so its death alone does not end our reads.
+	var committed atomic.Bool
+	childErr := make(chan error, 1)
+	go func() {
+		e := <-upDone
+		if e != nil && !committed.Load() {
+			conn.Close()
+		}
+		childErr <- e
+	}()
+	childFailure := func(stage string, err error) error {
+		select {
+		case e := <-childErr:
+			childErr <- e
+			if e != nil {
+				return fmt.Errorf("new process %s failed %s: %w", exe, stage, e)
+			}
+		case <-time.After(100 * time.Millisecond):
+		}
+		return fmt.Errorf("%s: %w", stage, err)
+	}
+	// waitChild waits for tableflip's verdict on a child that was told to
+	// give up, so that the next upgrade starts clean.
+	waitChild := func() {
+		if e := <-childErr; e == nil {
+			u.log.Error().Msg("new process became ready after abort")
+		}
+	}
+
+	hello, err := conn.ReadHello(deadline)
+	if err != nil {
+		err = childFailure("before hello", err)
+		waitChild()
+		return err
+	}
+	v.NewPID, v.NewVersion = hello.PID, hello.Build
+	ver, err := handoff.ChooseVersion(migrate.Oldest, state.Version, hello.ReadsMin, hello.ReadsMax)
+	if err != nil {
+		_ = conn.SendRefuse(err.Error())
+		waitChild()
+		return fmt.Errorf("new binary %s refused at hello: %w", hello.Build, err)
+	}
+	v.StateVersion = ver
+
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	parked, err := u.srv.Park(ctx)
+	if err != nil {
+		_ = conn.Abort(err.Error())
+		waitChild()
+		return err
+	}
+	abort := func(err error) error {
+		parked.Resume()
+		_ = conn.Abort(err.Error())
+		waitChild()
+		return err
+	}
+	items := make([]handoff.Item, len(parked.Items))
+	fds := 0
+	for i, it := range parked.Items {
+		env, err := migrate.Convert(it.Envelope, ver)
+		if err != nil {
+			return abort(fmt.Errorf("migrate %s to v%d: %w", it.Envelope.Kind, ver, err))
+		}
+		items[i] = handoff.Item{Envelope: env, Files: it.Files}
+		fds += len(it.Files)
+	}
+	if err := handoff.CheckFDBudget(hello, fds); err != nil {
+		_ = conn.SendRefuse(err.Error())
+		parked.Resume()
+		waitChild()
+		return err
+	}
+	if err := conn.SendPlan(handoff.Plan{Version: ver, Items: len(items), FDs: fds}); err != nil {
+		return abort(childFailure("sending plan", err))
+	}
+	if err := conn.SendItems(items); err != nil {
+		return abort(childFailure("sending sessions", err))
+	}
+	if err := conn.SendEnd(); err != nil {
+		return abort(childFailure("sending sessions", err))
+	}
+	n, err := conn.WaitPrepared(deadline)
+	if err != nil {
+		return abort(childFailure("preparing sessions", err))
+	}
+	if n != len(items) {
+		return abort(fmt.Errorf("new process prepared %d of %d sessions", n, len(items)))
+	}
+	// Commit point: from here the sessions belong to the new process.
+	committed.Store(true)
+	if err := conn.Commit(); err != nil {
+		// The child may or may not have read the commit; if it dies now the
+		// sessions are lost either way, so treat it as committed.
+		u.log.Error().Err(err).Msg("sending commit")
+	}
+	parked.Commit()
+	v.SessionsMoved = len(items)
+	if e := <-childErr; e != nil {
+		u.srv.ResumeAccepting()
+		return fmt.Errorf("new process failed after commit; %d sessions lost: %w", len(items), e)
+	}
+	if rep, err := conn.ReadReport(time.Now().Add(3 * time.Second)); err == nil {
+		v.Stalls = rep.Stalls
+		v.StallP50MS, v.StallP99MS, v.WorstStallMS = rep.StallP50MS, rep.StallP99MS, rep.WorstStallMS
+	} else {
+		u.log.Warn().Err(err).Msg("no stall report from the new process")
+	}
+	return nil
+}
+
+// newBinary is the binary tableflip will start: the path this process was
+// started from, now holding whatever was installed there.
+func newBinary() (string, error) {
+	exe := os.Args[0]
+	if !strings.Contains(exe, "/") {
+		p, err := exec.LookPath(exe)
+		if err != nil {
+			return "", fmt.Errorf("new binary %s: %w", exe, err)
+		}
+		exe = p
+	}
+	fi, err := os.Stat(exe)
+	if err != nil {
+		return "", fmt.Errorf("new binary: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("new binary %s is not a regular file", exe)
+	}
+	if err := unix.Access(exe, unix.X_OK); err != nil {
+		return "", fmt.Errorf("new binary %s is not executable: %w", exe, err)
+	}
+	return exe, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// takeOver is the new process's side: hello, receive, migrate, restore,
+// prepared, then commit. It returns the restored sessions, running, and the
+// connection on which to send the stall report.
+func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, timeout time.Duration) (*ingest.Restored, *handoff.Conn, error) {
+	conn, err := handoff.Accept(upg.Fds)
+	if err != nil {
+		return nil, nil, fmt.Errorf("handoff socket: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	var lim unix.Rlimit
+	_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
+	open, _ := handoff.OpenFDCount()
+	hello := handoff.Hello{Build: buildVersion(), ReadsMin: migrate.Oldest, ReadsMax: state.Version, PID: os.Getpid(), NoFileLimit: lim.Cur, OpenFDs: open}
+	if err := conn.SendHello(hello); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	plan, err := conn.ReadPlan(deadline)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	items, err := conn.ReadItems(deadline)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	parked := make([]ingest.ParkedSession, len(items))
+	var convErr error
+	for i, it := range items {
+		parked[i] = ingest.ParkedSession{Envelope: it.Envelope, Files: it.Files}
+		if convErr == nil {
+			parked[i].Envelope, convErr = migrate.Convert(it.Envelope, state.Version)
+		}
+	}
+	if convErr == nil {
+		convErr = handoff.Fault("restore")
+	}
+	if convErr != nil {
+		for _, it := range items {
+			for _, f := range it.Files {
+				f.Close()
+			}
+		}
+		_ = conn.SendReject(convErr.Error())
+		conn.Close()
+		return nil, nil, fmt.Errorf("sessions of state v%d: %w", plan.Version, convErr)
+	}
+	restored, err := srv.Restore(parked)
+	if err != nil {
+		_ = conn.SendReject(err.Error())
+		conn.Close()
+		return nil, nil, err
+	}
+	if err := conn.SendPrepared(restored.Len()); err != nil {
+		restored.Discard()
+		conn.Close()
+		return nil, nil, err
+	}
+	commit, err := conn.WaitCommit(deadline)
+	if err != nil || !commit {
+		restored.Discard()
+		conn.Close()
+		if err == nil {
+			err = errors.New("old process aborted the upgrade")
+		}
+		return nil, nil, err
+	}
+	restored.Start()
+	log.Info().Int("sessions", restored.Len()).Uint32("state_version", plan.Version).Msg("sessions taken over")
+	return restored, conn, nil
+}
+
+// reportStalls waits until every restored session that was reading has
+// read again (or a bound passes) and sends the figures to the old process.
+func reportStalls(srv *ingest.Server, restored *ingest.Restored, conn *handoff.Conn) {
+	defer conn.Close()
+	want := restored.Readers()
+	end := time.Now().Add(2 * time.Second)
+	for len(srv.Stalls()) < want && time.Now().Before(end) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stalls := srv.Stalls()
+	slices.Sort(stalls)
+	rep := handoff.Report{Stalls: len(stalls)}
+	if len(stalls) > 0 {
+		rep.StallP50MS = ms(stalls[len(stalls)/2])
+		rep.StallP99MS = ms(stalls[min(len(stalls)-1, len(stalls)*99/100)])
+		rep.WorstStallMS = ms(stalls[len(stalls)-1])
+	}
+	_ = conn.SendReport(rep)
+}

@@ -1,0 +1,150 @@
+package handoff
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// SendHello introduces the new process; fill h with LocalHello.
+func (c *Conn) SendHello(h Hello) error {
+	if err := Fault(FaultBeforeHello); err != nil {
+		return err
+	}
+	if err := c.send(h); err != nil {
+		return err
+	}
+	c.hello = &h
+	return Fault(FaultAfterHello)
+}
+
+// ReadPlan waits until deadline (zero: none) for the old process's answer
+// to Hello. A Refuse is a *RefusedError. A plan whose version lies outside
+// the range announced in Hello is an error.
+func (c *Conn) ReadPlan(deadline time.Time) (Plan, error) {
+	m, _, err := c.recv(deadline)
+	if err != nil {
+		return Plan{}, fmt.Errorf("handoff: read plan: %w", err)
+	}
+	switch m := m.(type) {
+	case Plan:
+		if c.hello != nil && (m.Version < c.hello.ReadsMin || m.Version > c.hello.ReadsMax) {
+			return Plan{}, fmt.Errorf("handoff: plan sends state v%d, this build reads v%d..v%d", m.Version, c.hello.ReadsMin, c.hello.ReadsMax)
+		}
+		c.got = &m
+		return m, Fault(FaultAfterPlan)
+	case refuseMsg:
+		return Plan{}, &RefusedError{Reason: m.reason}
+	case abortMsg:
+		return Plan{}, &AbortedError{Reason: m.reason}
+	}
+	return Plan{}, unexpected("Plan or Refuse", m)
+}
+
+// ReadItems receives batches until End, before deadline (zero: none), and
+// returns the items with their files, which are close-on-exec and owned by
+// the caller. Envelope payloads alias the received frames' buffers. The
+// stream must match the plan exactly. On any error, including an Abort
+// (*AbortedError), every descriptor received so far is closed.
+func (c *Conn) ReadItems(deadline time.Time) ([]Item, error) {
+	if c.got == nil {
+		return nil, errors.New("handoff: ReadItems before ReadPlan")
+	}
+	plan := *c.got
+	items := make([]Item, 0, min(plan.Items, 4096))
+	nfds, batches := 0, 0
+	fail := func(err error) ([]Item, error) {
+		CloseItems(items)
+		return nil, err
+	}
+	for {
+		m, fds, err := c.recv(deadline)
+		if err != nil {
+			return fail(fmt.Errorf("handoff: read items: %w", err))
+		}
+		switch m := m.(type) {
+		case batchMsg:
+			if len(items)+len(m.items) > plan.Items || nfds+len(fds) > plan.FDs {
+				closeFDs(fds)
+				return fail(fmt.Errorf("handoff: batch brings %d items and %d descriptors past the plan of %d and %d",
+					len(items)+len(m.items), nfds+len(fds), plan.Items, plan.FDs))
+			}
+			items = appendItems(items, m.items, fds)
+			nfds += len(fds)
+			if batches++; batches == 1 {
+				if err := Fault(FaultMidItems); err != nil {
+					return fail(err)
+				}
+			}
+		case endMsg:
+			if len(items) != plan.Items || nfds != plan.FDs {
+				return fail(fmt.Errorf("handoff: end after %d items and %d descriptors, the plan promised %d and %d",
+					len(items), nfds, plan.Items, plan.FDs))
+			}
+			return items, nil
+		case abortMsg:
+			return fail(&AbortedError{Reason: m.reason})
+		default:
+			return fail(unexpected("Batch or End", m))
+		}
+	}
+}
+
+// appendItems gives each item its descriptors, in order; decodeBody has
+// checked that the items account for exactly len(fds).
+func appendItems(items []Item, batch []wireItem, fds []int) []Item {
+	for _, w := range batch {
+		var files []*os.File
+		if w.nfiles > 0 {
+			files = make([]*os.File, w.nfiles)
+			for k := range files {
+				files[k] = os.NewFile(uintptr(fds[k]), "handoff:"+string(w.env.Kind)+":"+strconv.Itoa(fds[k]))
+			}
+			fds = fds[w.nfiles:]
+		}
+		items = append(items, Item{Envelope: w.env, Files: files})
+	}
+	return items
+}
+
+// SendPrepared reports that n items are decoded and rebuilt, ready to
+// resume on Commit.
+func (c *Conn) SendPrepared(n int) error {
+	if err := Fault(FaultBeforePrepared); err != nil {
+		return err
+	}
+	return c.send(preparedMsg{items: n})
+}
+
+// SendReject tells the old process to roll back; reason ends up in its
+// log. The caller should then close the Conn and every file received.
+func (c *Conn) SendReject(reason string) error { return c.send(rejectMsg{reason}) }
+
+// SendReport sends the stall figures of a committed upgrade.
+func (c *Conn) SendReport(r Report) error { return c.send(r) }
+
+// WaitCommit waits until deadline (zero: none) for the old process's
+// verdict after Prepared. It returns true on Commit: the sessions are now
+// this process's; under tableflip call Upgrader.Ready before resuming any of
+// them (see the package documentation). It returns false with an
+// *AbortedError on Abort, and false with another error if the old process
+// went away (ErrPeerClosed) or the deadline passed; in every false case the
+// received files must be closed untouched.
+func (c *Conn) WaitCommit(deadline time.Time) (bool, error) {
+	if err := Fault(FaultAfterPrepared); err != nil {
+		return false, err
+	}
+	m, _, err := c.recv(deadline)
+	if err != nil {
+		return false, fmt.Errorf("handoff: wait for commit: %w", err)
+	}
+	switch m := m.(type) {
+	case commitMsg:
+		return true, nil
+	case abortMsg:
+		return false, &AbortedError{Reason: m.reason}
+	}
+	return false, unexpected("Commit or Abort", m)
+}

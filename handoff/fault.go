@@ -1,0 +1,38 @@
+package handoff
+
+import "errors"
+
+// Fault points: places in the handoff where a build with the faultinject
+// tag can crash, hang or fail on purpose (see Fault). The child side of the
+// protocol calls the first six itself; the session restore code calls
+// FaultRestore.
+const (
+	FaultBeforeHello    = "before-hello"    // SendHello, before sending
+	FaultAfterHello     = "after-hello"     // SendHello, after sending
+	FaultAfterPlan      = "after-plan"      // ReadPlan, after a Plan arrived
+	FaultMidItems       = "mid-items"       // ReadItems, after the first Batch
+	FaultBeforePrepared = "before-prepared" // SendPrepared, before sending
+	FaultAfterPrepared  = "after-prepared"  // WaitCommit, before the verdict is read
+	FaultRestore        = "restore"         // the new process's session restore
+)
+
+// FaultPoints lists every fault point, in protocol order, for tests that
+// go through them all.
+var FaultPoints = []string{
+	FaultBeforeHello,
+	FaultAfterHello,
+	FaultAfterPlan,
+	FaultMidItems,
+	FaultBeforePrepared,
+	FaultAfterPrepared,
+	FaultRestore,
+}
+
+// FaultEnv names the environment variable that arms fault points in a
+// faultinject build: MEDIAD_FAULT=point=action[,point=action...], actions
+// crash, hang and reject.
+const FaultEnv = "MEDIAD_FAULT"
+
+// ErrFault is what an injected "reject" fault returns, wrapped with the
+// point's name.
+var ErrFault = errors.New("handoff: injected fault")

@@ -1,0 +1,47 @@
+//go:build faultinject
+
+package handoff
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Fault acts on point as MEDIAD_FAULT says. Actions: crash exits the
+// process at once with status 3, without any cleanup; hang blocks the
+// calling goroutine forever; reject returns an error wrapping ErrFault. An
+// unarmed point returns nil; a malformed MEDIAD_FAULT is an error at every
+// point, so that a typo cannot pass for a fault that never fired.
+func Fault(point string) error {
+	spec := os.Getenv(FaultEnv)
+	if spec == "" {
+		return nil
+	}
+	for _, rule := range strings.Split(spec, ",") {
+		p, action, ok := strings.Cut(strings.TrimSpace(rule), "=")
+		if !ok {
+			return fmt.Errorf("handoff: %s=%q: rule %q is not point=action", FaultEnv, spec, rule)
+		}
+		if p != point {
+			continue
+		}
+		switch action {
+		case "crash":
+			os.Exit(3)
+		case "hang":
+			// A sleeping loop rather than select{}: the runtime would call
+			// a process whose goroutines all block on channels deadlocked,
+			// and crash it.
+			for {
+				time.Sleep(time.Hour)
+			}
+		case "reject":
+			return fmt.Errorf("%w at %s", ErrFault, point)
+		default:
+			return fmt.Errorf("handoff: %s=%q: unknown action %q", FaultEnv, spec, action)
+		}
+	}
+	return nil
+}
