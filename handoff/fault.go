@@ -4,8 +4,8 @@ import "errors"
 
 // Fault points: places in the handoff where a build with the faultinject
 // tag can crash, hang or fail on purpose (see Fault). The child side of the
-// protocol calls the first six itself; the session restore code calls
-// FaultRestore.
+// protocol calls the first six itself; the new process calls
+// FaultAfterCommit and FaultRestore.
 const (
 	FaultBeforeHello    = "before-hello"    // SendHello, before sending
 	FaultAfterHello     = "after-hello"     // SendHello, after sending
@@ -13,6 +13,7 @@ const (
 	FaultMidItems       = "mid-items"       // ReadItems, after the first Batch
 	FaultBeforePrepared = "before-prepared" // SendPrepared, before sending
 	FaultAfterPrepared  = "after-prepared"  // WaitCommit, before the verdict is read
+	FaultAfterCommit    = "after-commit"    // the new process, after Commit, before Ready
 	FaultRestore        = "restore"         // the new process's session restore
 )
 
@@ -25,6 +26,7 @@ var FaultPoints = []string{
 	FaultMidItems,
 	FaultBeforePrepared,
 	FaultAfterPrepared,
+	FaultAfterCommit,
 	FaultRestore,
 }
 

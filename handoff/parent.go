@@ -45,7 +45,9 @@ func (c *Conn) SendPlan(p Plan) error {
 		return fmt.Errorf("handoff: plan of %d items and %d descriptors is out of range", p.Items, p.FDs)
 	}
 	if err := c.send(p); err != nil {
-		return err
+		// A child that rejected right after Hello has closed its end; its
+		// Reject may be waiting to be read.
+		return c.peerError(err)
 	}
 	c.plan = &p
 	return nil

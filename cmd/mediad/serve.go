@@ -14,6 +14,7 @@ import (
 	"github.com/cloudflare/tableflip"
 	"github.com/rs/zerolog"
 
+	"github.com/mediad/mediad/handoff"
 	"github.com/mediad/mediad/ingest"
 )
 
@@ -78,19 +79,30 @@ func serve(o options, log zerolog.Logger) error {
 
 	// A new process is fully able to serve before it asks for a session;
 	// then it takes them over, and only after the commit accepts anything.
+	var (
+		restored *ingest.Restored
+		hconn    *handoff.Conn
+	)
 	if upg.HasParent() {
-		restored, conn, err := takeOver(upg, srv, log, o.upgradeTimeout)
+		restored, hconn, err = takeOver(upg, srv, log, o.upgradeTimeout)
 		if err != nil {
 			return fmt.Errorf("take over from the old process: %w", err)
 		}
-		go reportStalls(srv, restored, conn)
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
 	if err := upg.Ready(); err != nil {
+		if restored != nil {
+			restored.Discard()
+			hconn.Close()
+		}
 		srv.Close()
 		return fmt.Errorf("ready: %w", err)
 	}
+	if restored != nil {
+		restored.Start()
+		go reportStalls(srv, restored, hconn)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
 	if o.pidfile != "" {
 		// tableflip removes nothing on exit; a stopped service leaves no
 		// stale PID behind.

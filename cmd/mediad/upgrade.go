@@ -140,19 +140,21 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	upDone := make(chan error, 1)
 	go func() { upDone <- u.upg.Upgrade() }()
 
-	// Until commit, the child dying or timing out must unblock whatever we
-	// wait for on the socket: tableflip still holds a copy of the child's
+	// The child dying or timing out must unblock whatever we wait for on
+	// the socket: before Hello, tableflip still holds a copy of the child's
 	// end, so its death alone does not end our reads.
-	var committed atomic.Bool
 	childErr := make(chan error, 1)
 	go func() {
 		e := <-upDone
-		if e != nil && !committed.Load() {
+		if e != nil {
 			conn.Close()
 		}
 		childErr <- e
 	}()
 	childFailure := func(stage string, err error) error {
+		if re := (*handoff.RejectError)(nil); errors.As(err, &re) {
+			return fmt.Errorf("new process rejected the sessions: %s", re.Reason)
+		}
 		select {
 		case e := <-childErr:
 			childErr <- e
@@ -232,19 +234,21 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	if n != len(items) {
 		return abort(fmt.Errorf("new process prepared %d of %d sessions", n, len(items)))
 	}
-	// Commit point: from here the sessions belong to the new process.
-	committed.Store(true)
+	// Commit. The child acknowledges by becoming Ready (tableflip), and
+	// touches no session before: until then every session is still ours to
+	// resume. Ready is the point of no return.
 	if err := conn.Commit(); err != nil {
-		// The child may or may not have read the commit; if it dies now the
-		// sessions are lost either way, so treat it as committed.
-		u.log.Error().Err(err).Msg("sending commit")
+		parked.Resume()
+		waitChild()
+		return childFailure("sending commit", err)
+	}
+	if e := <-childErr; e != nil {
+		childErr <- e
+		parked.Resume()
+		return fmt.Errorf("new process failed after commit, before ready: %w", e)
 	}
 	parked.Commit()
 	v.SessionsMoved = len(items)
-	if e := <-childErr; e != nil {
-		u.srv.ResumeAccepting()
-		return fmt.Errorf("new process failed after commit; %d sessions lost: %w", len(items), e)
-	}
 	if rep, err := conn.ReadReport(time.Now().Add(3 * time.Second)); err == nil {
 		v.Stalls = rep.Stalls
 		v.StallP50MS, v.StallP99MS, v.WorstStallMS = rep.StallP50MS, rep.StallP99MS, rep.WorstStallMS
@@ -281,8 +285,10 @@ func newBinary() (string, error) {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // takeOver is the new process's side: hello, receive, migrate, restore,
-// prepared, then commit. It returns the restored sessions, running, and the
-// connection on which to send the stall report.
+// prepared, then commit. It returns the restored sessions, not yet running:
+// the caller becomes Ready first, which tells the old process to let go,
+// and starts them after. It also returns the connection on which to send
+// the stall report.
 func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, timeout time.Duration) (*ingest.Restored, *handoff.Conn, error) {
 	conn, err := handoff.Accept(upg.Fds)
 	if err != nil {
@@ -348,8 +354,12 @@ func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, t
 		}
 		return nil, nil, err
 	}
-	restored.Start()
-	log.Info().Int("sessions", restored.Len()).Uint32("state_version", plan.Version).Msg("sessions taken over")
+	if err := handoff.Fault(handoff.FaultAfterCommit); err != nil {
+		restored.Discard()
+		conn.Close()
+		return nil, nil, err
+	}
+	log.Info().Int("sessions", restored.Len()).Uint32("state_version", plan.Version).Msg("sessions prepared and committed")
 	return restored, conn, nil
 }
 
