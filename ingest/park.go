@@ -395,7 +395,14 @@ func (st *Stream) export() (state.Stream, *os.File, error) {
 		VideoFrames: st.stats.VideoFrames,
 		AudioFrames: st.stats.AudioFrames,
 		Keyframes:   st.stats.Keyframes,
+		VideoBytes:  st.stats.VideoBytes,
+		AudioBytes:  st.stats.AudioBytes,
+		Encoder:     st.stats.Encoder,
 	}
+	if !st.stats.TracksSince.IsZero() {
+		out.TracksSince = st.stats.TracksSince.UnixNano()
+	}
+	out.RateBuckets, out.RateSecond = st.stats.rate.export()
 	if st.rec == nil {
 		return out, nil, nil
 	}

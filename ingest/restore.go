@@ -234,14 +234,26 @@ func (s *Server) restoreSession(ss state.Session, f *os.File) (*session, error) 
 }
 
 func (s *Server) restoreStream(ss state.Stream, recFile *os.File) (*Stream, error) {
+	if len(ss.RateBuckets) > state.RateWindow {
+		if recFile != nil {
+			recFile.Close()
+		}
+		return nil, fmt.Errorf("%d rate buckets, at most %d", len(ss.RateBuckets), state.RateWindow)
+	}
 	st := &Stream{
 		App: ss.App, Key: ss.Key, reg: s.registry,
 		metadata: ss.Metadata, videoSeq: ss.VideoSeq, audioSeq: ss.AudioSeq,
 		started: time.Unix(0, ss.Started),
 		stats: StreamStats{
 			BytesIn: ss.BytesIn, VideoFrames: ss.VideoFrames, AudioFrames: ss.AudioFrames, Keyframes: ss.Keyframes,
+			VideoBytes: ss.VideoBytes, AudioBytes: ss.AudioBytes, Encoder: ss.Encoder,
+			rate: restoreRate(ss.RateBuckets, ss.RateSecond),
 		},
 	}
+	if ss.TracksSince != 0 {
+		st.stats.TracksSince = time.Unix(0, ss.TracksSince)
+	}
+
 	if rs := ss.Recorder; rs != nil {
 		rec, err := flv.RestoreRecorder(flv.RecorderState{
 			Dir: rs.Dir, SegmentDuration: time.Duration(rs.SegmentDuration), Path: rs.Path, Offset: rs.Offset,

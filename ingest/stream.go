@@ -46,7 +46,7 @@ func (r *Registry) publish(app, key string, pub *session) (*Stream, error) {
 	}
 	st.publisher = pub
 	st.started = time.Now()
-	st.stats = StreamStats{}
+	st.stats = StreamStats{TracksSince: st.started}
 	// Players already waiting learn that the stream is back and start over
 	// at its first keyframe.
 	for _, p := range st.players {
@@ -149,14 +149,6 @@ type StreamInfo struct {
 	Stats     StreamStats `json:"stats"`
 }
 
-// StreamStats counts what a publisher sent in this broadcast.
-type StreamStats struct {
-	BytesIn     uint64 `json:"bytes_in"`
-	VideoFrames uint64 `json:"video_frames"`
-	AudioFrames uint64 `json:"audio_frames"`
-	Keyframes   uint64 `json:"keyframes"`
-}
-
 // List describes every stream, sorted by name.
 func (r *Registry) List() []StreamInfo {
 	r.mu.Lock()
@@ -215,6 +207,7 @@ func (st *Stream) Info() StreamInfo {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	info := StreamInfo{App: st.App, Key: st.Key, Live: st.publisher != nil, Players: len(st.players), Stats: st.stats}
+	info.Stats.BitrateKbps = st.stats.rate.kbps(time.Now().Unix())
 	if info.Live {
 		info.Started = st.started
 		info.Recording = st.recPath
@@ -253,7 +246,14 @@ func (st *Stream) media(typ uint8, ts uint32, payload []byte) {
 	if st.rec != nil {
 		st.recPath = st.rec.Path()
 	}
-	st.stats.BytesIn += uint64(len(payload))
+	n := uint64(len(payload))
+	st.stats.BytesIn += n
+	st.stats.rate.add(time.Now().Unix(), n)
+	if typ == chunk.TypeVideo {
+		st.stats.VideoBytes += n
+	} else {
+		st.stats.AudioBytes += n
+	}
 	m := outMsg{typ: typ, ts: ts, payload: payload, key: key}
 	switch {
 	case seq && typ == chunk.TypeVideo:
@@ -279,9 +279,11 @@ func (st *Stream) setMetadata(data []byte) {
 	if st.rec != nil {
 		st.rec.SetMetadata(data)
 	}
+	encoder := metadataEncoder(data)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.metadata = data
+	st.stats.Encoder = encoder
 	for _, p := range st.players {
 		p.enqueue(outMsg{typ: chunk.TypeDataAMF0, payload: data, kind: kindConfig})
 	}

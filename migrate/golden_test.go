@@ -21,6 +21,19 @@ var goldenV1 = map[string]string{
 	"publisher.msgpack":             "a0e1dcc8ba826871917a76e7ba2f917e48b1840afac0dab3410be97205334576",
 }
 
+// goldenV2 are the released version-2 blobs: the same sessions as v1, with
+// the statistics version 2 added.
+var goldenV2 = map[string]string{
+	"conn-connected.msgpack":        "5e99942e2132c1c5f0d46c4662b24b124a76478b67a6c0042db0ac4a769ec691",
+	"conn-handshake.msgpack":        "fb6cd4823f2018ef3298cc5888b6d36ececccd86e14e66a999070abd85c21650",
+	"player.msgpack":                "02b4747aa383e68f72ec2ca73c0c980a19f3f560a7f607702d306c2e0bd6f383",
+	"publisher-norecording.msgpack": "5e09da037c16cb30aa397244c6a320f106471b35478fd193d37a64f8de3fad83",
+	"publisher.msgpack":             "1dd868a61e18655c180e29c87e7c163ba3ebeb7f111552fe9400d7a4cc926dce",
+}
+
+// released maps each released state version to its blobs' hashes.
+var released = map[string]map[string]string{"v1": goldenV1, "v2": goldenV2}
+
 func readGolden(t *testing.T, version, name string, hashes map[string]string) state.Envelope {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "testdata", "state", version, name))
@@ -38,18 +51,25 @@ func readGolden(t *testing.T, version, name string, hashes map[string]string) st
 	return env
 }
 
-func TestGoldenV1Unchanged(t *testing.T) {
-	entries, err := os.ReadDir(filepath.Join("..", "testdata", "state", "v1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != len(goldenV1) {
-		t.Errorf("testdata/state/v1 holds %d blobs, %d released", len(entries), len(goldenV1))
-	}
-	for name := range goldenV1 {
-		env := readGolden(t, "v1", name, goldenV1)
-		if env.Version != 1 {
-			t.Errorf("%s: version %d", name, env.Version)
+func TestGoldenUnchanged(t *testing.T) {
+	for v := Oldest; v <= state.Version; v++ {
+		version := "v" + itoa(v)
+		hashes, ok := released[version]
+		if !ok {
+			t.Fatalf("state version %d has no released golden blobs", v)
+		}
+		entries, err := os.ReadDir(filepath.Join("..", "testdata", "state", version))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != len(hashes) {
+			t.Errorf("testdata/state/%s holds %d blobs, %d released", version, len(entries), len(hashes))
+		}
+		for name := range hashes {
+			env := readGolden(t, version, name, hashes)
+			if env.Version != v {
+				t.Errorf("%s/%s: version %d", version, name, env.Version)
+			}
 		}
 	}
 }

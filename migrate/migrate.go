@@ -1,10 +1,14 @@
 // Package migrate converts state envelopes between schema versions: the
 // code_change of mediad (DESIGN.md §5). Each step v→v+1 has an up and a
-// down function, pure and total; old schemas live here, never in state.
+// down function per session kind, pure and total, working on the payload
+// as a generic map so that old schemas live here, never in package state.
 package migrate
 
 import (
+	"bytes"
 	"fmt"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/mediad/mediad/state"
 )
@@ -12,15 +16,93 @@ import (
 // Oldest is the oldest state version this build reads and writes.
 const Oldest uint32 = 1
 
-// Convert takes an envelope of any known version to version to, one step at
-// a time. It fails, naming both versions, when either is unknown.
+// fn changes one payload, decoded as a map, in place.
+type fn func(m map[string]any) error
+
+// step converts between version from and from+1. A kind missing from up or
+// down is unchanged by the step but for its version.
+type step struct {
+	from     uint32
+	up, down map[state.Kind]fn
+}
+
+// steps holds every step from Oldest to state.Version, in order.
+var steps = []step{
+	{from: 1, up: map[state.Kind]fn{state.KindPublisher: upPublisher1}, down: map[state.Kind]fn{state.KindPublisher: downPublisher2}},
+}
+
+// Convert takes an envelope of any known version to version to, one step
+// at a time. It fails, naming both versions, when either is unknown; it
+// never fails for a well-formed envelope of a known version.
 func Convert(e state.Envelope, to uint32) (state.Envelope, error) {
-	if e.Version < Oldest || e.Version > state.Version {
+	if !known(e.Version) || !known(to) {
 		return state.Envelope{}, fmt.Errorf("migrate %s: no migration from v%d to v%d: this build knows v%d to v%d", e.Kind, e.Version, to, Oldest, state.Version)
 	}
-	if to < Oldest || to > state.Version {
-		return state.Envelope{}, fmt.Errorf("migrate %s: no migration from v%d to v%d: this build knows v%d to v%d", e.Kind, e.Version, to, Oldest, state.Version)
+	if e.Version == to {
+		return e, nil
 	}
-	// Version 1 is the only version so far: there is no step to take.
-	return e, nil
+	m, err := decodeMap(e.Payload)
+	if err != nil {
+		return state.Envelope{}, fmt.Errorf("migrate %s v%d: %w", e.Kind, e.Version, err)
+	}
+	for v := e.Version; v != to; {
+		var f fn
+		if to > v {
+			f = steps[v-Oldest].up[e.Kind]
+			v++
+		} else {
+			v--
+			f = steps[v-Oldest].down[e.Kind]
+		}
+		if f != nil {
+			if err := f(m); err != nil {
+				return state.Envelope{}, fmt.Errorf("migrate %s to v%d: %w", e.Kind, v, err)
+			}
+		}
+	}
+	p, err := encodeMap(m)
+	if err != nil {
+		return state.Envelope{}, fmt.Errorf("migrate %s to v%d: %w", e.Kind, to, err)
+	}
+	return state.Envelope{Kind: e.Kind, Version: to, Payload: p}, nil
+}
+
+func known(v uint32) bool { return v >= Oldest && v <= state.Version }
+
+func decodeMap(p []byte) (map[string]any, error) {
+	if _, err := state.CheckMsgpack(p); err != nil {
+		return nil, err
+	}
+	d := msgpack.NewDecoder(bytes.NewReader(p))
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		return nil, fmt.Errorf("payload: %w", err)
+	}
+	if m == nil {
+		return nil, fmt.Errorf("payload is not a map")
+	}
+	return m, nil
+}
+
+func encodeMap(m map[string]any) ([]byte, error) {
+	var buf bytes.Buffer
+	e := msgpack.NewEncoder(&buf)
+	e.SetSortMapKeys(true)
+	if err := e.Encode(m); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// submap returns m[key] as a map, for a payload that nests one.
+func submap(m map[string]any, key string) (map[string]any, error) {
+	v, ok := m[key]
+	if !ok {
+		return nil, fmt.Errorf("no %q", key)
+	}
+	sub, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%q is %T, not a map", key, v)
+	}
+	return sub, nil
 }

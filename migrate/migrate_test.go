@@ -14,7 +14,7 @@ func TestConvert(t *testing.T) {
 		t.Fatalf("Convert v1→v1 = %+v, %v", got, err)
 	}
 	for _, tc := range []struct{ from, to uint32 }{{0, 1}, {1, 0}, {state.Version + 1, 1}, {1, state.Version + 1}} {
-		_, err := Convert(state.Envelope{Kind: state.KindConn, Version: tc.from}, tc.to)
+		_, err := Convert(state.Envelope{Kind: state.KindConn, Version: tc.from, Payload: []byte{0x80}}, tc.to)
 		if err == nil {
 			t.Errorf("Convert v%d→v%d succeeded", tc.from, tc.to)
 			continue

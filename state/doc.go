@@ -8,4 +8,4 @@ package state
 
 // Version is the schema version this build writes. It is the version of
 // every envelope produced by Encode.
-const Version = 1
+const Version = 2

@@ -50,6 +50,9 @@ func Decode(e Envelope, v any) error {
 	if e.Version != Version {
 		return fmt.Errorf("%w: %s v%d, this build reads v%d", ErrVersion, e.Kind, e.Version, Version)
 	}
+	if _, err := CheckMsgpack(e.Payload); err != nil {
+		return fmt.Errorf("state: decode %s v%d: %w", e.Kind, e.Version, err)
+	}
 	if err := msgpack.Unmarshal(e.Payload, v); err != nil {
 		return fmt.Errorf("state: decode %s v%d: %w", e.Kind, e.Version, err)
 	}
@@ -62,6 +65,11 @@ func MarshalEnvelope(e Envelope) ([]byte, error) { return msgpack.Marshal(e) }
 // UnmarshalEnvelope decodes the wire form of an envelope from untrusted
 // bytes.
 func UnmarshalEnvelope(b []byte) (Envelope, error) {
+	if n, err := CheckMsgpack(b); err != nil {
+		return Envelope{}, fmt.Errorf("state: envelope: %w", err)
+	} else if n != len(b) {
+		return Envelope{}, fmt.Errorf("state: envelope: %d bytes after the value", len(b)-n)
+	}
 	var e Envelope
 	if err := msgpack.Unmarshal(b, &e); err != nil {
 		return Envelope{}, fmt.Errorf("state: envelope: %w", err)

@@ -49,7 +49,26 @@ type Stream struct {
 	AudioFrames uint64    `msgpack:"audio_frames"`
 	Keyframes   uint64    `msgpack:"keyframes"`
 	Recorder    *Recorder `msgpack:"recorder"`
+
+	// Since version 2: per-track byte counts, the encoder onMetaData names
+	// and the bytes received in each of the last RateWindow seconds, for
+	// the bitrate over the last 10 s.
+	VideoBytes uint64 `msgpack:"video_bytes"`
+	AudioBytes uint64 `msgpack:"audio_bytes"`
+	Encoder    string `msgpack:"encoder"`
+	// TracksSince (Unix ns) is when VideoBytes and AudioBytes started
+	// counting: the broadcast's start, or the upgrade from a version that
+	// did not count them.
+	TracksSince int64 `msgpack:"tracks_since"`
+	// RateBuckets[i] holds the bytes received during second RateSecond-i
+	// (Unix seconds); at most RateWindow buckets.
+	RateBuckets []uint64 `msgpack:"rate_buckets"`
+	RateSecond  int64    `msgpack:"rate_second"`
 }
+
+// RateWindow is the number of one-second buckets behind a stream's
+// bitrate.
+const RateWindow = 10
 
 // Recorder is an open recording. Its file travels as a descriptor beside
 // the envelope; Offset is verified against the file's size on restore.
