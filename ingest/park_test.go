@@ -168,6 +168,14 @@ func TestParkRestoreCommitLosesNothing(t *testing.T) {
 	idle := dialClient(t, addr)
 	idle.connect("live")
 
+	var started time.Time
+	waitFor(t, "the stream", func() bool {
+		l := srv.Registry().List()
+		if len(l) == 1 {
+			started = l[0].Started
+		}
+		return !started.IsZero()
+	})
 	cur := srv
 	for i := range 5 {
 		target := feed.received() + 100
@@ -178,6 +186,26 @@ func TestParkRestoreCommitLosesNothing(t *testing.T) {
 	target := feed.received() + 100
 	waitFor(t, "frames after the upgrades", func() bool { return feed.received() >= target })
 	sent := feed.finish()
+
+	// The statistics counted on across the five upgrades.
+	var info StreamInfo
+	waitFor(t, "the last frame counted", func() bool {
+		l := cur.Registry().List()
+		if len(l) == 1 {
+			info = l[0]
+		}
+		return info.Stats.VideoFrames == uint64(sent)
+	})
+	var wantBytes uint64 = uint64(len(avcSeqHeader))
+	for i := range sent {
+		wantBytes += uint64(len(videoFrame(false, feed.frameLen+i%4000, i)))
+	}
+	if info.Stats.VideoBytes != wantBytes || info.Stats.BytesIn != wantBytes || info.Stats.Keyframes != uint64((sent+24)/25) {
+		t.Errorf("stats after upgrades: %+v, want %d video bytes, %d keyframes", info.Stats, wantBytes, (sent+24)/25)
+	}
+	if info.Stats.BitrateKbps <= 0 || !info.Started.Equal(started) || !info.Stats.TracksSince.Equal(started) {
+		t.Errorf("stats after upgrades: bitrate %.0f kbit/s, started %v (was %v), tracks since %v", info.Stats.BitrateKbps, info.Started, started, info.Stats.TracksSince)
+	}
 
 	// The half-finished handshake completes in the last process.
 	if _, err := half.conn.Write(make([]byte, 1537-701)); err != nil {

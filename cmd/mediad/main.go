@@ -111,8 +111,13 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "upgrade" {
-		return runUpgradeCommand(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "upgrade":
+			return runUpgradeCommand(args[1:], stdout, stderr)
+		case "status":
+			return runStatusCommand(args[1:], stdout, stderr)
+		}
 	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {

@@ -112,6 +112,9 @@ func (u *upgrader) Upgrade(fault string) Verdict {
 	v.DurationMS = ms(time.Since(v.Started))
 	if err != nil {
 		v.Outcome, v.Error = "failed", err.Error()
+		if errors.As(err, new(*refusedError)) {
+			v.Outcome = "refused"
+		}
 		u.busy.Store(false)
 		return u.record(v)
 	}
@@ -180,22 +183,25 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 		return err
 	}
 	v.NewPID, v.NewVersion = hello.PID, hello.Build
-	ver, err := handoff.ChooseVersion(migrate.Oldest, state.Version, hello.ReadsMin, hello.ReadsMax)
+	sendMin, sendMax := stateRange()
+	ver, err := handoff.ChooseVersion(sendMin, sendMax, hello.ReadsMin, hello.ReadsMax)
 	if err != nil {
 		_ = conn.SendRefuse(err.Error())
 		waitChild()
-		return fmt.Errorf("new binary %s refused at hello: %w", hello.Build, err)
+		return &refusedError{fmt.Errorf("new binary %s refused at hello, nothing parked: %w", hello.Build, err)}
 	}
 	v.StateVersion = ver
 
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	parkStart := time.Now()
 	parked, err := u.srv.Park(ctx)
 	if err != nil {
 		_ = conn.Abort(err.Error())
 		waitChild()
 		return err
 	}
+	u.log.Info().Int("sessions", len(parked.Items)).Float64("park_ms", ms(time.Since(parkStart))).Uint32("state_version", ver).Msg("sessions parked")
 	abort := func(err error) error {
 		parked.Resume()
 		_ = conn.Abort(err.Error())
@@ -282,6 +288,24 @@ func newBinary() (string, error) {
 	return exe, nil
 }
 
+// refusedError marks an upgrade refused before anything parked.
+type refusedError struct{ error }
+
+func (e *refusedError) Unwrap() error { return e.error }
+
+// stateReads overrides the state versions this build reads and writes,
+// "MIN-MAX", for tests that need a binary speaking other versions; set
+// with -ldflags "-X main.stateReads=3-3". Empty means what the build knows.
+var stateReads = ""
+
+func stateRange() (uint32, uint32) {
+	var lo, hi uint32
+	if _, err := fmt.Sscanf(stateReads, "%d-%d", &lo, &hi); err == nil && lo <= hi {
+		return lo, hi
+	}
+	return migrate.Oldest, state.Version
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // takeOver is the new process's side: hello, receive, migrate, restore,
@@ -298,7 +322,8 @@ func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, t
 	var lim unix.Rlimit
 	_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &lim)
 	open, _ := handoff.OpenFDCount()
-	hello := handoff.Hello{Build: buildVersion(), ReadsMin: migrate.Oldest, ReadsMax: state.Version, PID: os.Getpid(), NoFileLimit: lim.Cur, OpenFDs: open}
+	readsMin, readsMax := stateRange()
+	hello := handoff.Hello{Build: buildVersion(), ReadsMin: readsMin, ReadsMax: readsMax, PID: os.Getpid(), NoFileLimit: lim.Cur, OpenFDs: open}
 	if err := conn.SendHello(hello); err != nil {
 		conn.Close()
 		return nil, nil, err
