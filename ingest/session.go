@@ -83,10 +83,8 @@ type session struct {
 	// by wmu.
 	out       []byte
 	parking   bool
-	parkFlag  atomic.Bool
-	parkReply chan parkResult
-	decision  chan parkDecision
-	done      chan struct{}
+	parkReq atomic.Pointer[parkRequest]
+	done    chan struct{}
 	// stallFrom is the old process's last read, for a restored session
 	// until its first read here.
 	stallFrom time.Time
@@ -101,8 +99,6 @@ func newSession(srv *Server, c net.Conn, id uint64) *session {
 		r:         chunk.NewReader(srv.cfg.MaxMessageSize),
 		w:         chunk.NewWriter(),
 		nextMsid:  1,
-		parkReply: make(chan parkResult, 1),
-		decision:  make(chan parkDecision, 1),
 		done:      make(chan struct{}),
 	}
 }
@@ -160,7 +156,7 @@ func (s *session) serve() error {
 		// The flag is checked after the deadline is set: a park request
 		// sets the flag first and a deadline in the past second, so either
 		// this check sees it or the read below returns at once.
-		if s.parkFlag.Load() {
+		if s.parkReq.Load() != nil {
 			if !s.park() {
 				return errMoved
 			}
@@ -179,7 +175,7 @@ func (s *session) serve() error {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && s.parkFlag.Load() {
+			if errors.Is(err, os.ErrDeadlineExceeded) && s.parkReq.Load() != nil {
 				continue
 			}
 			// ffmpeg ends with a reset when our last replies are unread: for
@@ -366,7 +362,7 @@ func (s *session) writeLocked(bufs net.Buffers) error {
 		rest = append(rest, b...)
 	}
 	s.out = rest
-	if (s.parking || s.parkFlag.Load()) && errors.Is(err, os.ErrDeadlineExceeded) {
+	if (s.parking || s.parkReq.Load() != nil) && errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil
 	}
 	return fmt.Errorf("write: %w", err)
