@@ -81,8 +81,8 @@ type session struct {
 
 	// Parking for a live upgrade (park.go). out and parking are guarded
 	// by wmu.
-	out       []byte
-	parking   bool
+	out     []byte
+	parking bool
 	parkReq atomic.Pointer[parkRequest]
 	done    chan struct{}
 	// stallFrom is the old process's last read, for a restored session
@@ -92,14 +92,14 @@ type session struct {
 
 func newSession(srv *Server, c net.Conn, id uint64) *session {
 	return &session{
-		srv:       srv,
-		conn:      c,
-		id:        id,
-		log:       srv.log.With().Uint64("session", id).Str("peer", c.RemoteAddr().String()).Logger(),
-		r:         chunk.NewReader(srv.cfg.MaxMessageSize),
-		w:         chunk.NewWriter(),
-		nextMsid:  1,
-		done:      make(chan struct{}),
+		srv:      srv,
+		conn:     c,
+		id:       id,
+		log:      srv.log.With().Uint64("session", id).Str("peer", c.RemoteAddr().String()).Logger(),
+		r:        chunk.NewReader(srv.cfg.MaxMessageSize),
+		w:        chunk.NewWriter(),
+		nextMsid: 1,
+		done:     make(chan struct{}),
 	}
 }
 
