@@ -84,7 +84,10 @@ type session struct {
 	out     []byte
 	parking bool
 	parkReq atomic.Pointer[parkRequest]
-	done    chan struct{}
+	// rbuf is the read buffer, allocated with the session so that a
+	// restored session's first read does not wait on the allocator.
+	rbuf []byte
+	done chan struct{}
 	// stallFrom is the old process's last read, for a restored session
 	// until its first read here.
 	stallFrom time.Time
@@ -99,6 +102,7 @@ func newSession(srv *Server, c net.Conn, id uint64) *session {
 		r:        chunk.NewReader(srv.cfg.MaxMessageSize),
 		w:        chunk.NewWriter(),
 		nextMsid: 1,
+		rbuf:     make([]byte, readBufSize),
 		done:     make(chan struct{}),
 	}
 }
@@ -148,7 +152,7 @@ func (s *session) serve() error {
 	if err := s.flushOut(); err != nil {
 		return err
 	}
-	buf := make([]byte, readBufSize)
+	buf := s.rbuf
 	for {
 		if err := s.conn.SetReadDeadline(s.deadline()); err != nil {
 			return fmt.Errorf("set read deadline: %w", err)
