@@ -32,6 +32,13 @@ type parkResult struct {
 	err  error
 }
 
+// parkRequest is one Park's conversation with one session. Each Park makes
+// fresh channels, so a reply nobody read can never reach a later Park.
+type parkRequest struct {
+	reply    chan parkResult
+	decision chan parkDecision
+}
+
 // ParkedSession is one session stopped at a safe point: its state envelope
 // and descriptors it travels with (the connection first, then the
 // recording, if any). The files are duplicates owned by the Parked set.
@@ -47,6 +54,7 @@ type ParkedSession struct {
 type Parked struct {
 	srv      *Server
 	sessions []*session
+	reqs     map[*session]*parkRequest
 	Items    []ParkedSession
 	done     bool
 }
@@ -88,15 +96,15 @@ func (s *Server) Park(ctx context.Context) (*Parked, error) {
 	}
 	s.mu.Unlock()
 
-	p := &Parked{srv: s}
+	p := &Parked{srv: s, reqs: make(map[*session]*parkRequest)}
 	for _, group := range [][]*session{pubs, others} {
 		for _, sess := range group {
-			sess.requestPark()
+			p.reqs[sess] = sess.requestPark()
 		}
 		for i, sess := range group {
 			var err error
 			select {
-			case r := <-sess.parkReply:
+			case r := <-p.reqs[sess].reply:
 				p.sessions = append(p.sessions, sess)
 				if r.err != nil {
 					err = fmt.Errorf("park session %d: %w", sess.id, r.err)
@@ -110,10 +118,13 @@ func (s *Server) Park(ctx context.Context) (*Parked, error) {
 				i-- // this one has not answered either
 			}
 			if err != nil {
-				// Sessions asked but not yet answered park on their own;
-				// the resume decision waits in their channel for them.
+				// Sessions asked but not yet answered park on their own:
+				// the resume decision waits for them, and what they export
+				// is closed unread.
 				for _, rest := range group[i+1:] {
-					rest.decision <- decisionResume
+					req := p.reqs[rest]
+					req.decision <- decisionResume
+					go discardReply(rest, req)
 				}
 				p.Resume()
 				return nil, err
@@ -132,7 +143,7 @@ func (p *Parked) Resume() {
 	p.done = true
 	p.closeFiles()
 	for _, sess := range p.sessions {
-		sess.decision <- decisionResume
+		p.reqs[sess].decision <- decisionResume
 	}
 	p.srv.resumeAccepting()
 }
@@ -148,7 +159,7 @@ func (p *Parked) Commit() {
 	p.done = true
 	p.closeFiles()
 	for _, sess := range p.sessions {
-		sess.decision <- decisionCommit
+		p.reqs[sess].decision <- decisionCommit
 	}
 	for _, sess := range p.sessions {
 		<-sess.done
@@ -208,11 +219,24 @@ func (s *Server) acceptPaused(ln net.Listener) bool {
 	}
 }
 
+// discardReply closes what an abandoned park request exported.
+func discardReply(sess *session, req *parkRequest) {
+	select {
+	case r := <-req.reply:
+		for _, f := range r.item.Files {
+			f.Close()
+		}
+	case <-sess.done:
+	}
+}
+
 // requestPark asks the session's goroutine to stop at its next safe point.
-// The flag comes first, the deadline second: see serve.
-func (sess *session) requestPark() {
-	sess.parkFlag.Store(true)
+// The request comes first, the deadline second: see serve.
+func (sess *session) requestPark() *parkRequest {
+	req := &parkRequest{reply: make(chan parkResult, 1), decision: make(chan parkDecision, 1)}
+	sess.parkReq.Store(req)
 	_ = sess.conn.SetReadDeadline(time.Unix(1, 0))
+	return req
 }
 
 // park runs on the session's own goroutine at a safe point: between two
@@ -226,17 +250,18 @@ func (sess *session) park() bool {
 	sess.parking = true
 	sess.wmu.Unlock()
 
+	req := sess.parkReq.Load()
 	item, err := sess.export()
-	sess.parkReply <- parkResult{item: item, err: err}
+	req.reply <- parkResult{item: item, err: err}
 	var d parkDecision
 	select {
-	case d = <-sess.decision:
+	case d = <-req.decision:
 	case <-sess.srv.ctx.Done():
 		// Closed while parked: carry on here, where the closed socket
 		// ends the session.
 		d = decisionResume
 	}
-	sess.parkFlag.Store(false)
+	sess.parkReq.Store(nil)
 	if d == decisionCommit {
 		sess.handOver()
 		return false

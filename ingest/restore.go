@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/mediad/mediad/ingest/chunk"
@@ -21,6 +22,10 @@ type Restored struct {
 	sessions []*session
 	streams  []*Stream
 	started  bool
+	// Session goroutines exist from Restore on, waiting at gate, so that
+	// Start only has to open it.
+	gate      chan struct{}
+	discarded atomic.Bool
 }
 
 // Len is the number of sessions restored.
@@ -81,6 +86,10 @@ func (s *Server) Restore(items []ParkedSession) (*Restored, error) {
 		it.Files = nil // owned by the session now
 	}
 	ok = true
+	r.gate = make(chan struct{})
+	for _, sess := range r.sessions {
+		s.prestart(r, sess)
+	}
 	return r, nil
 }
 
@@ -285,8 +294,8 @@ func (r *Restored) Start() {
 	r.srv.stallMu.Lock()
 	r.srv.stalls = r.srv.stalls[:0]
 	r.srv.stallMu.Unlock()
+	close(r.gate)
 	for _, sess := range r.sessions {
-		r.srv.startRestored(sess)
 		if sess.player != nil {
 			select {
 			case sess.player.wake <- struct{}{}:
@@ -303,6 +312,10 @@ func (r *Restored) Discard() {
 		return
 	}
 	r.started = true
+	r.discarded.Store(true)
+	if r.gate != nil {
+		close(r.gate)
+	}
 	for _, sess := range r.sessions {
 		if sess.player != nil {
 			sess.player.stop()
@@ -327,14 +340,21 @@ func (r *Restored) Discard() {
 	}
 }
 
-func (s *Server) startRestored(sess *session) {
+// prestart registers a restored session and starts its goroutine, which
+// waits for Start (or Discard) before touching the connection.
+func (s *Server) prestart(r *Restored, sess *session) {
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		sess.run()
+		<-r.gate
+		if !r.discarded.Load() {
+			sess.run()
+		} else {
+			close(sess.done)
+		}
 		s.mu.Lock()
 		delete(s.sessions, sess)
 		s.mu.Unlock()

@@ -81,12 +81,13 @@ type session struct {
 
 	// Parking for a live upgrade (park.go). out and parking are guarded
 	// by wmu.
-	out       []byte
-	parking   bool
-	parkFlag  atomic.Bool
-	parkReply chan parkResult
-	decision  chan parkDecision
-	done      chan struct{}
+	out     []byte
+	parking bool
+	parkReq atomic.Pointer[parkRequest]
+	// rbuf is the read buffer, allocated with the session so that a
+	// restored session's first read does not wait on the allocator.
+	rbuf []byte
+	done chan struct{}
 	// stallFrom is the old process's last read, for a restored session
 	// until its first read here.
 	stallFrom time.Time
@@ -94,16 +95,15 @@ type session struct {
 
 func newSession(srv *Server, c net.Conn, id uint64) *session {
 	return &session{
-		srv:       srv,
-		conn:      c,
-		id:        id,
-		log:       srv.log.With().Uint64("session", id).Str("peer", c.RemoteAddr().String()).Logger(),
-		r:         chunk.NewReader(srv.cfg.MaxMessageSize),
-		w:         chunk.NewWriter(),
-		nextMsid:  1,
-		parkReply: make(chan parkResult, 1),
-		decision:  make(chan parkDecision, 1),
-		done:      make(chan struct{}),
+		srv:      srv,
+		conn:     c,
+		id:       id,
+		log:      srv.log.With().Uint64("session", id).Str("peer", c.RemoteAddr().String()).Logger(),
+		r:        chunk.NewReader(srv.cfg.MaxMessageSize),
+		w:        chunk.NewWriter(),
+		nextMsid: 1,
+		rbuf:     make([]byte, readBufSize),
+		done:     make(chan struct{}),
 	}
 }
 
@@ -152,7 +152,7 @@ func (s *session) serve() error {
 	if err := s.flushOut(); err != nil {
 		return err
 	}
-	buf := make([]byte, readBufSize)
+	buf := s.rbuf
 	for {
 		if err := s.conn.SetReadDeadline(s.deadline()); err != nil {
 			return fmt.Errorf("set read deadline: %w", err)
@@ -160,7 +160,7 @@ func (s *session) serve() error {
 		// The flag is checked after the deadline is set: a park request
 		// sets the flag first and a deadline in the past second, so either
 		// this check sees it or the read below returns at once.
-		if s.parkFlag.Load() {
+		if s.parkReq.Load() != nil {
 			if !s.park() {
 				return errMoved
 			}
@@ -179,7 +179,7 @@ func (s *session) serve() error {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && s.parkFlag.Load() {
+			if errors.Is(err, os.ErrDeadlineExceeded) && s.parkReq.Load() != nil {
 				continue
 			}
 			// ffmpeg ends with a reset when our last replies are unread: for
@@ -366,7 +366,7 @@ func (s *session) writeLocked(bufs net.Buffers) error {
 		rest = append(rest, b...)
 	}
 	s.out = rest
-	if (s.parking || s.parkFlag.Load()) && errors.Is(err, os.ErrDeadlineExceeded) {
+	if (s.parking || s.parkReq.Load() != nil) && errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil
 	}
 	return fmt.Errorf("write: %w", err)

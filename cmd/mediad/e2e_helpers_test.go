@@ -26,10 +26,9 @@ import (
 // Source clip: what every publisher sends. Keyframes every 60 frames at
 // 30 fps make the 2 s GOP that the segment and late-join checks rely on.
 const (
-	srcSeconds     = 20
-	srcFPS         = 30
-	srcGOP         = 60
-	srcVideoFrames = srcSeconds * srcFPS
+	srcSeconds = 20
+	srcFPS     = 30
+	srcGOP     = 60
 )
 
 // Deadlines. They bound how long a broken server can hang a test; a healthy
@@ -141,18 +140,20 @@ type sourceMedia struct {
 // assume.
 func source(t *testing.T) *sourceMedia {
 	t.Helper()
-	e2e.srcOnce.Do(func() { e2e.src, e2e.srcErr = encodeSource(filepath.Join(e2e.dir, "src.flv")) })
+	e2e.srcOnce.Do(func() { e2e.src, e2e.srcErr = encodeSource(filepath.Join(e2e.dir, "src.flv"), srcSeconds) })
 	if e2e.srcErr != nil {
 		t.Fatalf("source clip: %v", e2e.srcErr)
 	}
 	return e2e.src
 }
 
-func encodeSource(path string) (*sourceMedia, error) {
+// encodeSource encodes seconds of the clip; the upgrade tests need a
+// longer one than the others.
+func encodeSource(path string, seconds int) (*sourceMedia, error) {
 	cmd := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-v", "error",
 		"-f", "lavfi", "-i", fmt.Sprintf("testsrc2=size=640x360:rate=%d", srcFPS),
 		"-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100",
-		"-t", strconv.Itoa(srcSeconds),
+		"-t", strconv.Itoa(seconds),
 		"-c:v", "libx264", "-preset", "veryfast", "-g", strconv.Itoa(srcGOP), "-pix_fmt", "yuv420p",
 		"-c:a", "aac", "-f", "flv", path)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -163,9 +164,9 @@ func encodeSource(path string) (*sourceMedia, error) {
 		return nil, err
 	}
 	video := codecPackets(pkts, "video")
-	if len(video) != srcVideoFrames || len(codecPackets(pkts, "audio")) == 0 {
+	if len(video) != seconds*srcFPS || len(codecPackets(pkts, "audio")) == 0 {
 		return nil, fmt.Errorf("%s: %d video and %d audio packets, want %d video and some audio",
-			path, len(video), len(codecPackets(pkts, "audio")), srcVideoFrames)
+			path, len(video), len(codecPackets(pkts, "audio")), seconds*srcFPS)
 	}
 	for i, p := range video {
 		if p.key != (i%srcGOP == 0) {
@@ -692,8 +693,13 @@ func (s *e2eServer) waitVideoFrames(t *testing.T, app, key string, n uint64, tim
 	t.Fatalf("%s/%s relayed %d video frames within %v, want %d", app, key, last, timeout, n)
 }
 
+// adminClient opens a fresh connection for every request: an idle
+// keep-alive connection would sit among the server's descriptors, which the
+// upgrade tests count.
+var adminClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
 func (s *e2eServer) streams() ([]streamStatus, error) {
-	resp, err := http.Get("http://" + s.httpAddr + "/api/streams")
+	resp, err := adminClient.Get("http://" + s.httpAddr + "/api/streams")
 	if err != nil {
 		return nil, fmt.Errorf("admin API: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -55,7 +56,7 @@ func serve(o options, log zerolog.Logger) error {
 		return fmt.Errorf("upgrader: %w", err)
 	}
 	defer upg.Stop()
-	ln, err := upg.Listen("tcp", o.rtmpAddr)
+	ln, err := listen(upg, "rtmp", o.rtmpAddr)
 	if err != nil {
 		return fmt.Errorf("rtmp listener: %w", err)
 	}
@@ -64,7 +65,7 @@ func serve(o options, log zerolog.Logger) error {
 
 	var admin *http.Server
 	if o.httpAddr != "" {
-		hl, err := upg.Listen("tcp", o.httpAddr)
+		hl, err := listen(upg, "admin", o.httpAddr)
 		if err != nil {
 			return fmt.Errorf("admin listener: %w", err)
 		}
@@ -141,6 +142,34 @@ func serve(o options, log zerolog.Logger) error {
 			return nil
 		}
 	}
+}
+
+// listen returns the listener called name: inherited from the old process
+// when it passed one, opened on addr otherwise. tableflip keys listeners by
+// the address they were opened with, so two on "127.0.0.1:0" would be
+// confused; the key here is the name.
+func listen(upg *tableflip.Upgrader, name, addr string) (net.Listener, error) {
+	ln, err := upg.Fds.Listener("tcp", name)
+	if err != nil {
+		return nil, fmt.Errorf("inherited %s listener: %w", name, err)
+	}
+	if ln != nil {
+		return ln, nil
+	}
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		ln.Close()
+		return nil, fmt.Errorf("%s listener is a %T", name, ln)
+	}
+	if err := upg.Fds.AddListener("tcp", name, tl); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("%s listener: %w", name, err)
+	}
+	return ln, nil
 }
 
 func stop(srv *ingest.Server, admin *http.Server, timeout time.Duration, log zerolog.Logger, started time.Time) error {
