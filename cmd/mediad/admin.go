@@ -10,7 +10,10 @@ import (
 	"github.com/mediad/mediad/ingest"
 )
 
-func adminHandler(srv *ingest.Server, u *upgrader, started time.Time) http.Handler {
+// adminHandler serves the admin API. ready reports whether this process
+// serves: a new process answers on the shared listener while it takes
+// over, before it does.
+func adminHandler(srv *ingest.Server, u *upgrader, started time.Time, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
@@ -21,6 +24,7 @@ func adminHandler(srv *ingest.Server, u *upgrader, started time.Time) http.Handl
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{
 			"version":        buildVersion(),
+			"ready":          ready(),
 			"pid":            os.Getpid(),
 			"started":        started.UTC(),
 			"sessions":       srv.SessionCount(),

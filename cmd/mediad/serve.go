@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +23,11 @@ import (
 // serve runs mediad until a signal stops it or an upgrade hands everything
 // to a new process.
 func serve(o options, log zerolog.Logger) error {
+	// Signals first: until Notify, Go's default for SIGHUP is to exit, and a
+	// supervisor may send one the moment the PID file names this process.
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
 	started := time.Now()
 	cfg := ingest.Config{
 		SegmentDuration:  o.segment,
@@ -62,6 +68,7 @@ func serve(o options, log zerolog.Logger) error {
 	}
 	srv := ingest.NewServer(cfg)
 	u := newUpgrader(upg, srv, log, o.upgradeTimeout)
+	var ready atomic.Bool
 
 	var admin *http.Server
 	if o.httpAddr != "" {
@@ -69,7 +76,7 @@ func serve(o options, log zerolog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("admin listener: %w", err)
 		}
-		admin = &http.Server{Handler: adminHandler(srv, u, started), ReadHeaderTimeout: 5 * time.Second}
+		admin = &http.Server{Handler: adminHandler(srv, u, started, ready.Load), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := admin.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error().Err(err).Msg("admin HTTP stopped")
@@ -98,6 +105,7 @@ func serve(o options, log zerolog.Logger) error {
 		srv.Close()
 		return fmt.Errorf("ready: %w", err)
 	}
+	ready.Store(true)
 	if restored != nil {
 		restored.Start()
 		go reportStalls(srv, restored, hconn)
@@ -111,9 +119,6 @@ func serve(o options, log zerolog.Logger) error {
 	}
 	log.Info().Str("rtmp", ln.Addr().String()).Str("record_dir", cfg.RecordDir).Dur("segment", o.segment).Bool("upgraded", upg.HasParent()).Msg("mediad ready")
 
-	sig := make(chan os.Signal, 4)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sig)
 	for {
 		select {
 		case s := <-sig:
@@ -130,13 +135,22 @@ func serve(o options, log zerolog.Logger) error {
 			stop(srv, admin, o.shutdownTimeout, log, started)
 			return err
 		case <-upg.Exit():
-			// The new process has every session. Finish HTTP requests (the
-			// upgrade verdict among them), close our copies, exit.
+			// The new process has every session. Let the upgrade finish
+			// handing them over (it closes our copies and records the
+			// verdict), finish HTTP requests, exit.
+			// The admin listener closes at once, so that status requests
+			// reach the new process only.
 			ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
 			defer cancel()
-			if admin != nil {
-				_ = admin.Shutdown(ctx)
-			}
+			shut := make(chan struct{})
+			go func() {
+				defer close(shut)
+				if admin != nil {
+					_ = admin.Shutdown(ctx)
+				}
+			}()
+			u.Wait(ctx)
+			<-shut
 			srv.Close()
 			log.Info().Dur("uptime", time.Since(started)).Msg("old process exiting after upgrade")
 			return nil

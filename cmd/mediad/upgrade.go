@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -45,11 +46,12 @@ type Verdict struct {
 
 // upgrader runs live upgrades of this process, one at a time.
 type upgrader struct {
-	upg     *tableflip.Upgrader
-	srv     *ingest.Server
-	log     zerolog.Logger
-	timeout time.Duration
-	busy    atomic.Bool
+	upg      *tableflip.Upgrader
+	srv      *ingest.Server
+	log      zerolog.Logger
+	timeout  time.Duration
+	busy     atomic.Bool
+	inflight sync.WaitGroup
 
 	mu      sync.Mutex
 	history []Verdict
@@ -58,6 +60,19 @@ type upgrader struct {
 
 func newUpgrader(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, timeout time.Duration) *upgrader {
 	return &upgrader{upg: upg, srv: srv, log: log, timeout: timeout, counts: make(map[string]int)}
+}
+
+// Wait returns once no upgrade is in flight, or when ctx ends.
+func (u *upgrader) Wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		u.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 // History returns past verdicts, oldest first.
@@ -108,9 +123,17 @@ func (u *upgrader) Upgrade(fault string) Verdict {
 		v.Outcome, v.Error = "refused", "an upgrade is already in progress"
 		return u.record(v)
 	}
+	u.inflight.Add(1)
+	defer u.inflight.Done()
 	err := u.run(&v, fault)
-	v.DurationMS = ms(time.Since(v.Started))
+	if v.DurationMS == 0 {
+		v.DurationMS = ms(time.Since(v.Started))
+	}
 	if err != nil {
+		// tableflip leaves the pipes of a failed child and our placeholder
+		// for its handoff socket to finalizers: collect them now, so that
+		// failed attempts leak no descriptor.
+		runtime.GC()
 		v.Outcome, v.Error = "failed", err.Error()
 		if errors.As(err, new(*refusedError)) {
 			v.Outcome = "refused"
@@ -129,6 +152,13 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	if err != nil {
 		return err
 	}
+	// Right after an upgrade this process may still be waiting for its own
+	// parent to exit, which tableflip requires before another.
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if err := u.upg.WaitForParent(ctx); err != nil {
+		return fmt.Errorf("previous process has not exited: %w", err)
+	}
 	// The child's end of a fresh socketpair rides with the listeners;
 	// nothing else can reach it.
 	conn, err := handoff.Offer(u.upg.Fds)
@@ -146,10 +176,13 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	// The child dying or timing out must unblock whatever we wait for on
 	// the socket: before Hello, tableflip still holds a copy of the child's
 	// end, so its death alone does not end our reads.
+	// After Hello its death ends our reads by itself, and closing early
+	// could lose a Reject still waiting to be read.
+	var helloSeen atomic.Bool
 	childErr := make(chan error, 1)
 	go func() {
 		e := <-upDone
-		if e != nil {
+		if e != nil && !helloSeen.Load() {
 			conn.Close()
 		}
 		childErr <- e
@@ -177,12 +210,20 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	}
 
 	hello, err := conn.ReadHello(deadline)
+	helloSeen.Store(err == nil)
 	if err != nil {
 		err = childFailure("before hello", err)
 		waitChild()
 		return err
 	}
 	v.NewPID, v.NewVersion = hello.PID, hello.Build
+	// A child that stops reading must not block our sends past the
+	// upgrade's deadline.
+	if err := conn.SetWriteDeadline(deadline); err != nil {
+		err = childFailure("after hello", err)
+		waitChild()
+		return err
+	}
 	sendMin, sendMax := stateRange()
 	ver, err := handoff.ChooseVersion(sendMin, sendMax, hello.ReadsMin, hello.ReadsMax)
 	if err != nil {
@@ -192,8 +233,6 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	}
 	v.StateVersion = ver
 
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
 	parkStart := time.Now()
 	parked, err := u.srv.Park(ctx)
 	if err != nil {
@@ -255,6 +294,7 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	}
 	parked.Commit()
 	v.SessionsMoved = len(items)
+	v.DurationMS = ms(time.Since(v.Started))
 	if rep, err := conn.ReadReport(time.Now().Add(3 * time.Second)); err == nil {
 		v.Stalls = rep.Stalls
 		v.StallP50MS, v.StallP99MS, v.WorstStallMS = rep.StallP50MS, rep.StallP99MS, rep.WorstStallMS
