@@ -2,6 +2,7 @@ package handoff
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -185,6 +186,14 @@ func tableflipChild(upg *tableflip.Upgrader) int {
 		return exitFailed
 	}
 	code := childFlow(c, scenario, upg.Ready)
+	if code == 0 {
+		// Stay until the parent has seen Ready and exited, as a real new
+		// process would: exiting at once races tableflip's ready signal
+		// against the child's exit status in the parent.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = upg.WaitForParent(ctx)
+		cancel()
+	}
 	fmt.Fprintf(os.Stderr, "child: exit %d\n", code)
 	return code
 }

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-for tool in ffmpeg ffprobe curl git go; do
+for tool in ffmpeg ffprobe curl git go tar; do
 	command -v "$tool" >/dev/null || { echo "cross-release: $tool missing" >&2; exit 1; }
 done
 
@@ -33,8 +33,9 @@ fail() {
 	exit 1
 }
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+# logged ADDRFIELD MESSAGE: the address a log line of the server reports.
+logged() {
+	grep "\"message\":\"$2\"" "$run/log" | grep -o "\"$1\":\"[^\"]*\"" | head -1 | cut -d'"' -f4
 }
 
 echo "==> building HEAD"
@@ -54,6 +55,9 @@ while read -r version commit; do
 	entries=$((entries + 1))
 	short=${commit:0:12}
 	echo "==> state v$version, released at $short"
+	if ! git cat-file -e "$commit^{commit}" 2>/dev/null && [ "$(git rev-parse --is-shallow-repository)" = true ]; then
+		git fetch -q --unshallow || true
+	fi
 	git cat-file -e "$commit^{commit}" 2>/dev/null || fail "commit $commit is not in this clone's history"
 	rm -rf "$work/old-src" && mkdir -p "$work/old-src"
 	git archive "$commit" | tar -x -C "$work/old-src"
@@ -61,26 +65,28 @@ while read -r version commit; do
 
 	run="$work/run"
 	rm -rf "$run" && mkdir -p "$run/rec"
-	rtmp=$(free_port)
-	http=$(free_port)
 	cp "$work/old" "$run/mediad"
-	(cd "$run" && exec ./mediad --rtmp "127.0.0.1:$rtmp" --http "127.0.0.1:$http" --record-dir "$run/rec" \
+	(cd "$run" && exec ./mediad --rtmp 127.0.0.1:0 --http 127.0.0.1:0 --record-dir "$run/rec" \
 		--segment 0 --pidfile "$run/pid" --log-format json >"$run/log" 2>&1) &
 	pids+=($!)
-	for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http/healthz" >/dev/null && break; sleep 0.1; done
-	curl -fs "http://127.0.0.1:$http/healthz" >/dev/null || fail "old build did not start"
+	for _ in $(seq 100); do grep -q '"mediad ready"' "$run/log" && break; sleep 0.1; done
+	rtmp=$(logged rtmp "mediad ready")
+	http=$(logged addr "admin HTTP listening")
+	[ -n "$rtmp" ] && [ -n "$http" ] || fail "old build did not start"
+	curl -fs "http://$http/healthz" >/dev/null || fail "old build does not answer on $http"
 
-	ffmpeg -hide_banner -loglevel error -nostdin -i "rtmp://127.0.0.1:$rtmp/live/x" -c copy -f flv "$run/play.flv" &
+	ffmpeg -hide_banner -loglevel error -nostdin -i "rtmp://$rtmp/live/x" -c copy -f flv "$run/play.flv" &
 	player=$!
 	pids+=($player)
 	for _ in $(seq 100); do grep -q '"play started"' "$run/log" && break; sleep 0.1; done
-	ffmpeg -hide_banner -loglevel error -nostdin -re -i "$work/src.flv" -c copy -f flv "rtmp://127.0.0.1:$rtmp/live/x" &
+	ffmpeg -hide_banner -loglevel error -nostdin -re -i "$work/src.flv" -c copy -f flv "rtmp://$rtmp/live/x" &
 	publisher=$!
 	pids+=($publisher)
 
 	frames() {
-		curl -fs "http://127.0.0.1:$http/api/streams" |
-			python3 -c 'import json,sys; s=[x for x in json.load(sys.stdin) if x["key"]=="x"]; print(s[0]["stats"]["video_frames"] if s else 0)'
+		local n
+		n=$(curl -fs "http://$http/api/streams" | grep -o '"video_frames": [0-9]*' | head -1 | grep -o '[0-9]*$')
+		echo "${n:-0}"
 	}
 	last=0
 	step=0
@@ -90,16 +96,18 @@ while read -r version commit; do
 		cp "$work/$target" "$run/mediad.new" && mv "$run/mediad.new" "$run/mediad"
 		before=$(frames)
 		[ "$before" -ge "$last" ] || fail "video frames went back from $last to $before"
-		out=$("$work/head" upgrade --http "127.0.0.1:$http" --pidfile "$run/pid" --timeout 60s) || fail "upgrade $step to $target: $out"
+		out=$("$work/head" upgrade --http "$http" --pidfile "$run/pid" --timeout 60s) || fail "upgrade $step to $target: $out"
 		echo "    upgrade $step: $out"
 		case "$target" in
 		head) want=head ;;
 		old) want="v$version-$short" ;;
 		esac
-		got=$(curl -fs "http://127.0.0.1:$http/api/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')
+		got=$(curl -fs "http://$http/api/status" | grep -o '"version": "[^"]*"' | head -1 | cut -d'"' -f4)
 		[ "$got" = "$want" ] || fail "after upgrade $step the server reports version $got, want $want"
 		last=$(frames)
 		[ "$last" -ge "$before" ] || fail "video frames went back across upgrade $step: $before -> $last"
+		[ "$last" -gt 0 ] || fail "no video frames counted after upgrade $step"
+		echo "    video frames counted: $before before, $last after"
 	done
 	wait "$publisher" || fail "publisher exited non-zero"
 	wait "$player" || fail "player exited non-zero"

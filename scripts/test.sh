@@ -10,17 +10,21 @@ cd "$(dirname "$0")/.."
 need_install=()
 command -v ffmpeg >/dev/null 2>&1 || need_install+=(ffmpeg)
 command -v ffprobe >/dev/null 2>&1 || need_install+=(ffmpeg)
+command -v curl >/dev/null 2>&1 || need_install+=(curl)
+command -v git >/dev/null 2>&1 || need_install+=(git)
 if ((${#need_install[@]})); then
-	echo "==> installing ffmpeg (apt-get)"
+	echo "==> installing ${need_install[*]} (apt-get)"
 	SUDO=""
 	if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 	$SUDO apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_install[@]}" >/dev/null
 fi
-command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || {
-	echo "ffmpeg/ffprobe still missing after install" >&2
-	exit 1
-}
+for tool in ffmpeg ffprobe curl git; do
+	command -v "$tool" >/dev/null || {
+		echo "$tool still missing after install" >&2
+		exit 1
+	}
+done
 echo "==> $(go version); $(ffmpeg -version | head -1)"
 
 echo "==> gofmt"
@@ -44,3 +48,6 @@ go test -race -count=1 "$@" $(go list ./... | grep -v /cmd/mediad)
 
 echo "==> go test (end-to-end: real mediad binary, real ffmpeg)"
 go test -count=1 -timeout 15m "$@" ./cmd/mediad/
+
+echo "==> cross-release upgrades (every state version in testdata/releases)"
+scripts/cross-release.sh

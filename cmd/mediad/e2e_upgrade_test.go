@@ -335,7 +335,7 @@ func (s *upgServer) stop() {
 		if lvl != "error" && lvl != "fatal" && lvl != "panic" {
 			continue
 		}
-		if s.allowFailed && (!s.servedBy(logPID(r)) || r.str("message") == "upgrade" && r.str("outcome") == "failed") {
+		if s.allowFailed && (!s.servedBy(logPID(r)) || r.str("message") == "upgrade" && (r.str("outcome") == "failed" || r.str("outcome") == "refused")) {
 			continue
 		}
 		t.Errorf("mediad logged at level %s: %s", lvl, r.raw)
