@@ -30,15 +30,22 @@ func newRegistry() *Registry {
 
 func streamName(app, key string) string { return app + "/" + key }
 
-func (r *Registry) publish(app, key string, pub *session) (*Stream, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// lookupLocked returns the stream app/key, creating it if needed. r.mu is
+// held.
+func (r *Registry) lookupLocked(app, key string) *Stream {
 	name := streamName(app, key)
 	st := r.streams[name]
 	if st == nil {
 		st = &Stream{App: app, Key: key, reg: r}
 		r.streams[name] = st
 	}
+	return st
+}
+
+func (r *Registry) publish(app, key string, pub *session) (*Stream, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.lookupLocked(app, key)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.publisher != nil {
@@ -59,12 +66,7 @@ func (r *Registry) publish(app, key string, pub *session) (*Stream, error) {
 func (r *Registry) play(app, key string, p *player, preamble []outMsg) *Stream {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	name := streamName(app, key)
-	st := r.streams[name]
-	if st == nil {
-		st = &Stream{App: app, Key: key, reg: r}
-		r.streams[name] = st
-	}
+	st := r.lookupLocked(app, key)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.players = append(st.players, p)
@@ -116,12 +118,7 @@ func (r *Registry) restorePublisher(st *Stream, pub *session) error {
 func (r *Registry) attachPlayer(app, key string, p *player) *Stream {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	name := streamName(app, key)
-	st := r.streams[name]
-	if st == nil {
-		st = &Stream{App: app, Key: key, reg: r}
-		r.streams[name] = st
-	}
+	st := r.lookupLocked(app, key)
 	st.mu.Lock()
 	st.players = append(st.players, p)
 	st.mu.Unlock()
