@@ -206,7 +206,7 @@ func (s *session) onPublish(msid uint32, c *commandArgs) error {
 		_ = s.onStatus(msid, "error", "NetStream.Publish.BadName", "stream "+s.app+"/"+key+" is already being published")
 		return fmt.Errorf("publish %s/%s: %w", s.app, key, err)
 	}
-	s.role = rolePublisher
+	s.setRole(rolePublisher)
 	s.pubMsid = msid
 	s.stream = st
 	s.log = s.log.With().Str("key", key).Logger()
@@ -233,7 +233,7 @@ func (s *session) onPlay(msid uint32, c *commandArgs) error {
 		return fmt.Errorf("play %s/%q: invalid stream key", s.app, key)
 	}
 	s.log = s.log.With().Str("key", key).Logger()
-	s.role = rolePlayer
+	s.setRole(rolePlayer)
 	s.player = newPlayer(s, msid)
 	// The replies go through the player's queue, ahead of anything the
 	// stream sends, so a client never sees a frame before Play.Start.
@@ -267,14 +267,16 @@ func (s *session) endRole() {
 	case rolePlayer:
 		s.stream.removePlayer(s.player)
 		s.player.stop()
-		s.stream, s.player, s.role = nil, nil, roleNone
+		s.stream, s.player = nil, nil
+		s.setRole(roleNone)
 	}
 }
 
 func (s *session) endPublish() {
 	s.stream.unpublish(s)
 	s.log.Info().Msg("publish ended")
-	s.stream, s.role = nil, roleNone
+	s.stream = nil
+	s.setRole(roleNone)
 }
 
 func (s *session) handleData(m *chunk.Message) error {

@@ -86,18 +86,21 @@ func (s *Server) Park(ctx context.Context) (*Parked, error) {
 	for s.acceptorsPaused < len(s.listeners) && !s.closed {
 		s.acceptCond.Wait()
 	}
-	var pubs, others []*session
+	// Every session that may feed a player parks before any player, so
+	// nothing reaches a player's queue once it is exported. A session that
+	// turns player meanwhile is caught below.
+	var feeders, players []*session
 	for sess := range s.sessions {
-		if sess.role == rolePublisher {
-			pubs = append(pubs, sess)
+		if role(sess.roleA.Load()) == rolePlayer {
+			players = append(players, sess)
 		} else {
-			others = append(others, sess)
+			feeders = append(feeders, sess)
 		}
 	}
 	s.mu.Unlock()
 
 	p := &Parked{srv: s, reqs: make(map[*session]*parkRequest)}
-	for _, group := range [][]*session{pubs, others} {
+	for _, group := range [][]*session{feeders, players} {
 		for _, sess := range group {
 			p.reqs[sess] = sess.requestPark()
 		}
@@ -129,6 +132,12 @@ func (s *Server) Park(ctx context.Context) (*Parked, error) {
 				p.Resume()
 				return nil, err
 			}
+		}
+	}
+	for _, sess := range p.sessions {
+		if pl := sess.player; pl != nil && pl.fedAfterExport() {
+			p.Resume()
+			return nil, fmt.Errorf("park: player %d was fed after its state was taken (a publish began during the park); try again", sess.id)
 		}
 	}
 	return p, nil
@@ -454,6 +463,7 @@ func (st *Stream) export() (state.Stream, *os.File, error) {
 func (p *player) export() state.Player {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.exported, p.fedLate = true, false
 	out := state.Player{Msid: p.msid, WaitKey: p.waitKey, Skips: p.skips}
 	out.Queue = make([]state.QueuedMessage, len(p.queue))
 	for i, m := range p.queue {

@@ -55,6 +55,10 @@ type player struct {
 	waitKey bool // drop frames until the next video keyframe
 	skips   int  // skip-aheads since the queue last drained
 	stopped bool
+	// exported is set while the player's queue has been taken for an
+	// upgrade; fedLate records that the publisher added to it since.
+	exported bool
+	fedLate  bool
 
 	wake    chan struct{}
 	quit    chan struct{}
@@ -100,6 +104,9 @@ func (p *player) enqueue(m outMsg) {
 	defer p.mu.Unlock()
 	if p.stopped {
 		return
+	}
+	if p.exported {
+		p.fedLate = true
 	}
 	if m.kind == kindMedia {
 		if p.waitKey {
@@ -235,8 +242,18 @@ func (p *player) pause() {
 	}
 }
 
+// fedAfterExport reports whether anything was queued since export.
+func (p *player) fedAfterExport() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fedLate
+}
+
 // resume restarts a paused writer.
 func (p *player) resume() {
+	p.mu.Lock()
+	p.exported, p.fedLate = false, false
+	p.mu.Unlock()
 	p.pausing.Store(false)
 	select {
 	case p.resumeC <- struct{}{}:

@@ -140,7 +140,7 @@ func (r *Restored) restoreOne(it *ParkedSession) error {
 			st.closeRecording()
 			return err
 		}
-		sess.role = rolePublisher
+		sess.setRole(rolePublisher)
 		sess.pubMsid = ps.Msid
 		if ps.Session.LastRead != 0 {
 			sess.stallFrom = time.Unix(0, ps.Session.LastRead)
@@ -183,7 +183,7 @@ func (r *Restored) restoreOne(it *ParkedSession) error {
 			p.queue = append(p.queue, m)
 			p.queued += m.size()
 		}
-		sess.role = rolePlayer
+		sess.setRole(rolePlayer)
 		sess.player = p
 		sess.stream = r.srv.registry.attachPlayer(ps.App, ps.Key, p)
 		r.sessions = append(r.sessions, sess)

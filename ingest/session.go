@@ -73,7 +73,9 @@ type session struct {
 	ackWindow uint32
 	lastAck   uint64
 
-	role     role
+	role role
+	// roleA mirrors role for Park, which reads it from another goroutine.
+	roleA    atomic.Uint32
 	pubMsid  uint32
 	stream   *Stream // published or played stream
 	player   *player
@@ -126,6 +128,11 @@ func (s *session) run() {
 	default:
 		s.log.Warn().Err(err).Str("role", s.role.String()).Str("phase", s.phase()).Msg("connection dropped")
 	}
+}
+
+func (s *session) setRole(r role) {
+	s.role = r
+	s.roleA.Store(uint32(r))
 }
 
 func (r role) String() string {
