@@ -59,6 +59,7 @@ type player struct {
 	// upgrade; fedLate records that the publisher added to it since.
 	exported bool
 	fedLate  bool
+	writing  bool // a batch taken from the queue is being written
 
 	wake    chan struct{}
 	quit    chan struct{}
@@ -208,6 +209,7 @@ func (p *player) run() {
 			batch := p.queue
 			p.queue, p.spare = p.spare[:0], nil
 			p.queued = 0
+			p.writing = len(batch) > 0
 			if len(batch) == 0 {
 				p.skips = 0
 			}
@@ -219,6 +221,7 @@ func (p *player) run() {
 			clear(batch)
 			p.mu.Lock()
 			p.spare = batch[:0]
+			p.writing = false
 			p.mu.Unlock()
 			if err != nil {
 				p.sess.log.Warn().Err(err).Msg("player write failed")

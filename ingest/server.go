@@ -88,6 +88,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	sessions  map[*session]struct{}
 	closed    bool
+	stopping  bool
 	// While parked for an upgrade no Serve loop accepts; acceptGate
 	// closes when they may go on.
 	parked          bool
@@ -150,6 +151,12 @@ func (s *Server) Serve(ln net.Listener) error {
 				continue
 			}
 			if errors.Is(err, net.ErrClosed) {
+				s.mu.Lock()
+				stopping := s.stopping
+				s.mu.Unlock()
+				if stopping {
+					return ErrServerClosed
+				}
 				return fmt.Errorf("accept on %s: %w", ln.Addr(), err)
 			}
 			// Running out of fds or memory passes; the listener stays and

@@ -86,6 +86,7 @@ type session struct {
 	out     []byte
 	parking bool
 	parkReq atomic.Pointer[parkRequest]
+	stopReq atomic.Int64 // graceful stop: deadline in Unix ns, 0 if none
 	// rbuf is the read buffer, allocated with the session so that a
 	// restored session's first read does not wait on the allocator.
 	rbuf []byte
@@ -123,6 +124,8 @@ func (s *session) run() {
 	switch {
 	case err == nil, errors.Is(err, errClosedByPeer):
 		s.log.Info().Str("role", s.role.String()).Msg("connection closed")
+	case errors.Is(err, errShutdown):
+		s.log.Info().Str("role", s.role.String()).Msg("connection closed by graceful stop")
 	case errors.Is(err, net.ErrClosed) && s.srv.ctx.Err() != nil:
 		s.log.Info().Str("role", s.role.String()).Msg("connection closed by server shutdown")
 	default:
@@ -167,6 +170,9 @@ func (s *session) serve() error {
 		// The flag is checked after the deadline is set: a park request
 		// sets the flag first and a deadline in the past second, so either
 		// this check sees it or the read below returns at once.
+		if s.stopReq.Load() != 0 {
+			return s.stop()
+		}
 		if s.parkReq.Load() != nil {
 			if !s.park() {
 				return errMoved
@@ -186,7 +192,7 @@ func (s *session) serve() error {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && s.parkReq.Load() != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && (s.parkReq.Load() != nil || s.stopReq.Load() != 0) {
 				continue
 			}
 			// ffmpeg ends with a reset when our last replies are unread: for

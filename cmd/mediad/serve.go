@@ -189,11 +189,13 @@ func listen(upg *tableflip.Upgrader, name, addr string) (net.Listener, error) {
 func stop(srv *ingest.Server, admin *http.Server, timeout time.Duration, log zerolog.Logger, started time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	// RTMP first: publishes end and recordings are finalised, players are
+	// told and drain; the admin endpoint answers until then.
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn().Err(err).Dur("shutdown_timeout", timeout).Msg("graceful stop forced")
+	}
 	if admin != nil {
 		_ = admin.Shutdown(ctx)
-	}
-	if err := srv.Close(); err != nil {
-		log.Warn().Err(err).Msg("closing RTMP listener")
 	}
 	log.Info().Dur("uptime", time.Since(started)).Msg("mediad stopped")
 	return nil
