@@ -195,7 +195,8 @@ func (s *Server) startSession(c net.Conn) {
 	}()
 }
 
-// wasPauseWake tells the timeout a pause provoked from a real error.
+// wasPauseWake reports a timeout: the deadline Park sets to wake Accept,
+// which no real accept error resembles.
 func (s *Server) wasPauseWake(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
