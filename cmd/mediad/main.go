@@ -137,6 +137,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log = log.With().Str("version", buildVersion()).Int("pid", os.Getpid()).Logger()
+	if code, ok := maybeInit(args, o, log); ok {
+		return code
+	}
 	if err := serve(o, log); err != nil {
 		log.Error().Err(err).Msg("mediad stopped with an error")
 		return 1
