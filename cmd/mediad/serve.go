@@ -106,6 +106,7 @@ func serve(o options, log zerolog.Logger) error {
 		return fmt.Errorf("ready: %w", err)
 	}
 	ready.Store(true)
+	notifyReady(log)
 	if restored != nil {
 		restored.Start()
 		go reportStalls(srv, restored, hconn)
