@@ -51,3 +51,6 @@ go test -count=1 -timeout 15m "$@" ./cmd/mediad/
 
 echo "==> cross-release upgrades (every state version in testdata/releases)"
 scripts/cross-release.sh
+
+echo "==> systemd: reload is the upgrade (a real systemd booted in namespaces)"
+scripts/systemd-test.sh
