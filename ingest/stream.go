@@ -194,9 +194,10 @@ type Stream struct {
 	// rec is written only by the publisher's goroutine (unpublish is called
 	// from it too); st.mu guards replacing it, and recPath mirrors its
 	// current segment for readers of Info.
-	rec     *flv.Recorder
-	recPath string
-	log     zerolog.Logger
+	rec        *flv.Recorder
+	recPath    string
+	recFailing bool
+	log        zerolog.Logger
 }
 
 // Info snapshots the stream.
@@ -229,13 +230,17 @@ func (st *Stream) media(typ uint8, ts uint32, payload []byte) {
 	seq := flv.IsSequenceHeader(typ, payload)
 	key := typ == chunk.TypeVideo && flv.IsVideoKeyframe(payload) && !seq
 	if st.rec != nil {
+		// The broadcast is worth more than its recording: on a write error
+		// the recorder drops the broken segment and opens a new one at the
+		// next keyframe, while relaying goes on. One line per outage.
 		if err := st.rec.Write(typ, ts, payload); err != nil {
-			// The broadcast is worth more than its recording: keep relaying,
-			// stop writing, say so once.
-			st.log.Error().Err(err).Msg("recording failed; the stream stays live without it")
-			st.mu.Lock()
-			st.closeRecording()
-			st.mu.Unlock()
+			if !st.recFailing {
+				st.log.Error().Err(err).Msg("recording failed; the stream stays live and recording resumes at the next keyframe that can be written")
+			}
+			st.recFailing = true
+		} else if st.recFailing {
+			st.recFailing = false
+			st.log.Info().Str("segment", st.rec.Path()).Msg("recording resumed")
 		}
 	}
 	st.mu.Lock()
