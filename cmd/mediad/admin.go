@@ -15,6 +15,15 @@ import (
 // over, before it does.
 func adminHandler(srv *ingest.Server, u *upgrader, started time.Time, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
+	// /readyz is 200 only while this process serves: not while it starts
+	// or takes sessions over, not once it stops or has handed over.
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		io.WriteString(w, "ok\n")
 	})

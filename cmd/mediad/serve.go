@@ -128,14 +128,17 @@ func serve(o options, log zerolog.Logger) error {
 				continue
 			}
 			log.Info().Str("signal", s.String()).Msg("stopping")
+			ready.Store(false)
 			return stop(srv, admin, o.shutdownTimeout, log, started)
 		case err := <-serveErr:
+			ready.Store(false)
 			if errors.Is(err, ingest.ErrServerClosed) {
 				err = nil
 			}
 			stop(srv, admin, o.shutdownTimeout, log, started)
 			return err
 		case <-upg.Exit():
+			ready.Store(false)
 			// The new process has every session. Let the upgrade finish
 			// handing them over (it closes our copies and records the
 			// verdict), finish HTTP requests, exit.
