@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/mediad/mediad/ingest/amf0"
 	"github.com/mediad/mediad/ingest/chunk"
+	"github.com/mediad/mediad/ingest/flv"
 	"github.com/mediad/mediad/ingest/handshake"
 )
 
@@ -256,6 +259,36 @@ func (c *testClient) sendMedia(msid uint32, typ uint8, ts uint32, payload []byte
 		csid = 4
 	}
 	return c.send(chunk.Message{CSID: csid, TypeID: typ, StreamID: msid, Timestamp: ts, Payload: payload})
+}
+
+// recordingTags reads every tag of the single recording of app/key under
+// dir, failing on anything but a clean end.
+func recordingTags(t testing.TB, dir, app, key string) []flv.Tag {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, app, key, "*.flv"))
+	if len(files) != 1 {
+		t.Fatalf("recordings of %s/%s: %v, want one file", app, key, files)
+	}
+	f, err := os.Open(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := flv.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags []flv.Tag
+	for {
+		tag, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return tags
+		}
+		if err != nil {
+			t.Fatalf("recording %s ends badly: %v", files[0], err)
+		}
+		tags = append(tags, tag)
+	}
 }
 
 func (c *testClient) String() string { return fmt.Sprintf("client %s", c.conn.LocalAddr()) }

@@ -2,8 +2,6 @@ package ingest
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -223,25 +221,8 @@ func TestParkRestoreCommitLosesNothing(t *testing.T) {
 	// frame once.
 	feed.pub.command(feed.msid, "deleteStream", 9.0, nil, float64(feed.msid))
 	cur.Close()
-	files, _ := filepath.Glob(filepath.Join(dir, "live", "up", "*.flv"))
-	if len(files) != 1 {
-		t.Fatalf("recordings %v, want one file", files)
-	}
-	fh, err := os.Open(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	r, err := flv.NewReader(fh)
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for {
-		tag, err := r.Next()
-		if err != nil {
-			break
-		}
+	for _, tag := range recordingTags(t, dir, "live", "up") {
 		if tag.Type != flv.TagVideo || flv.IsSequenceHeader(tag.Type, tag.Data) {
 			continue
 		}

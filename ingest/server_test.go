@@ -2,10 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -270,18 +267,9 @@ func TestPublishPlayRecord(t *testing.T) {
 		files, _ = filepath.Glob(filepath.Join(dir, "live", "rec", "*.flv"))
 		return len(files) == 1
 	})
-	f, err := os.Open(files[0])
-	must(err)
-	defer f.Close()
-	r, err := flv.NewReader(f)
-	must(err)
 	var rec [][]byte
 	var recTS []uint32
-	for {
-		tag, err := r.Next()
-		if err != nil {
-			break
-		}
+	for _, tag := range recordingTags(t, dir, "live", "rec") {
 		if tag.Type == flv.TagVideo && !flv.IsSequenceHeader(tag.Type, tag.Data) {
 			rec = append(rec, tag.Data)
 			recTS = append(recTS, tag.Timestamp)
@@ -369,30 +357,7 @@ func TestServerCloseFinalisesRecording(t *testing.T) {
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "live", "c", "*.flv"))
-	if len(files) != 1 {
-		t.Fatalf("recordings: %v", files)
-	}
-	f, err := os.Open(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := flv.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for {
-		_, err := r.Next()
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				t.Fatalf("recording ends badly: %v", err)
-			}
-			break
-		}
-		n++
-	}
+	n := len(recordingTags(t, dir, "live", "c"))
 	if n != 10 {
 		t.Fatalf("recording has %d tags, want 10", n)
 	}

@@ -3,14 +3,11 @@ package ingest
 import (
 	"context"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/mediad/mediad/ingest/amf0"
 	"github.com/mediad/mediad/ingest/chunk"
-	"github.com/mediad/mediad/ingest/flv"
 )
 
 // TestShutdownGraceful: a graceful stop finalises the recording with every
@@ -72,26 +69,7 @@ func TestShutdownGraceful(t *testing.T) {
 		c.Close()
 		t.Error("a connection was accepted after Shutdown")
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "live", "bye", "*.flv"))
-	if len(files) != 1 {
-		t.Fatalf("recordings %v", files)
-	}
-	f, err := os.Open(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := flv.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for {
-		if _, err := r.Next(); err != nil {
-			break
-		}
-		n++
-	}
+	n := len(recordingTags(t, dir, "live", "bye"))
 	if n != frames {
 		t.Fatalf("recording holds %d tags, want %d", n, frames)
 	}
