@@ -64,6 +64,45 @@ type command struct {
 	args []any // after the transaction id; args[0] is the command object
 }
 
+// setup follows a client's connect and createStream, which players and
+// publishers make alike.
+type setup struct {
+	connected bool
+	created   bool
+	msid      uint32
+}
+
+// reply applies a _result or _error answering connect (transaction
+// connect) or createStream (transaction create). It reports whether cmd was
+// such an answer; an _error is a refusal.
+func (s *setup) reply(cmd *command, connect, create float64) (bool, error) {
+	if cmd.name != "_result" && cmd.name != "_error" || cmd.txn != connect && cmd.txn != create {
+		return false, nil
+	}
+	code, _, desc := cmd.info()
+	what := "connect"
+	if cmd.txn == create {
+		what = "createStream"
+	}
+	if cmd.name == "_error" {
+		return true, &RefusedError{Command: what, Code: code, Desc: desc}
+	}
+	if cmd.txn == connect {
+		if code != "" && code != "NetConnection.Connect.Success" {
+			return true, &RefusedError{Command: what, Code: code, Desc: desc}
+		}
+		s.connected = true
+		return true, nil
+	}
+	id, ok := cmd.arg(1).(float64)
+	if !ok || id < 0 || id > 1<<31 {
+		return true, fmt.Errorf("createStream result: stream id %v", cmd.arg(1))
+	}
+	s.msid = uint32(id)
+	s.created = true
+	return true, nil
+}
+
 func (c *command) arg(i int) any {
 	if i < len(c.args) {
 		return c.args[i]
@@ -292,17 +331,13 @@ func (c *rtmpConn) consume(p []byte) error {
 	if err := c.r.Feed(p, c.feedFn); err != nil {
 		return err
 	}
-	// Acknowledge as RTMP §5.4.3 asks once the server's window is read.
-	if c.ackWindow == 0 {
-		return nil
-	}
+	// Acknowledge once the server's window is read.
 	read := c.r.BytesRead()
-	if read-c.lastAck < uint64(c.ackWindow) {
+	b, due := chunk.AckDue(read, c.lastAck, c.ackWindow)
+	if !due {
 		return nil
 	}
 	c.lastAck = read
-	var b [4]byte
-	binary.BigEndian.PutUint32(b[:], uint32(read))
 	return c.send(csidControl, chunk.TypeAck, 0, 0, b[:])
 }
 

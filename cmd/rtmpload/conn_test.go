@@ -133,7 +133,7 @@ func publisherOnPair(b testing.TB, clip *Clip) *publisher {
 	if err := c.setChunkSize(4096); err != nil {
 		b.Fatal(err)
 	}
-	p := &publisher{r: &runner{clip: clip}, rep: &PublisherReport{}, c: c, msid: 1}
+	p := &publisher{r: &runner{clip: clip}, rep: &PublisherReport{}, c: c, setup: setup{msid: 1}}
 	p.hdr = make([]byte, 0, 4<<10)
 	c.iov = make(net.Buffers, 0, 64)
 	return p

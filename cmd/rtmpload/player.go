@@ -30,10 +30,8 @@ type player struct {
 	rep *PlayerReport
 	c   *rtmpConn
 
-	connected bool
-	created   bool
+	setup
 	playing   bool
-	msid      uint32
 	playSent  time.Time
 	sawConfig bool // a video sequence header arrived
 	ended     bool // the server said the stream stopped
@@ -130,30 +128,10 @@ func (p *player) onCommand(cmd *command) error {
 	if p.playing {
 		p.rep.Messages++
 	}
+	if ok, err := p.reply(cmd, txnPlayConnect, txnPlayCreateStream); ok {
+		return err
+	}
 	switch cmd.name {
-	case "_result":
-		switch cmd.txn {
-		case txnPlayConnect:
-			if code, _, desc := cmd.info(); code != "" && code != "NetConnection.Connect.Success" {
-				return &RefusedError{Command: "connect", Code: code, Desc: desc}
-			}
-			p.connected = true
-		case txnPlayCreateStream:
-			id, ok := cmd.arg(1).(float64)
-			if !ok || id < 0 || id > 1<<31 {
-				return fmt.Errorf("createStream result: stream id %v", cmd.arg(1))
-			}
-			p.msid = uint32(id)
-			p.created = true
-		}
-	case "_error":
-		code, _, desc := cmd.info()
-		switch cmd.txn {
-		case txnPlayConnect:
-			return &RefusedError{Command: "connect", Code: code, Desc: desc}
-		case txnPlayCreateStream:
-			return &RefusedError{Command: "createStream", Code: code, Desc: desc}
-		}
 	case "onStatus":
 		code, level, desc := cmd.info()
 		switch {

@@ -38,10 +38,8 @@ type publisher struct {
 	rep *PublisherReport
 	c   *rtmpConn
 
-	connected bool
-	created   bool
+	setup
 	published bool
-	msid      uint32
 
 	hdr []byte // chunk headers of the batch being built
 	crc uint32
@@ -142,32 +140,12 @@ func clearDeadline(c *rtmpConn, hard context.Context) error {
 func ignoreMessage(*chunk.Message) error { return nil }
 
 func (p *publisher) onCommand(cmd *command) error {
+	if ok, err := p.reply(cmd, txnConnect, txnCreateStream); ok {
+		return err
+	}
 	switch cmd.name {
-	case "_result":
-		switch cmd.txn {
-		case txnConnect:
-			if code, _, desc := cmd.info(); code != "" && code != "NetConnection.Connect.Success" {
-				return &RefusedError{Command: "connect", Code: code, Desc: desc}
-			}
-			p.connected = true
-		case txnCreateStream:
-			id, ok := cmd.arg(1).(float64)
-			if !ok || id < 0 || id > 1<<31 {
-				return fmt.Errorf("createStream result: stream id %v", cmd.arg(1))
-			}
-			p.msid = uint32(id)
-			p.created = true
-		}
-	case "_error":
-		code, _, desc := cmd.info()
-		switch cmd.txn {
-		case txnConnect:
-			return &RefusedError{Command: "connect", Code: code, Desc: desc}
-		case txnCreateStream:
-			return &RefusedError{Command: "createStream", Code: code, Desc: desc}
-		}
-		// releaseStream and FCPublish are courtesy calls some servers do not
-		// know; an error there is not a refusal.
+	// An _error to releaseStream or FCPublish is no refusal: they are
+	// courtesy calls some servers do not know.
 	case "onStatus":
 		code, level, desc := cmd.info()
 		p.rep.Status = code
