@@ -248,17 +248,12 @@ func (s *session) consume(p []byte) error {
 
 // maybeAck acknowledges received bytes once the peer's window is reached.
 func (s *session) maybeAck() error {
-	if s.ackWindow == 0 {
-		return nil
-	}
 	read := s.r.BytesRead()
-	if read-s.lastAck < uint64(s.ackWindow) {
+	p, due := chunk.AckDue(read, s.lastAck, s.ackWindow)
+	if !due {
 		return nil
 	}
 	s.lastAck = read
-	var p [4]byte
-	// The sequence number is the byte count modulo 2^32 (RTMP §5.4.3).
-	binary.BigEndian.PutUint32(p[:], uint32(read))
 	return s.send(csidControl, chunk.TypeAck, 0, 0, p[:])
 }
 

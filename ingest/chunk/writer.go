@@ -24,6 +24,17 @@ const (
 	TypeAggregate        uint8 = 22
 )
 
+// AckDue reports whether read bytes call for an Acknowledgement, given the
+// peer's window and the count last acknowledged, and returns its payload:
+// the byte count modulo 2^32 (RTMP §5.4.3). A zero window asks for none.
+func AckDue(read, lastAck uint64, window uint32) (payload [4]byte, due bool) {
+	if window == 0 || read-lastAck < uint64(window) {
+		return payload, false
+	}
+	binary.BigEndian.PutUint32(payload[:], uint32(read))
+	return payload, true
+}
+
 // Writer frames outbound messages as chunks. Every message opens with a
 // format-0 header and continues with format-3 chunks, so the only state is
 // the chunk size; this costs a few header bytes per message and makes the

@@ -321,3 +321,23 @@ func TestWriterBuffersAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per call", allocs)
 	}
 }
+
+func TestAckDue(t *testing.T) {
+	for _, tc := range []struct {
+		read, last uint64
+		window     uint32
+		due        bool
+		seq        uint32
+	}{
+		{read: 1000, window: 0},
+		{read: 2_499_999, window: 2_500_000},
+		{read: 2_500_000, window: 2_500_000, due: true, seq: 2_500_000},
+		{read: 5_000_001, last: 2_500_000, window: 2_500_000, due: true, seq: 5_000_001},
+		{read: 1<<32 + 7, last: 1<<32 - 10, window: 10, due: true, seq: 7}, // the sequence number wraps
+	} {
+		p, due := AckDue(tc.read, tc.last, tc.window)
+		if due != tc.due || due && binary.BigEndian.Uint32(p[:]) != tc.seq {
+			t.Errorf("AckDue(%d, %d, %d) = %v, %d; want %v, %d", tc.read, tc.last, tc.window, due, binary.BigEndian.Uint32(p[:]), tc.due, tc.seq)
+		}
+	}
+}
