@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -319,12 +320,38 @@ func (b *syncBuffer) Bytes() []byte {
 	return slices.Clone(b.buf.Bytes())
 }
 
+// startServerProc starts a server process whose stderr is its JSON log;
+// stopping it is the caller's (the server's stop).
+func startServerProc(t *testing.T, label string, cmd *exec.Cmd, log io.Writer) *childProc {
+	t.Helper()
+	p := &childProc{name: label, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", label, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p
+}
+
 // startChild runs name with args; its combined output is kept for failure
 // reports. It is killed at the end of the test if still running.
 func startChild(t *testing.T, label, name string, args ...string) *childProc {
 	t.Helper()
+	return launchChild(t, label, nil, name, args...)
+}
+
+// launchChild is startChild with stdout kept apart in stdout when it is
+// not nil; the output shown on failure is then stderr alone.
+func launchChild(t *testing.T, label string, stdout io.Writer, name string, args ...string) *childProc {
+	t.Helper()
 	p := &childProc{name: label, cmd: exec.Command(name, args...), out: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if stdout != nil {
+		p.cmd.Stdout = stdout
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", label, err)
 	}
@@ -475,18 +502,7 @@ func startServer(t *testing.T, extra ...string) *e2eServer {
 		"--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0",
 		"--record-dir", s.recordDir, "--log-format", "json", "--shutdown-timeout", "10s",
 	}, extra...)
-	cmd := exec.Command(e2e.bin, args...)
-	cmd.Stderr = s.log
-	p := &childProc{name: "mediad", cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout = p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start mediad: %v", err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	s.proc = p
+	s.proc = startServerProc(t, "mediad", exec.Command(e2e.bin, args...), s.log)
 	t.Cleanup(s.stop)
 
 	ready := s.waitLog(readyTimeout, "mediad ready", func(r logRecord) bool { return r.str("message") == "mediad ready" })

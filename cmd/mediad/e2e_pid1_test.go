@@ -182,16 +182,7 @@ func TestE2EPID1Upgrades(t *testing.T) {
 		"--rtmp", s.rtmpAddr, "--http", s.httpAddr, "--pidfile", s.pidfile,
 		"--record-dir", s.recordDir, "--log-format", "json", "--segment", "0",
 		"--shutdown-timeout", "10s", "--drain-timeout", drain.String())
-	cmd.Stderr = s.log
-	p := &childProc{name: "unshare mediad", cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout = p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start unshare: %v", err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
+	p := startServerProc(t, "unshare mediad", cmd, s.log)
 	s.proc = p
 	t.Cleanup(func() {
 		select {

@@ -237,17 +237,7 @@ func startUpgradable(t *testing.T, b mediadBuild, ephemeral bool, extra ...strin
 		"--record-dir", s.recordDir, "--log-format", "json", "--shutdown-timeout", "10s",
 	}, extra...)
 	cmd := exec.Command(s.exe, args...)
-	cmd.Stderr = s.log
-	p := &childProc{name: "mediad", cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout = p.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start mediad: %v", err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	s.proc = p
+	s.proc = startServerProc(t, "mediad", cmd, s.log)
 	s.served = []int{cmd.Process.Pid}
 	t.Cleanup(s.stop)
 
@@ -775,27 +765,7 @@ func flvFileMediaBytes(path string) (uint64, error) {
 func startChildStdout(t *testing.T, label, name string, args ...string) (*childProc, *syncBuffer) {
 	t.Helper()
 	stdout := &syncBuffer{}
-	p := &childProc{name: label, cmd: exec.Command(name, args...), out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = stdout, p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", label, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", label, tail(p.out.Bytes(), 20))
-		}
-	})
-	return p, stdout
+	return launchChild(t, label, stdout, name, args...), stdout
 }
 
 // TestE2EUpgradeSyntheticLoad upgrades five times under fifty synthetic
