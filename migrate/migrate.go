@@ -29,14 +29,33 @@ type step struct {
 // steps holds every step from Oldest to state.Version, in order.
 var steps = []step{
 	{from: 1, up: map[state.Kind]fn{state.KindPublisher: upPublisher1}, down: map[state.Kind]fn{state.KindPublisher: downPublisher2}},
+	{from: 2}, // v2v3.go: no session changes
+}
+
+// introduced holds the version in which each kind appeared; a kind absent
+// here exists in every version. A kind has no form before its version, so
+// no step could make one: an envelope of it below that version is refused
+// rather than handed to an older build that would reject it later, in the
+// middle of an upgrade.
+var introduced = map[state.Kind]uint32{
+	state.KindProcess: 3,
 }
 
 // Convert takes an envelope of any known version to version to, one step
-// at a time. It fails, naming both versions, when either is unknown; it
-// never fails for a well-formed envelope of a known version.
+// at a time. It fails, naming both versions, when either is unknown, and
+// when the kind does not exist in one of them (see introduced); otherwise
+// it never fails for a well-formed envelope.
 func Convert(e state.Envelope, to uint32) (state.Envelope, error) {
 	if !known(e.Version) || !known(to) {
 		return state.Envelope{}, fmt.Errorf("migrate %s: no migration from v%d to v%d: this build knows v%d to v%d", e.Kind, e.Version, to, Oldest, state.Version)
+	}
+	if since, ok := introduced[e.Kind]; ok {
+		if e.Version < since {
+			return state.Envelope{}, fmt.Errorf("migrate %s v%d: kind %s exists from state v%d on", e.Kind, e.Version, e.Kind, since)
+		}
+		if to < since {
+			return state.Envelope{}, fmt.Errorf("migrate %s to v%d: kind %s exists from state v%d on", e.Kind, to, e.Kind, since)
+		}
 	}
 	if e.Version == to {
 		return e, nil

@@ -1,7 +1,9 @@
 package migrate
 
 import (
+	"bytes"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/mediad/mediad/state"
@@ -45,6 +47,12 @@ func TestGoldenEveryStepBothWays(t *testing.T) {
 		for name := range hashes {
 			env := readGolden(t, version, name, hashes)
 			for to := Oldest; to <= state.Version; to++ {
+				if to < introduced[env.Kind] {
+					if _, err := Convert(env, to); err == nil {
+						t.Errorf("%s/%s went down to v%d, before its kind existed", version, name, to)
+					}
+					continue
+				}
 				if to >= env.Version {
 					roundTrip(t, env, to)
 					continue
@@ -59,9 +67,10 @@ func TestGoldenEveryStepBothWays(t *testing.T) {
 	}
 }
 
-// v1 → v2: what up derives and defaults, field by field.
+// v1 → v2: what up derives and defaults, field by field, read at the
+// current version as a build reads it.
 func TestUpV1Publisher(t *testing.T) {
-	env, err := Convert(readGolden(t, "v1", "publisher.msgpack", goldenV1), 2)
+	env, err := Convert(readGolden(t, "v1", "publisher.msgpack", goldenV1), state.Version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,6 +176,50 @@ func TestConvertRefusesUnknownVersions(t *testing.T) {
 		_, err := Convert(state.Envelope{Kind: state.KindConn, Version: tc.from, Payload: []byte{0x80}}, tc.to)
 		if err == nil {
 			t.Errorf("Convert v%d→v%d succeeded", tc.from, tc.to)
+		}
+	}
+}
+
+// The process kind exists from version 3 on: Convert refuses to take one
+// below, or to read one that claims an older version, naming the kind and
+// where it starts, instead of writing a blob an older build would reject.
+func TestProcessNotBeforeV3(t *testing.T) {
+	env := readGolden(t, "v3", "process.msgpack", goldenV3)
+	for to := Oldest; to < 3; to++ {
+		_, err := Convert(env, to)
+		if err == nil {
+			t.Fatalf("process v3→v%d succeeded", to)
+		}
+		for _, want := range []string{"process", "v" + itoa(to), "v3"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("process v3→v%d error %q does not name %s", to, err, want)
+			}
+		}
+	}
+	for from := Oldest; from < 3; from++ {
+		for to := Oldest; to <= state.Version; to++ {
+			old := state.Envelope{Kind: state.KindProcess, Version: from, Payload: env.Payload}
+			if _, err := Convert(old, to); err == nil {
+				t.Errorf("process claiming v%d converted to v%d", from, to)
+			}
+		}
+	}
+	same, err := Convert(env, 3)
+	if err != nil || !bytes.Equal(same.Payload, env.Payload) {
+		t.Fatalf("process v3→v3 = %v, %v", same, err)
+	}
+}
+
+// steps is indexed by version: one step per version from Oldest, in order,
+// so that a bump of state.Version without its step fails here rather than
+// as an index out of range in Convert.
+func TestStepsCoverEveryVersion(t *testing.T) {
+	if got, want := len(steps), int(state.Version-Oldest); got != want {
+		t.Fatalf("%d steps for v%d to v%d, want %d", got, Oldest, state.Version, want)
+	}
+	for i, s := range steps {
+		if s.from != Oldest+uint32(i) {
+			t.Errorf("steps[%d] is from v%d, want v%d", i, s.from, Oldest+uint32(i))
 		}
 	}
 }

@@ -4,8 +4,13 @@
 // Older schemas never live here; they are frozen inside package migrate. A
 // change to any type in this package bumps Version in the same commit that
 // adds the migration pair and the new golden blobs (see DESIGN.md §5).
+//
+// Versions so far: 1, the sessions (conn, publisher, player); 2, per-stream
+// statistics in a publisher's stream; 3, the process envelope (KindProcess),
+// which carries the service's counters, histograms and upgrade history and
+// has no form in older versions.
 package state
 
 // Version is the schema version this build writes. It is the version of
 // every envelope produced by Encode.
-const Version = 2
+const Version = 3

@@ -10,7 +10,8 @@ import (
 // Kind names what an envelope carries.
 type Kind string
 
-// The kinds of session that cross an upgrade.
+// The kinds of session that cross an upgrade. KindProcess, the one kind
+// that is not a session, is declared with its payload in process.go.
 const (
 	// KindConn is a connection still in handshake or connect phase, or
 	// connected without a stream.

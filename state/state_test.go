@@ -82,14 +82,56 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	}
 }
 
+func sampleProcess() Process {
+	return Process{
+		ServiceStart: 1795000000000000000, Generation: 3, BytesIn: 1 << 40, BytesOut: 3 << 40, SessionsAccepted: 12345,
+		UpgradeCounts: map[string]uint64{"success": 2, "refused": 1}, SessionsMoved: 40,
+		UpgradeSeconds: Histogram{Bounds: []float64{0.1, 1}, Counts: []uint64{1, 2}, Count: 3, Sum: 12.5},
+		StallSeconds:   Histogram{Bounds: []float64{0.001, 0.01}, Counts: []uint64{30, 39}, Count: 40, Sum: 0.21},
+		Upgrades: []Upgrade{{Outcome: "success", Started: 1795000100000000000, DurationMS: 812.5, OldPID: 10, NewPID: 11,
+			OldVersion: "a", NewVersion: "b", StateVersion: 3, SessionsMoved: 20, StallP50MS: 2.5, StallP99MS: 9, WorstStallMS: 11, Stalls: 18}},
+		Current: Upgrade{Outcome: "refused", Error: "no common state version", OldPID: 11, NewPID: 12, StateVersion: 3},
+	}
+}
+
+func TestProcessRoundTrip(t *testing.T) {
+	p := sampleProcess()
+	env, err := Encode(KindProcess, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Kind != KindProcess || env.Version != Version {
+		t.Fatalf("Encode gave %s v%d", env.Kind, env.Version)
+	}
+	wire, err := MarshalEnvelope(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env2, err := UnmarshalEnvelope(wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Process
+	if err := Decode(env2, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, p) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, p)
+	}
+}
+
 // FuzzUnmarshalEnvelope: arbitrary bytes never panic, and whatever decodes
-// decodes into every session kind without panicking either.
+// decodes into every kind without panicking either.
 func FuzzUnmarshalEnvelope(f *testing.F) {
 	p := samplePublisher()
 	env, _ := Encode(KindPublisher, p)
 	wire, _ := MarshalEnvelope(env)
 	f.Add(wire)
 	f.Add(env.Payload)
+	penv, _ := Encode(KindProcess, sampleProcess())
+	pwire, _ := MarshalEnvelope(penv)
+	f.Add(pwire)
+	f.Add(penv.Payload)
 	f.Add([]byte{0xc6, 0xff, 0xff, 0xff, 0x00})
 	f.Add([]byte{0x83, 0xa4, 'k', 'i', 'n', 'd', 0xa4, 'c', 'o', 'n', 'n'})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -105,5 +147,7 @@ func FuzzUnmarshalEnvelope(f *testing.F) {
 		_ = Decode(e, &pl)
 		var s Session
 		_ = Decode(e, &s)
+		var proc Process
+		_ = Decode(e, &proc)
 	})
 }
