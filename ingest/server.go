@@ -100,6 +100,28 @@ type Server struct {
 	stalls  []time.Duration
 
 	nextID atomic.Uint64
+	// Totals over the service's life, carried across upgrades.
+	bytesIn, bytesOut, accepted atomic.Uint64
+}
+
+// Totals counts what the service moved over RTMP since it first started.
+type Totals struct {
+	BytesIn  uint64 // read from clients
+	BytesOut uint64 // written to clients
+	Sessions uint64 // connections accepted
+}
+
+// Totals returns the service's totals so far.
+func (s *Server) Totals() Totals {
+	return Totals{BytesIn: s.bytesIn.Load(), BytesOut: s.bytesOut.Load(), Sessions: s.accepted.Load()}
+}
+
+// AddTotals adds the totals of the processes before this one, so that
+// counters continue across upgrades.
+func (s *Server) AddTotals(t Totals) {
+	s.bytesIn.Add(t.BytesIn)
+	s.bytesOut.Add(t.BytesOut)
+	s.accepted.Add(t.Sessions)
 }
 
 // NewServer returns a server ready to Serve listeners.
@@ -171,6 +193,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		s.accepted.Add(1)
 		s.startSession(c)
 	}
 }

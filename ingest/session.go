@@ -181,6 +181,7 @@ func (s *session) serve() error {
 		}
 		n, err := s.conn.Read(buf)
 		if n > 0 {
+			s.srv.bytesIn.Add(uint64(n))
 			now := time.Now()
 			if !s.stallFrom.IsZero() {
 				s.srv.recordStall(now.Sub(s.stallFrom))
@@ -364,7 +365,8 @@ func (s *session) writeLocked(bufs net.Buffers) error {
 	if err := s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("set write deadline: %w", err)
 	}
-	_, err := bufs.WriteTo(s.conn)
+	n, err := bufs.WriteTo(s.conn)
+	s.srv.bytesOut.Add(uint64(n))
 	if err == nil {
 		s.out = s.out[:0]
 		return nil
