@@ -1,6 +1,7 @@
 #!/bin/bash
 # install.sh builds mediad and installs it with its systemd unit on this
-# machine (run as root from the repository). Re-running it on a machine where
+# machine (run as root from the repository), with /etc/mediad/mediad.toml
+# unless one exists. Re-running it on a machine where
 # mediad already runs upgrades it in place: the binary is replaced
 # atomically and `systemctl reload` hands every session to it.
 #
@@ -31,6 +32,15 @@ mv -f "$BIN.new" "$BIN"
 sed "s#/usr/local/bin/mediad#$BIN#g" scripts/mediad.service > "$tmp/mediad.service"
 install -m 0644 "$tmp/mediad.service" "$UNIT"
 install -d -m 0755 /var/lib/mediad/recordings
+# The config is the operator's once installed: never overwritten. A new
+# default goes beside it for comparison.
+install -d -m 0755 /etc/mediad
+if [ -e /etc/mediad/mediad.toml ]; then
+	install -m 0644 scripts/mediad.toml /etc/mediad/mediad.toml.default
+else
+	install -m 0644 scripts/mediad.toml /etc/mediad/mediad.toml
+fi
+"$BIN" check-config --config /etc/mediad/mediad.toml >/dev/null
 systemctl daemon-reload
 systemctl enable mediad.service
 

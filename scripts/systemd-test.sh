@@ -86,13 +86,16 @@ ffmpeg -nostdin -loglevel error -f lavfi -i testsrc2=size=320x240:rate=25 -f lav
 # and network-online would pull units of the host image into the container,
 # and Restart= would hide a crash behind a restart.
 sed -e "s#127\.0\.0\.1:8080#127.0.0.1:$ADMIN_PORT#g" \
-	-e "s#--rtmp :1935#--rtmp 127.0.0.1:$RTMP_PORT#" \
 	-e '/^After=network-online.target/d' -e '/^Wants=network-online.target/d' \
 	-e 's/^\[Unit\]$/[Unit]\nDefaultDependencies=no/' \
 	-e 's/^Restart=.*/Restart=no/' \
 	"$REPO/scripts/mediad.service" >"$W/$U"
-grep -q "127.0.0.1:$RTMP_PORT" "$W/$U" && [ "$(grep -c "127.0.0.1:$ADMIN_PORT" "$W/$U")" = 2 ] &&
+[ "$(grep -c "127.0.0.1:$ADMIN_PORT" "$W/$U")" = 2 ] && grep -q -- '--config /etc/mediad/mediad.toml' "$W/$U" &&
 	grep -q '^DefaultDependencies=no' "$W/$U" || fail "test unit: substitutions did not apply to scripts/mediad.service"
+# The shipped config, with the test's RTMP port.
+sed -e "s#^rtmp = .*#rtmp = \"127.0.0.1:$RTMP_PORT\"#" "$REPO/scripts/mediad.toml" >"$W/mediad.toml"
+grep -q "^rtmp = \"127.0.0.1:$RTMP_PORT\"" "$W/mediad.toml" || fail "test config: substitution did not apply to scripts/mediad.toml"
+"$W/mediad-a" check-config --config "$W/mediad.toml" >/dev/null || fail "scripts/mediad.toml does not pass check-config"
 
 # --- boot systemd -------------------------------------------------------------
 mkdir -p "$W/ovl" "$W/root"
@@ -104,6 +107,8 @@ mkdir "$CGD"
 		mount -t overlay overlay -o lowerdir=/,upperdir=$W/ovl/u,workdir=$W/ovl/w $W/root
 		printf '[Unit]\nWants=systemd-journald.service\n' > $W/root/etc/systemd/system/ci.target
 		cp $W/$U $W/root/etc/systemd/system/
+		mkdir -p $W/root/etc/mediad
+		cp $W/mediad.toml $W/root/etc/mediad/
 		mkdir -p $W/root/usr/local/bin
 		cp $W/mediad-a $W/root/usr/local/bin/mediad
 		exec unshare --pid --fork --uts --ipc --cgroup --root=$W/root --wd=/ env -i container=mediad-sdtest \
@@ -208,6 +213,23 @@ last=$(curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/api/status" | jq -r 
 [ "$last" != success ] && [ "$last" != null ] || fail "last upgrade outcome is $last, want the rolled-back one"
 ok "the broken server's upgrade was attempted and rolled back (outcome $last)"
 install_bin "$W/mediad-b"
+
+# A config that does not parse: the reload is the upgrade, so it fails, the
+# verdict in the journal names the line, and the old process serves on.
+cp "$ROOT/etc/mediad/mediad.toml" "$W/mediad.toml.good"
+printf 'segment = "1h"\nidle-timeout = 30s\n' >"$ROOT/etc/mediad/mediad.toml"
+sleep 1
+old=$(mainpid)
+if out=$(timeout 120 $IN systemctl reload $U 2>&1); then
+	fail "reload with a broken config exited 0"
+fi
+[ "$(mainpid)" = "$old" ] && [ "$($IN systemctl is-active $U)" = active ] ||
+	fail "reload with a broken config: MainPID $old -> $(mainpid), $U $($IN systemctl is-active $U)"
+kill -0 $FF 2>/dev/null || fail "reload with a broken config: publisher exited"
+verdict=$(curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/api/status" | jq -r '.upgrades[-1].error')
+case "$verdict" in *"/etc/mediad/mediad.toml"*"line 2"*) ;; *) fail "broken config: last verdict is \"$verdict\", want the parse error" ;; esac
+cp "$W/mediad.toml.good" "$ROOT/etc/mediad/mediad.toml"
+ok "reload with a broken config failed: MainPID still $old, active, verdict \"${verdict##*: toml: }\""
 
 # --- the stream and its recording -----------------------------------------------
 wait $FF && rc=0 || rc=$?

@@ -10,16 +10,36 @@ import (
 	"github.com/mediad/mediad/ingest"
 )
 
-// adminHandler serves the admin API. ready reports whether this process
-// serves: a new process answers on the shared listener while it takes
-// over, before it does.
-func adminHandler(srv *ingest.Server, u *upgrader, started time.Time, ready func() bool) http.Handler {
+// adminState is what the admin API reads and acts on.
+type adminState struct {
+	srv      *ingest.Server
+	upgrader *upgrader
+	ledger   *ledger
+	started  time.Time // this process's start
+	// ready: this process serves and is not draining. A new process
+	// answers on the shared listener while it takes over, before it does.
+	ready func() bool
+	// serving: this process serves, draining or not.
+	serving func() bool
+	// tookOver: a new process holds the old one's counters.
+	tookOver func() bool
+	// drain takes the process out of rotation.
+	drain func()
+}
+
+// adminHandler serves the admin API.
+func adminHandler(a adminState) http.Handler {
+	srv, u, ready := a.srv, a.upgrader, a.ready
 	mux := http.NewServeMux()
 	// /readyz is 200 only while this process serves: not while it starts
 	// or takes sessions over, not once it stops or has handed over.
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			msg := "not ready"
+			if a.serving() {
+				msg = "draining"
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ready\n")
@@ -31,16 +51,29 @@ func adminHandler(srv *ingest.Server, u *upgrader, started time.Time, ready func
 		writeJSON(w, http.StatusOK, srv.Registry().List())
 	})
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{
-			"version":        buildVersion(),
-			"ready":          ready(),
-			"pid":            os.Getpid(),
-			"started":        started.UTC(),
-			"sessions":       srv.SessionCount(),
-			"streams":        srv.Registry().List(),
-			"upgrades":       u.History(),
-			"upgrade_counts": u.Counts(),
+		svcStart, gen := a.ledger.Start()
+		writeJSON(w, http.StatusOK, statusReply{
+			Version:       buildVersion(),
+			Ready:         ready(),
+			PID:           os.Getpid(),
+			Started:       a.started.UTC(),
+			ServiceStart:  svcStart.UTC(),
+			Generation:    gen,
+			Sessions:      srv.SessionCount(),
+			Totals:        srv.Totals(),
+			Streams:       srv.Registry().List(),
+			Upgrades:      a.ledger.History(),
+			UpgradeCounts: a.ledger.Counts(),
 		})
+	})
+	mux.Handle("GET /metrics", metricsHandler(newCollector(srv, a.ledger, ready), a.tookOver))
+	// POST /api/drain takes this process out of rotation before a stop:
+	// /readyz fails from now on, so a load balancer sends newcomers
+	// elsewhere, while every connection, and any that still arrives, is
+	// served until SIGTERM stops them in order.
+	mux.HandleFunc("POST /api/drain", func(w http.ResponseWriter, _ *http.Request) {
+		a.drain()
+		writeJSON(w, http.StatusOK, map[string]any{"draining": true, "sessions": srv.SessionCount()})
 	})
 	// POST /api/upgrade runs an upgrade and answers with its verdict once it
 	// is known: 200 on success, 409 when refused, 500 when it failed and

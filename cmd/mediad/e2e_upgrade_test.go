@@ -318,6 +318,11 @@ func (s *upgServer) stop() {
 	lines, _ := s.log.snapshot()
 	for _, r := range lines {
 		if r.fields == nil {
+			// A new binary that cannot read its settings says so before it
+			// has a logger.
+			if s.allowFailed && strings.HasPrefix(r.raw, "mediad: ") {
+				continue
+			}
 			t.Errorf("mediad wrote a non-JSON line (a panic?): %s", r.raw)
 			break
 		}

@@ -51,40 +51,8 @@ type options struct {
 	logFormat       string
 	logLevel        string
 	showVersion     bool
-}
-
-func parseFlags(args []string, stderr io.Writer) (options, error) {
-	var o options
-	fs := flag.NewFlagSet("mediad", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&o.rtmpAddr, "rtmp", ":1935", "RTMP listen address")
-	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8080", "admin HTTP listen address (empty disables)")
-	fs.StringVar(&o.recordDir, "record-dir", "recordings", "directory for recordings (empty disables recording)")
-	fs.DurationVar(&o.segment, "segment", time.Hour, "cut recordings at a keyframe after this long (0: one file per broadcast)")
-	fs.StringVar(&o.pidfile, "pidfile", "", "write the PID to this file")
-	fs.StringVar(&o.authFile, "auth-file", "", "file of APP/KEY pairs or \"APP secret=S\" lines allowed to publish (empty: anyone may publish)")
-	fs.UintVar(&o.maxMessage, "max-message-size", 16<<20, "largest RTMP message accepted, in bytes")
-	fs.DurationVar(&o.handshakeTO, "handshake-timeout", 10*time.Second, "close clients that do not finish handshake and connect in this time")
-	fs.DurationVar(&o.idleTO, "idle-timeout", 30*time.Second, "close publishers that send nothing for this long")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "longest graceful stop")
-	fs.DurationVar(&o.upgradeTimeout, "upgrade-timeout", 30*time.Second, "a new binary must take over within this time or the upgrade rolls back")
-	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "after an upgrade, the old process finishes its HTTP requests within this time and exits")
-	fs.StringVar(&o.logFormat, "log-format", "auto", "json, console, or auto (console on a terminal)")
-	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if o.segment < 0 {
-		return o, fmt.Errorf("-segment must not be negative, got %s", o.segment)
-	}
-	if o.maxMessage == 0 || o.maxMessage > 1<<30 {
-		return o, fmt.Errorf("-max-message-size must be between 1 and 1 GiB, got %d", o.maxMessage)
-	}
-	return o, nil
+	// config is the file the settings were read from, if any.
+	config string
 }
 
 func newLogger(format, level string, w io.Writer) (zerolog.Logger, error) {
@@ -117,14 +85,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runUpgradeCommand(args[1:], stdout, stderr)
 		case "status":
 			return runStatusCommand(args[1:], stdout, stderr)
+		case "drain":
+			return runDrainCommand(args[1:], stdout, stderr)
+		case "check-config":
+			return runCheckConfig(args[1:], stdout, stderr)
 		}
 	}
-	o, err := parseFlags(args, stderr)
+	o, err := loadOptions(args, os.LookupEnv, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		fmt.Fprintln(stderr, "mediad:", err)
+		// A new binary started by an upgrade tells the old process why it
+		// cannot take over, so the verdict names the bad setting.
+		refuseTakeOver(nil, fmt.Errorf("settings: %w", err))
 		return 2
 	}
 	if o.showVersion {

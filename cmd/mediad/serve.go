@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/mediad/mediad/handoff"
 	"github.com/mediad/mediad/ingest"
+	"github.com/mediad/mediad/state"
 )
 
 // serve runs mediad until a signal stops it or an upgrade hands everything
@@ -29,30 +31,6 @@ func serve(o options, log zerolog.Logger) error {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sig)
 	started := time.Now()
-	cfg := ingest.Config{
-		SegmentDuration:  o.segment,
-		MaxMessageSize:   uint32(o.maxMessage),
-		HandshakeTimeout: o.handshakeTO,
-		IdleTimeout:      o.idleTO,
-		Logger:           log,
-	}
-	if o.recordDir != "" {
-		dir, err := filepath.Abs(o.recordDir)
-		if err != nil {
-			return fmt.Errorf("record dir: %w", err)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("record dir: %w", err)
-		}
-		cfg.RecordDir = dir
-	}
-	if o.authFile != "" {
-		a, err := ingest.LoadAuth(o.authFile)
-		if err != nil {
-			return err
-		}
-		cfg.Auth = a
-	}
 
 	// tableflip owns the listeners: inherited from the old process on an
 	// upgrade, opened here otherwise. The PID file follows the process that
@@ -62,21 +40,61 @@ func serve(o options, log zerolog.Logger) error {
 		return fmt.Errorf("upgrader: %w", err)
 	}
 	defer upg.Stop()
-	ln, err := listen(upg, "rtmp", o.rtmpAddr)
+	// Whatever stops a new process before it takes over goes back to the
+	// old one as the reason, and the old one carries on.
+	fail := func(err error) error {
+		refuseTakeOver(upg, err)
+		return err
+	}
+	cfg := ingest.Config{
+		SegmentDuration:  o.segment,
+		MaxMessageSize:   uint32(o.maxMessage),
+		HandshakeTimeout: o.handshakeTO,
+		IdleTimeout:      o.idleTO,
+		Logger:           log,
+	}
+	if o.recordDir != "" {
+		dir, err := filepath.Abs(o.recordDir)
+		if err == nil {
+			err = os.MkdirAll(dir, 0o755)
+		}
+		if err != nil {
+			return fail(fmt.Errorf("record dir: %w", err))
+		}
+		cfg.RecordDir = dir
+	}
+	if o.authFile != "" {
+		a, err := ingest.LoadAuth(o.authFile)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.Auth = a
+	}
+	ln, err := listen(upg, "rtmp", o.rtmpAddr, log)
 	if err != nil {
-		return fmt.Errorf("rtmp listener: %w", err)
+		return fail(fmt.Errorf("rtmp listener: %w", err))
 	}
 	srv := ingest.NewServer(cfg)
-	u := newUpgrader(upg, srv, log, o.upgradeTimeout)
-	var ready atomic.Bool
+	l := newLedger(started)
+	u := newUpgrader(upg, srv, l, log, o.upgradeTimeout)
+	var ready, draining, tookOver atomic.Bool
+	tookOver.Store(!upg.HasParent())
+	st := adminState{
+		srv: srv, upgrader: u, ledger: l, started: started,
+		ready:    func() bool { return ready.Load() && !draining.Load() },
+		serving:  ready.Load,
+		tookOver: tookOver.Load,
+		drain:    func() { draining.Store(true) },
+	}
 
 	var admin *http.Server
 	if o.httpAddr != "" {
-		hl, err := listen(upg, "admin", o.httpAddr)
+		hl, err := listen(upg, "admin", o.httpAddr, log)
 		if err != nil {
-			return fmt.Errorf("admin listener: %w", err)
+			srv.Close()
+			return fail(fmt.Errorf("admin listener: %w", err))
 		}
-		admin = &http.Server{Handler: adminHandler(srv, u, started, ready.Load), ReadHeaderTimeout: 5 * time.Second}
+		admin = &http.Server{Handler: adminHandler(st), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := admin.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error().Err(err).Msg("admin HTTP stopped")
@@ -90,12 +108,20 @@ func serve(o options, log zerolog.Logger) error {
 	var (
 		restored *ingest.Restored
 		hconn    *handoff.Conn
+		proc     *state.Process
 	)
 	if upg.HasParent() {
-		restored, hconn, err = takeOver(upg, srv, log, o.upgradeTimeout)
+		restored, hconn, proc, err = takeOver(upg, srv, log, o.upgradeTimeout)
 		if err != nil {
 			return fmt.Errorf("take over from the old process: %w", err)
 		}
+		if proc != nil {
+			// Before Ready and before any session runs: the counters go on
+			// from where the old process left them.
+			l.restore(*proc)
+			srv.AddTotals(ingest.Totals{BytesIn: proc.BytesIn, BytesOut: proc.BytesOut, Sessions: proc.SessionsAccepted})
+		}
+		tookOver.Store(true)
 	}
 	if err := upg.Ready(); err != nil {
 		if restored != nil {
@@ -105,11 +131,12 @@ func serve(o options, log zerolog.Logger) error {
 		srv.Close()
 		return fmt.Errorf("ready: %w", err)
 	}
+	readyAt := time.Now()
 	ready.Store(true)
 	notifyReady(log)
 	if restored != nil {
 		restored.Start()
-		go reportStalls(srv, restored, hconn)
+		go reportStalls(srv, restored, hconn, l, proc, readyAt, log)
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -118,7 +145,10 @@ func serve(o options, log zerolog.Logger) error {
 		// stale PID behind.
 		defer removeOwnPIDFile(o.pidfile)
 	}
-	log.Info().Str("rtmp", ln.Addr().String()).Str("record_dir", cfg.RecordDir).Dur("segment", o.segment).Bool("upgraded", upg.HasParent()).Msg("mediad ready")
+	svcStart, gen := l.Start()
+	log.Info().Str("rtmp", ln.Addr().String()).Str("record_dir", cfg.RecordDir).Dur("segment", o.segment).
+		Bool("upgraded", upg.HasParent()).Uint64("generation", gen).Time("service_start", svcStart).
+		Str("config", o.config).Msg("mediad ready")
 
 	for {
 		select {
@@ -166,15 +196,33 @@ func serve(o options, log zerolog.Logger) error {
 // when it passed one, opened on addr otherwise. tableflip keys listeners by
 // the address they were opened with, so two on "127.0.0.1:0" would be
 // confused; the key here is the name.
-func listen(upg *tableflip.Upgrader, name, addr string) (net.Listener, error) {
+//
+// An upgrade is also a config reload: when the address configured now is
+// not the inherited listener's, a new listener replaces it. Connections
+// already established carry on; new ones must use the new address once the
+// old process has gone.
+func listen(upg *tableflip.Upgrader, name, addr string, log zerolog.Logger) (net.Listener, error) {
 	ln, err := upg.Fds.Listener("tcp", name)
 	if err != nil {
 		return nil, fmt.Errorf("inherited %s listener: %w", name, err)
 	}
 	if ln != nil {
-		return ln, nil
+		if listensOn(ln.Addr(), addr) {
+			return ln, nil
+		}
+		log.Info().Str("listener", name).Str("from", ln.Addr().String()).Str("to", addr).Msg("listen address changed: rebinding")
+		// Bind first: if the new address is taken, the error goes back to
+		// the old process and nothing is lost.
+		nl, err := net.Listen("tcp", addr)
+		if err != nil {
+			ln.Close()
+			return nil, err
+		}
+		ln.Close()
+		ln = nl
+	} else if ln, err = net.Listen("tcp", addr); err != nil {
+		return nil, err
 	}
-	ln, err = net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +236,30 @@ func listen(upg *tableflip.Upgrader, name, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("%s listener: %w", name, err)
 	}
 	return ln, nil
+}
+
+// listensOn says whether a listener bound to have serves the configured
+// address want: an ephemeral port (":0") matches whatever was bound.
+func listensOn(have net.Addr, want string) bool {
+	ta, ok := have.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	host, port, err := net.SplitHostPort(want)
+	if err != nil {
+		return false
+	}
+	if port != "0" && port != strconv.Itoa(ta.Port) {
+		return false
+	}
+	switch host {
+	case "":
+		return ta.IP.IsUnspecified()
+	case "localhost":
+		return ta.IP.IsLoopback()
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.Equal(ta.IP) || ip.IsUnspecified() && ta.IP.IsUnspecified())
 }
 
 func stop(srv *ingest.Server, admin *http.Server, timeout time.Duration, log zerolog.Logger, started time.Time) error {

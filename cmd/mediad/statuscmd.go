@@ -14,12 +14,19 @@ import (
 
 // statusReply is what GET /api/status answers.
 type statusReply struct {
-	Version  string              `json:"version"`
-	PID      int                 `json:"pid"`
-	Started  time.Time           `json:"started"`
-	Sessions int                 `json:"sessions"`
-	Streams  []ingest.StreamInfo `json:"streams"`
-	Upgrades []Verdict           `json:"upgrades"`
+	Version string `json:"version"`
+	Ready   bool   `json:"ready"`
+	PID     int    `json:"pid"`
+	// Started is this process's start; ServiceStart the first process's,
+	// Generation how many processes the service has run through upgrades.
+	Started       time.Time           `json:"started"`
+	ServiceStart  time.Time           `json:"service_started"`
+	Generation    uint64              `json:"generation"`
+	Sessions      int                 `json:"sessions"`
+	Totals        ingest.Totals       `json:"totals"`
+	Streams       []ingest.StreamInfo `json:"streams"`
+	Upgrades      []Verdict           `json:"upgrades"`
+	UpgradeCounts map[string]uint64   `json:"upgrade_counts"`
 }
 
 // runStatusCommand is `mediad status`: a readable table of the streams and
@@ -48,7 +55,14 @@ func runStatusCommand(args []string, stdout, stderr io.Writer) int {
 }
 
 func printStatus(w io.Writer, st statusReply, now time.Time) {
-	fmt.Fprintf(w, "mediad %s  pid %d  up %s  %d sessions\n\n", st.Version, st.PID, now.Sub(st.Started).Round(time.Second), st.Sessions)
+	state := "serving"
+	if !st.Ready {
+		state = "NOT READY"
+	}
+	fmt.Fprintf(w, "mediad %s  pid %d  %s  up %s (service up %s, process %d)  %d sessions\n",
+		st.Version, st.PID, state, now.Sub(st.Started).Round(time.Second), now.Sub(st.ServiceStart).Round(time.Second), st.Generation, st.Sessions)
+	fmt.Fprintf(w, "received %s  sent %s  upgrades: %d succeeded, %d failed, %d refused\n\n",
+		humanBytes(st.Totals.BytesIn), humanBytes(st.Totals.BytesOut), st.UpgradeCounts["success"], st.UpgradeCounts["failed"], st.UpgradeCounts["refused"])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STREAM\tLIVE\tFOR\tPLAYERS\tKBIT/S\tVIDEO\tAUDIO\tKEYFRAMES\tRECEIVED\tENCODER")
 	for _, s := range st.Streams {

@@ -48,18 +48,15 @@ type Verdict struct {
 type upgrader struct {
 	upg      *tableflip.Upgrader
 	srv      *ingest.Server
+	ledger   *ledger
 	log      zerolog.Logger
 	timeout  time.Duration
 	busy     atomic.Bool
 	inflight sync.WaitGroup
-
-	mu      sync.Mutex
-	history []Verdict
-	counts  map[string]int
 }
 
-func newUpgrader(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, timeout time.Duration) *upgrader {
-	return &upgrader{upg: upg, srv: srv, log: log, timeout: timeout, counts: make(map[string]int)}
+func newUpgrader(upg *tableflip.Upgrader, srv *ingest.Server, l *ledger, log zerolog.Logger, timeout time.Duration) *upgrader {
+	return &upgrader{upg: upg, srv: srv, ledger: l, log: log, timeout: timeout}
 }
 
 // Wait returns once no upgrade is in flight, or when ctx ends.
@@ -75,35 +72,16 @@ func (u *upgrader) Wait(ctx context.Context) {
 	}
 }
 
-// History returns past verdicts, oldest first.
-func (u *upgrader) History() []Verdict {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return slices.Clone(u.history)
-}
-
-// Counts returns the number of upgrades by outcome.
-func (u *upgrader) Counts() map[string]int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	out := make(map[string]int, len(u.counts))
-	for k, v := range u.counts {
-		out[k] = v
-	}
-	return out
-}
-
 func (u *upgrader) record(v Verdict) Verdict {
-	u.mu.Lock()
-	u.history = append(u.history, v)
-	if len(u.history) > 50 {
-		u.history = u.history[len(u.history)-50:]
-	}
-	u.counts[v.Outcome]++
-	u.mu.Unlock()
-	ev := u.log.Info()
+	u.ledger.record(v)
+	logUpgrade(u.log, v)
+	return v
+}
+
+func logUpgrade(log zerolog.Logger, v Verdict) {
+	ev := log.Info()
 	if v.Outcome != "success" {
-		ev = u.log.Error()
+		ev = log.Error()
 	}
 	ev.Str("outcome", v.Outcome).Str("error", v.Error).
 		Float64("duration_ms", v.DurationMS).Int("sessions_moved", v.SessionsMoved).
@@ -111,7 +89,6 @@ func (u *upgrader) record(v Verdict) Verdict {
 		Int("old_pid", v.OldPID).Int("new_pid", v.NewPID).
 		Str("old_version", v.OldVersion).Str("new_version", v.NewVersion).
 		Msg("upgrade")
-	return v
 }
 
 // Upgrade replaces this process with the binary now at its path, moving
@@ -189,6 +166,9 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	}()
 	childFailure := func(stage string, err error) error {
 		if re := (*handoff.RejectError)(nil); errors.As(err, &re) {
+			if stage == "before hello" {
+				return fmt.Errorf("new process %s refused to take over: %s", exe, re.Reason)
+			}
 			return fmt.Errorf("new process rejected the sessions: %s", re.Reason)
 		}
 		select {
@@ -247,7 +227,7 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 		waitChild()
 		return err
 	}
-	items := make([]handoff.Item, len(parked.Items))
+	items := make([]handoff.Item, len(parked.Items), len(parked.Items)+1)
 	fds := 0
 	for i, it := range parked.Items {
 		env, err := migrate.Convert(it.Envelope, ver)
@@ -256,6 +236,20 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 		}
 		items[i] = handoff.Item{Envelope: env, Files: it.Files}
 		fds += len(it.Files)
+	}
+	// From state v3 on the service's counters and history travel too; a
+	// build that reads only older versions starts them afresh.
+	if ver >= 3 {
+		cur := *v
+		cur.SessionsMoved = len(parked.Items)
+		env, err := state.Encode(state.KindProcess, u.ledger.export(u.srv.Totals(), cur))
+		if err == nil {
+			env, err = migrate.Convert(env, ver)
+		}
+		if err != nil {
+			return abort(fmt.Errorf("process state: %w", err))
+		}
+		items = append(items, handoff.Item{Envelope: env})
 	}
 	if err := handoff.CheckFDBudget(hello, fds); err != nil {
 		_ = conn.SendRefuse(err.Error())
@@ -293,7 +287,7 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 		return fmt.Errorf("new process failed after commit, before ready: %w", e)
 	}
 	parked.Commit()
-	v.SessionsMoved = len(items)
+	v.SessionsMoved = len(parked.Items)
 	v.DurationMS = ms(time.Since(v.Started))
 	if rep, err := conn.ReadReport(time.Now().Add(3 * time.Second)); err == nil {
 		v.Stalls = rep.Stalls
@@ -328,6 +322,29 @@ func newBinary() (string, error) {
 	return exe, nil
 }
 
+// refuseTakeOver tells the old process, when this one was started by an
+// upgrade, that it cannot take over and why: the reason then reaches the
+// verdict instead of a bare exit status, and the old process, having parked
+// nothing, carries on. upg may be nil when setup failed before one existed.
+func refuseTakeOver(upg *tableflip.Upgrader, reason error) {
+	if upg == nil {
+		var err error
+		if upg, err = tableflip.New(tableflip.Options{}); err != nil {
+			return
+		}
+		defer upg.Stop()
+	}
+	if !upg.HasParent() {
+		return
+	}
+	conn, err := handoff.Accept(upg.Fds)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	_ = conn.SendReject(reason.Error())
+}
+
 // refusedError marks an upgrade refused before anything parked.
 type refusedError struct{ error }
 
@@ -353,10 +370,10 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // the caller becomes Ready first, which tells the old process to let go,
 // and starts them after. It also returns the connection on which to send
 // the stall report.
-func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, timeout time.Duration) (*ingest.Restored, *handoff.Conn, error) {
+func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, timeout time.Duration) (*ingest.Restored, *handoff.Conn, *state.Process, error) {
 	conn, err := handoff.Accept(upg.Fds)
 	if err != nil {
-		return nil, nil, fmt.Errorf("handoff socket: %w", err)
+		return nil, nil, nil, fmt.Errorf("handoff socket: %w", err)
 	}
 	deadline := time.Now().Add(timeout)
 	var lim unix.Rlimit
@@ -366,25 +383,34 @@ func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, t
 	hello := handoff.Hello{Build: buildVersion(), ReadsMin: readsMin, ReadsMax: readsMax, PID: os.Getpid(), NoFileLimit: lim.Cur, OpenFDs: open}
 	if err := conn.SendHello(hello); err != nil {
 		conn.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	plan, err := conn.ReadPlan(deadline)
 	if err != nil {
 		conn.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	items, err := conn.ReadItems(deadline)
 	if err != nil {
 		conn.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	parked := make([]ingest.ParkedSession, len(items))
-	var convErr error
-	for i, it := range items {
-		parked[i] = ingest.ParkedSession{Envelope: it.Envelope, Files: it.Files}
-		if convErr == nil {
-			parked[i].Envelope, convErr = migrate.Convert(it.Envelope, state.Version)
+	parked := make([]ingest.ParkedSession, 0, len(items))
+	var (
+		convErr error
+		proc    *state.Process
+	)
+	for _, it := range items {
+		if convErr != nil {
+			break
 		}
+		ps := ingest.ParkedSession{Envelope: it.Envelope, Files: it.Files}
+		ps.Envelope, convErr = migrate.Convert(it.Envelope, state.Version)
+		if convErr == nil && ps.Envelope.Kind == state.KindProcess {
+			convErr = decodeProcess(ps, &proc)
+			continue
+		}
+		parked = append(parked, ps)
 	}
 	if convErr == nil {
 		convErr = handoff.Fault("restore")
@@ -397,18 +423,23 @@ func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, t
 		}
 		_ = conn.SendReject(convErr.Error())
 		conn.Close()
-		return nil, nil, fmt.Errorf("sessions of state v%d: %w", plan.Version, convErr)
+		return nil, nil, nil, fmt.Errorf("sessions of state v%d: %w", plan.Version, convErr)
 	}
 	restored, err := srv.Restore(parked)
 	if err != nil {
 		_ = conn.SendReject(err.Error())
 		conn.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if err := conn.SendPrepared(restored.Len()); err != nil {
+	// Prepared counts every item taken, the process envelope included.
+	prepared := restored.Len()
+	if proc != nil {
+		prepared++
+	}
+	if err := conn.SendPrepared(prepared); err != nil {
 		restored.Discard()
 		conn.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	commit, err := conn.WaitCommit(deadline)
 	if err != nil || !commit {
@@ -417,20 +448,38 @@ func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, t
 		if err == nil {
 			err = errors.New("old process aborted the upgrade")
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if err := handoff.Fault(handoff.FaultAfterCommit); err != nil {
 		restored.Discard()
 		conn.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	log.Info().Int("sessions", restored.Len()).Uint32("state_version", plan.Version).Msg("sessions prepared and committed")
-	return restored, conn, nil
+	return restored, conn, proc, nil
+}
+
+// decodeProcess takes the one process envelope of a handoff.
+func decodeProcess(ps ingest.ParkedSession, proc **state.Process) error {
+	if *proc != nil {
+		return errors.New("two process envelopes")
+	}
+	if len(ps.Files) > 0 {
+		return fmt.Errorf("process envelope with %d descriptors", len(ps.Files))
+	}
+	var p state.Process
+	if err := state.Decode(ps.Envelope, &p); err != nil {
+		return err
+	}
+	*proc = &p
+	return nil
 }
 
 // reportStalls waits until every restored session that was reading has
-// read again (or a bound passes) and sends the figures to the old process.
-func reportStalls(srv *ingest.Server, restored *ingest.Restored, conn *handoff.Conn) {
+// read again (or a bound passes), sends the figures to the old process and
+// records the upgrade that started this process, as the old process
+// described it, in the ledger it handed over.
+func reportStalls(srv *ingest.Server, restored *ingest.Restored, conn *handoff.Conn, l *ledger, proc *state.Process, readyAt time.Time, log zerolog.Logger) {
 	defer conn.Close()
 	want := restored.Readers()
 	end := time.Now().Add(2 * time.Second)
@@ -446,4 +495,14 @@ func reportStalls(srv *ingest.Server, restored *ingest.Restored, conn *handoff.C
 		rep.WorstStallMS = ms(stalls[len(stalls)-1])
 	}
 	_ = conn.SendReport(rep)
+	if proc == nil {
+		return
+	}
+	v := verdictFromState(proc.Current)
+	v.Outcome, v.Error = "success", ""
+	v.NewPID, v.NewVersion = os.Getpid(), buildVersion()
+	v.DurationMS = ms(readyAt.Sub(v.Started))
+	v.Stalls, v.StallP50MS, v.StallP99MS, v.WorstStallMS = rep.Stalls, rep.StallP50MS, rep.StallP99MS, rep.WorstStallMS
+	l.record(v)
+	l.observeStalls(stalls)
 }

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/mediad/mediad/ingest"
+)
+
+// Settings come from four places, each overriding the one before: the
+// defaults below, the config file (TOML, its keys the flag names), the
+// environment (MEDIAD_ and the flag name in capitals, "-" as "_"), and the
+// command line. A new process reads them all afresh, so an upgrade is also
+// a config reload; one that cannot read them refuses to take over and the
+// old process keeps serving.
+
+// configEnv names the config file when --config does not.
+const configEnv = "MEDIAD_CONFIG"
+
+// notSettings are flags that only the command line sets.
+var notSettings = []string{"config", "version"}
+
+func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("mediad", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.config, "config", "", "TOML file of settings, keyed by flag name (env "+configEnv+"); flags and MEDIAD_* variables override it")
+	fs.StringVar(&o.rtmpAddr, "rtmp", ":1935", "RTMP listen address")
+	fs.StringVar(&o.httpAddr, "http", "127.0.0.1:8080", "admin HTTP listen address (empty disables)")
+	fs.StringVar(&o.recordDir, "record-dir", "recordings", "directory for recordings (empty disables recording)")
+	fs.DurationVar(&o.segment, "segment", time.Hour, "cut recordings at a keyframe after this long (0: one file per broadcast)")
+	fs.StringVar(&o.pidfile, "pidfile", "", "write the PID to this file")
+	fs.StringVar(&o.authFile, "auth-file", "", "file of APP/KEY pairs or \"APP secret=S\" lines allowed to publish (empty: anyone may publish)")
+	fs.UintVar(&o.maxMessage, "max-message-size", 16<<20, "largest RTMP message accepted, in bytes")
+	fs.DurationVar(&o.handshakeTO, "handshake-timeout", 10*time.Second, "close clients that do not finish handshake and connect in this time")
+	fs.DurationVar(&o.idleTO, "idle-timeout", 30*time.Second, "close publishers that send nothing for this long")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "longest graceful stop")
+	fs.DurationVar(&o.upgradeTimeout, "upgrade-timeout", 30*time.Second, "a new binary must take over within this time or the upgrade rolls back")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "after an upgrade, the old process finishes its HTTP requests within this time and exits")
+	fs.StringVar(&o.logFormat, "log-format", "auto", "json, console, or auto (console on a terminal)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	return fs
+}
+
+// settingNames lists the settings a config file or the environment may
+// set, sorted.
+func settingNames() []string {
+	var o options
+	var names []string
+	newFlagSet(&o, io.Discard).VisitAll(func(f *flag.Flag) {
+		if !slices.Contains(notSettings, f.Name) {
+			names = append(names, f.Name)
+		}
+	})
+	return names
+}
+
+func envName(setting string) string {
+	return "MEDIAD_" + strings.ToUpper(strings.ReplaceAll(setting, "-", "_"))
+}
+
+// loadOptions resolves every setting and validates the result.
+func loadOptions(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (options, error) {
+	// A first pass finds the config file and rejects bad flags before any
+	// file is read.
+	var first options
+	if err := newFlagSet(&first, stderr).Parse(args); err != nil {
+		return first, err
+	}
+	var o options
+	fs := newFlagSet(&o, stderr)
+	path := first.config
+	if path == "" {
+		path, _ = lookupEnv(configEnv)
+	}
+	if path != "" {
+		if err := applyConfigFile(fs, path); err != nil {
+			return o, err
+		}
+	}
+	for _, name := range settingNames() {
+		if v, ok := lookupEnv(envName(name)); ok {
+			if err := setSetting(fs, name, v); err != nil {
+				return o, fmt.Errorf("environment %s=%q: %w", envName(name), v, err)
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	o.config = path
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := o.validate(); err != nil {
+		if path != "" {
+			return o, fmt.Errorf("settings (config %s): %w", path, err)
+		}
+		return o, err
+	}
+	return o, nil
+}
+
+// applyConfigFile sets on fs every setting the TOML file at path holds.
+func applyConfigFile(fs *flag.FlagSet, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var m map[string]any
+	if _, err := toml.Decode(string(b), &m); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		f := fs.Lookup(k)
+		if f == nil || slices.Contains(notSettings, k) {
+			return fmt.Errorf("config %s: unknown setting %q (known: %s)", path, k, strings.Join(settingNames(), ", "))
+		}
+		s, err := settingString(f, m[k])
+		if err == nil {
+			err = setSetting(fs, k, s)
+		}
+		if err != nil {
+			return fmt.Errorf("config %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+// setSetting sets one flag, with the reason when the text is not a value
+// of its type (the flag package says only "parse error").
+func setSetting(fs *flag.FlagSet, name, value string) error {
+	f := fs.Lookup(name)
+	if g, ok := f.Value.(flag.Getter); ok {
+		switch g.Get().(type) {
+		case time.Duration:
+			if _, err := time.ParseDuration(value); err != nil {
+				return fmt.Errorf("%w (want a duration such as \"30s\" or \"1h\")", err)
+			}
+		case uint:
+			if _, err := strconv.ParseUint(value, 10, strconv.IntSize); err != nil {
+				return fmt.Errorf("%q: want a non-negative integer", value)
+			}
+		}
+	}
+	return fs.Set(name, value)
+}
+
+// settingString turns a TOML value into a flag's text, refusing a value of
+// the wrong type rather than guessing: `segment = 10` could mean seconds
+// or nanoseconds.
+func settingString(f *flag.Flag, v any) (string, error) {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return "", fmt.Errorf("flag %s has no type", f.Name)
+	}
+	switch want := g.Get().(type) {
+	case string:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+		return "", fmt.Errorf("want a string, got %v (%T)", v, v)
+	case time.Duration:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+		return "", fmt.Errorf("want a duration in quotes such as \"30s\", got %v", v)
+	case bool:
+		if b, ok := v.(bool); ok {
+			return strconv.FormatBool(b), nil
+		}
+		return "", fmt.Errorf("want true or false, got %v", v)
+	case uint, int, int64, uint64:
+		if n, ok := v.(int64); ok {
+			return strconv.FormatInt(n, 10), nil
+		}
+		return "", fmt.Errorf("want an integer, got %v", v)
+	default:
+		return "", fmt.Errorf("setting of type %T", want)
+	}
+}
+
+// validate checks what can be checked without side effects, so that
+// `mediad check-config` and a starting process refuse the same settings.
+func (o options) validate() error {
+	var errs []error
+	if o.segment < 0 {
+		errs = append(errs, fmt.Errorf("segment must not be negative, got %s", o.segment))
+	}
+	if o.maxMessage == 0 || o.maxMessage > 1<<30 {
+		errs = append(errs, fmt.Errorf("max-message-size must be between 1 and 1 GiB, got %d", o.maxMessage))
+	}
+	for name, d := range map[string]time.Duration{
+		"handshake-timeout": o.handshakeTO, "idle-timeout": o.idleTO, "shutdown-timeout": o.shutdownTimeout,
+		"upgrade-timeout": o.upgradeTimeout, "drain-timeout": o.drainTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
+		}
+	}
+	if _, err := newLogger(o.logFormat, o.logLevel, io.Discard); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkListenAddr(o.rtmpAddr); err != nil {
+		errs = append(errs, fmt.Errorf("rtmp: %w", err))
+	}
+	if o.httpAddr != "" {
+		if err := checkListenAddr(o.httpAddr); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+		}
+	}
+	if o.authFile != "" {
+		if _, err := ingest.LoadAuth(o.authFile); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	// One line: it travels in an upgrade's verdict and a log field.
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	slices.Sort(msgs)
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q: want 0 to 65535", port)
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		return fmt.Errorf("host %q: want an IP address", host)
+	}
+	return nil
+}
+
+// runCheckConfig is `mediad check-config [flags]`: it resolves the
+// settings exactly as a starting mediad would and prints them, or the
+// reason they would be refused.
+func runCheckConfig(args []string, stdout, stderr io.Writer) int {
+	o, err := loadOptions(args, os.LookupEnv, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "mediad check-config:", err)
+		return 1
+	}
+	src := "defaults, environment and flags"
+	if o.config != "" {
+		src = o.config + ", environment and flags"
+	}
+	fmt.Fprintf(stdout, "# valid; effective settings from %s\n", src)
+	var shown options
+	fs := newFlagSet(&shown, io.Discard)
+	_ = applyOptions(fs, o)
+	for _, name := range settingNames() {
+		fmt.Fprintf(stdout, "%s = %s\n", name, tomlValue(fs.Lookup(name)))
+	}
+	return 0
+}
+
+// applyOptions copies o into the flags of fs, for printing.
+func applyOptions(fs *flag.FlagSet, o options) error {
+	for name, v := range map[string]string{
+		"rtmp": o.rtmpAddr, "http": o.httpAddr, "record-dir": o.recordDir, "segment": o.segment.String(),
+		"pidfile": o.pidfile, "auth-file": o.authFile, "max-message-size": strconv.FormatUint(uint64(o.maxMessage), 10),
+		"handshake-timeout": o.handshakeTO.String(), "idle-timeout": o.idleTO.String(),
+		"shutdown-timeout": o.shutdownTimeout.String(), "upgrade-timeout": o.upgradeTimeout.String(),
+		"drain-timeout": o.drainTimeout.String(), "log-format": o.logFormat, "log-level": o.logLevel,
+	} {
+		if err := fs.Set(name, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func tomlValue(f *flag.Flag) string {
+	switch f.Value.(flag.Getter).Get().(type) {
+	case uint, int, int64, uint64, bool:
+		return f.Value.String()
+	}
+	return strconv.Quote(f.Value.String())
+}
