@@ -137,10 +137,12 @@ func (r *Registry) forget(st *Stream) {
 
 // StreamInfo describes a stream for the admin API.
 type StreamInfo struct {
-	App       string      `json:"app"`
-	Key       string      `json:"key"`
-	Live      bool        `json:"live"`
-	Started   time.Time   `json:"started,omitzero"`
+	App     string    `json:"app"`
+	Key     string    `json:"key"`
+	Live    bool      `json:"live"`
+	Started time.Time `json:"started,omitzero"`
+	// DurationS is how long the broadcast has run, across upgrades.
+	DurationS float64     `json:"duration_s,omitempty"`
 	Players   int         `json:"players"`
 	Recording string      `json:"recording,omitempty"`
 	Stats     StreamStats `json:"stats"`
@@ -205,9 +207,11 @@ func (st *Stream) Info() StreamInfo {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	info := StreamInfo{App: st.App, Key: st.Key, Live: st.publisher != nil, Players: len(st.players), Stats: st.stats}
-	info.Stats.BitrateKbps = st.stats.rate.kbps(time.Now().Unix())
+	now := time.Now()
+	info.Stats.BitrateKbps = st.stats.rate.kbps(now.Unix())
 	if info.Live {
 		info.Started = st.started
+		info.DurationS = now.Sub(st.started).Seconds()
 		info.Recording = st.recPath
 	}
 	return info

@@ -55,11 +55,15 @@ func samplePublisher() Publisher {
 	}
 }
 
-func TestEnvelopeRoundTrip(t *testing.T) {
-	p := samplePublisher()
-	env, err := Encode(KindPublisher, p)
+// roundTrip takes v of kind through Encode, the wire form and Decode.
+func roundTrip[T any](t *testing.T, kind Kind, v T) Envelope {
+	t.Helper()
+	env, err := Encode(kind, v)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if env.Kind != kind || env.Version != Version {
+		t.Fatalf("Encode gave %s v%d", env.Kind, env.Version)
 	}
 	wire, err := MarshalEnvelope(env)
 	if err != nil {
@@ -69,15 +73,21 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got Publisher
+	var got T
 	if err := Decode(env2, &got); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got, p) {
-		t.Fatalf("round trip:\n got %+v\nwant %+v", got, p)
+	if !reflect.DeepEqual(got, v) {
+		t.Fatalf("round trip:\n got %+v\nwant %+v", got, v)
 	}
-	env2.Version = Version + 1
-	if err := Decode(env2, &got); !errors.Is(err, ErrVersion) {
+	return env2
+}
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	env := roundTrip(t, KindPublisher, samplePublisher())
+	env.Version = Version + 1
+	var got Publisher
+	if err := Decode(env, &got); !errors.Is(err, ErrVersion) {
 		t.Fatalf("Decode of a future version: %v", err)
 	}
 }
@@ -95,29 +105,7 @@ func sampleProcess() Process {
 }
 
 func TestProcessRoundTrip(t *testing.T) {
-	p := sampleProcess()
-	env, err := Encode(KindProcess, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if env.Kind != KindProcess || env.Version != Version {
-		t.Fatalf("Encode gave %s v%d", env.Kind, env.Version)
-	}
-	wire, err := MarshalEnvelope(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env2, err := UnmarshalEnvelope(wire)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got Process
-	if err := Decode(env2, &got); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(got, p) {
-		t.Fatalf("round trip:\n got %+v\nwant %+v", got, p)
-	}
+	roundTrip(t, KindProcess, sampleProcess())
 }
 
 // FuzzUnmarshalEnvelope: arbitrary bytes never panic, and whatever decodes

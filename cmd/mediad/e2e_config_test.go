@@ -44,6 +44,7 @@ func TestE2EConfigAndMetricsAcrossUpgrades(t *testing.T) {
 	pub := srv.publish(t, src, "live", "main")
 	srv.waitVideoFrames(t, "live", "main", 2*srcFPS, quickTimeout)
 	m0 := srv.metrics(t)
+	firstScrape := time.Now()
 	if n := metricValue(t, m0, "mediad_streams"); n != 1 {
 		t.Errorf("mediad_streams = %v with one publisher", n)
 	}
@@ -145,6 +146,19 @@ func TestE2EConfigAndMetricsAcrossUpgrades(t *testing.T) {
 	getJSON(t, "http://"+srv.httpAddr+"/api/status", &st)
 	if len(st.Upgrades) != 3 || st.Upgrades[0].Outcome != "failed" || st.Upgrades[1].NewPID != v1.NewPID || st.Upgrades[2].NewPID != v2.NewPID {
 		t.Errorf("upgrade history: %+v", st.Upgrades)
+	}
+	// The broadcast's start and duration count from its first process.
+	for _, info := range st.Streams {
+		if info.App != "live" || info.Key != "main" {
+			continue
+		}
+		start := metricValue(t, m0, "mediad_stream_start_time_seconds", "stream", "live/main")
+		if got := float64(info.Started.UnixNano()) / 1e9; got != start {
+			t.Errorf("/api/status: live/main started %v, metrics of the first process said %v", got, start)
+		}
+		if since := time.Since(firstScrape).Seconds(); info.DurationS < since {
+			t.Errorf("/api/status: live/main has run %.1f s, but it was live %.1f s ago", info.DurationS, since)
+		}
 	}
 	if st.Generation != 3 || st.ServiceStart.After(st.Started) {
 		t.Errorf("status: generation %d, service start %v, process start %v", st.Generation, st.ServiceStart, st.Started)

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mediad/mediad/state"
 )
 
 // TestE2ERefusedAtHello: a binary that reads no state version the running
@@ -17,9 +20,11 @@ func TestE2ERefusedAtHello(t *testing.T) {
 	src := source(t)
 	publisherSlots.acquire(t, 1)
 
-	// A future build that reads state v3 only.
-	future := filepath.Join(t.TempDir(), "mediad-v3")
-	cmd := exec.Command("go", "build", "-o", future, "-ldflags", "-X main.version=e2e-v3only -X main.stateReads=3-3", ".")
+	// A future build that reads only the version after ours.
+	next := state.Version + 1
+	future := filepath.Join(t.TempDir(), "mediad-future")
+	cmd := exec.Command("go", "build", "-o", future, "-ldflags",
+		fmt.Sprintf("-X main.version=e2e-v%donly -X main.stateReads=%d-%d", next, next, next), ".")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -33,9 +38,9 @@ func TestE2ERefusedAtHello(t *testing.T) {
 	installFile(t, future, srv.exe, 0o755)
 	v, err := srv.upgrade(t, "")
 	if err == nil || v.Outcome != "refused" {
-		t.Fatalf("upgrade onto a v3-only binary: outcome %q (%v), want refused", v.Outcome, err)
+		t.Fatalf("upgrade onto a v%d-only binary: outcome %q (%v), want refused", next, v.Outcome, err)
 	}
-	for _, want := range []string{"refused at hello", "nothing parked", "v1", "v3"} {
+	for _, want := range []string{"refused at hello", "nothing parked", "v1", fmt.Sprintf("v%d", next)} {
 		if !strings.Contains(v.Error, want) {
 			t.Errorf("verdict error %q does not mention %q", v.Error, want)
 		}
