@@ -108,8 +108,8 @@
 // Options.PIDFile):
 //
 //	[Service]
-//	ExecStart=/usr/local/bin/mediad -pid-file /run/mediad/mediad.pid
-//	ExecReload=/usr/local/bin/mediad upgrade -pid-file /run/mediad/mediad.pid
+//	ExecStart=/usr/local/bin/mediad --pidfile /run/mediad/mediad.pid
+//	ExecReload=/usr/local/bin/mediad upgrade --pidfile /run/mediad/mediad.pid
 //	PIDFile=/run/mediad/mediad.pid
 //	RuntimeDirectory=mediad
 //	LimitNOFILE=1048576

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,5 +142,32 @@ func TestCheckConfig(t *testing.T) {
 	bad := writeConfig(t, "segment = \n")
 	if code := runCheckConfig([]string{"--config", bad}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), bad) {
 		t.Errorf("check-config of a broken file: exit %d, stderr %q", code, errOut.String())
+	}
+}
+
+// TestListensOn: when an inherited listener already serves the configured
+// address, an upgrade keeps it; otherwise it rebinds.
+func TestListensOn(t *testing.T) {
+	tcp := func(ip string, port int) *net.TCPAddr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: port} }
+	for _, tc := range []struct {
+		have *net.TCPAddr
+		want string
+		same bool
+	}{
+		{tcp("127.0.0.1", 1935), "127.0.0.1:1935", true},
+		{tcp("127.0.0.1", 40001), "127.0.0.1:0", true}, // ephemeral: whatever it got
+		{tcp("::", 1935), ":1935", true},
+		{tcp("0.0.0.0", 1935), "0.0.0.0:1935", true},
+		{tcp("::", 1935), "0.0.0.0:1935", true},
+		{tcp("127.0.0.1", 1935), "localhost:1935", true},
+		{tcp("127.0.0.1", 1935), "127.0.0.1:1936", false},
+		{tcp("127.0.0.1", 1935), ":1935", false},
+		{tcp("::", 1935), "127.0.0.1:1935", false},
+		{tcp("127.0.0.1", 1935), "10.0.0.1:1935", false},
+		{tcp("127.0.0.1", 1935), "nonsense", false},
+	} {
+		if got := listensOn(tc.have, tc.want); got != tc.same {
+			t.Errorf("listensOn(%s, %q) = %v, want %v", tc.have, tc.want, got, tc.same)
+		}
 	}
 }

@@ -223,3 +223,45 @@ func (s *upgServer) metrics(t *testing.T) map[string]*dto.MetricFamily {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestE2EConfigMovesRTMPListener changes the RTMP address in the config
+// and upgrades: the new process binds the new address, the old address
+// closes with the old process, and the broadcast connected to the old
+// address goes on to the end, recorded whole.
+func TestE2EConfigMovesRTMPListener(t *testing.T) {
+	requireE2E(t, "ffmpeg", "ffprobe")
+	t.Parallel()
+	bins := upgradeBuilds(t)
+	src := source(t)
+	publisherSlots.acquire(t, 1)
+
+	cfg := filepath.Join(t.TempDir(), "mediad.toml")
+	from, to := freeAddr(t), freeAddr(t)
+	writeFile(t, cfg, fmt.Sprintf("rtmp = %q\nsegment = \"0s\"\n", from))
+	srv := startUpgradableOn(t, bins.a, "", freeAddr(t), "--config", cfg)
+	if srv.rtmpAddr != from {
+		t.Fatalf("serving RTMP on %s, the config says %s", srv.rtmpAddr, from)
+	}
+	pub := srv.publish(t, src, "live", "moving")
+	srv.waitVideoFrames(t, "live", "moving", srcFPS, quickTimeout)
+
+	writeFile(t, cfg, fmt.Sprintf("rtmp = %q\nsegment = \"0s\"\n", to))
+	v := srv.mustUpgrade(t, bins.b) // returns once the old process has exited
+	ready := srv.waitLog(quickTimeout, "mediad ready from the new process", srv.fromPID(v.NewPID, "mediad ready"))
+	if got := ready.str("rtmp"); got != to {
+		t.Errorf("the new process serves RTMP on %s, the config says %s", got, to)
+	}
+	if err := rawHandshake(to); err != nil {
+		t.Errorf("RTMP handshake on the new address %s: %v", to, err)
+	}
+	if err := rawHandshake(from); err == nil {
+		t.Errorf("the old address %s still accepts after the old process exited", from)
+	}
+	running(t, pub, "after the move")
+	pub.waitOK(t, publishTimeout)
+	segs := srv.recording(t, "live", "moving")
+	if len(segs) != 1 {
+		t.Fatalf("recorded %d files %q, want 1", len(segs), segs)
+	}
+	checkSamePackets(t, segs[0], mustProbe(t, segs[0]), src.packets)
+}

@@ -220,6 +220,17 @@ type serverStatus struct {
 // ports (ephemeral ones if asked), and waits until it serves.
 func startUpgradable(t *testing.T, b mediadBuild, ephemeral bool, extra ...string) *upgServer {
 	t.Helper()
+	rtmp, admin := "127.0.0.1:0", "127.0.0.1:0"
+	if !ephemeral {
+		rtmp, admin = freeAddr(t), freeAddr(t)
+	}
+	return startUpgradableOn(t, b, rtmp, admin, extra...)
+}
+
+// startUpgradableOn is startUpgradable with the listen addresses given;
+// an empty rtmp leaves it to the config file that extra names.
+func startUpgradableOn(t *testing.T, b mediadBuild, rtmp, admin string, extra ...string) *upgServer {
+	t.Helper()
 	dir := t.TempDir()
 	s := &upgServer{
 		e2eServer: &e2eServer{t: t, log: newServerLog(), recordDir: filepath.Join(dir, "rec")},
@@ -228,14 +239,12 @@ func startUpgradable(t *testing.T, b mediadBuild, ephemeral bool, extra ...strin
 		version:   b.version,
 	}
 	installFile(t, b.path, s.exe, 0o755)
-	rtmp, admin := "127.0.0.1:0", "127.0.0.1:0"
-	if !ephemeral {
-		rtmp, admin = freeAddr(t), freeAddr(t)
+	args := []string{"--http", admin, "--pidfile", s.pidfile,
+		"--record-dir", s.recordDir, "--log-format", "json", "--shutdown-timeout", "10s"}
+	if rtmp != "" {
+		args = append(args, "--rtmp", rtmp)
 	}
-	args := append([]string{
-		"--rtmp", rtmp, "--http", admin, "--pidfile", s.pidfile,
-		"--record-dir", s.recordDir, "--log-format", "json", "--shutdown-timeout", "10s",
-	}, extra...)
+	args = append(args, extra...)
 	cmd := exec.Command(s.exe, args...)
 	s.proc = startServerProc(t, "mediad", cmd, s.log)
 	s.served = []int{cmd.Process.Pid}
@@ -244,7 +253,7 @@ func startUpgradable(t *testing.T, b mediadBuild, ephemeral bool, extra ...strin
 	ready := s.waitLog(readyTimeout, "mediad ready", s.fromPID(cmd.Process.Pid, "mediad ready"))
 	s.rtmpAddr = ready.str("rtmp")
 	s.httpAddr = s.waitLog(readyTimeout, "admin HTTP listening", s.fromPID(cmd.Process.Pid, "admin HTTP listening")).str("addr")
-	if !ephemeral && (s.rtmpAddr != rtmp || s.httpAddr != admin) {
+	if !strings.HasSuffix(rtmp, ":0") && rtmp != "" && s.rtmpAddr != rtmp || !strings.HasSuffix(admin, ":0") && s.httpAddr != admin {
 		t.Fatalf("mediad serves rtmp=%s http=%s, asked for %s and %s", s.rtmpAddr, s.httpAddr, rtmp, admin)
 	}
 	if s.rtmpAddr == "" || s.httpAddr == "" {

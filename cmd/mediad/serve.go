@@ -223,9 +223,6 @@ func listen(upg *tableflip.Upgrader, name, addr string, log zerolog.Logger) (net
 	} else if ln, err = net.Listen("tcp", addr); err != nil {
 		return nil, err
 	}
-	if err != nil {
-		return nil, err
-	}
 	tl, ok := ln.(*net.TCPListener)
 	if !ok {
 		ln.Close()
