@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need (ffmpeg/ffprobe from Debian when missing) and
+# Installs what the tests need (ffmpeg, jq, ... from Debian when missing) and
 # runs every test, end-to-end included. CI runs exactly this (.ci/run).
 #
 #   scripts/test.sh            # everything
@@ -7,21 +7,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each tool the tests run, and the Debian package that has it: installed
+# when missing, so that a clean machine needs nothing done by hand.
+tools=(ffmpeg:ffmpeg ffprobe:ffmpeg curl:curl git:git jq:jq ss:iproute2
+	unshare:util-linux nsenter:util-linux setpriv:util-linux /lib/systemd/systemd:systemd)
 need_install=()
-command -v ffmpeg >/dev/null 2>&1 || need_install+=(ffmpeg)
-command -v ffprobe >/dev/null 2>&1 || need_install+=(ffmpeg)
-command -v curl >/dev/null 2>&1 || need_install+=(curl)
-command -v git >/dev/null 2>&1 || need_install+=(git)
+for t in "${tools[@]}"; do
+	command -v "${t%%:*}" >/dev/null 2>&1 || need_install+=("${t##*:}")
+done
 if ((${#need_install[@]})); then
+	mapfile -t need_install < <(printf '%s\n' "${need_install[@]}" | sort -u)
 	echo "==> installing ${need_install[*]} (apt-get)"
 	SUDO=""
 	if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 	$SUDO apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_install[@]}" >/dev/null
 fi
-for tool in ffmpeg ffprobe curl git; do
-	command -v "$tool" >/dev/null || {
-		echo "$tool still missing after install" >&2
+for t in "${tools[@]}"; do
+	command -v "${t%%:*}" >/dev/null || {
+		echo "${t%%:*} still missing after installing ${t##*:}" >&2
 		exit 1
 	}
 done
@@ -54,3 +58,6 @@ scripts/cross-release.sh
 
 echo "==> systemd: reload is the upgrade (a real systemd booted in namespaces)"
 scripts/systemd-test.sh
+
+echo "==> container: the image's layout and the pod's lifecycle, mediad as PID 1 as uid 10001"
+scripts/container-test.sh
