@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -85,8 +86,15 @@ func scrape(t *testing.T, h http.Handler) map[string]*dto.MetricFamily {
 	if rec.Code != http.StatusOK {
 		t.Fatalf("/metrics: HTTP %d", rec.Code)
 	}
+	return parseMetrics(t, rec.Body)
+}
+
+// parseMetrics parses a /metrics answer with Prometheus's own text-format
+// parser.
+func parseMetrics(t *testing.T, r io.Reader) map[string]*dto.MetricFamily {
+	t.Helper()
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(rec.Body)
+	fams, err := p.TextToMetricFamilies(r)
 	if err != nil {
 		t.Fatalf("/metrics does not parse: %v", err)
 	}

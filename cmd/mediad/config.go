@@ -71,44 +71,51 @@ func envName(setting string) string {
 
 // loadOptions resolves every setting and validates the result.
 func loadOptions(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (options, error) {
+	o, _, err := resolve(args, lookupEnv, stderr)
+	return o, err
+}
+
+// resolve is loadOptions that also returns the flag set holding the
+// result, for printing it.
+func resolve(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (options, *flag.FlagSet, error) {
 	// A first pass finds the config file and rejects bad flags before any
 	// file is read.
 	var first options
 	if err := newFlagSet(&first, stderr).Parse(args); err != nil {
-		return first, err
+		return first, nil, err
 	}
-	var o options
-	fs := newFlagSet(&o, stderr)
+	o := new(options)
+	fs := newFlagSet(o, stderr)
 	path := first.config
 	if path == "" {
 		path, _ = lookupEnv(configEnv)
 	}
 	if path != "" {
 		if err := applyConfigFile(fs, path); err != nil {
-			return o, err
+			return *o, fs, err
 		}
 	}
 	for _, name := range settingNames() {
 		if v, ok := lookupEnv(envName(name)); ok {
 			if err := setSetting(fs, name, v); err != nil {
-				return o, fmt.Errorf("environment %s=%q: %w", envName(name), v, err)
+				return *o, fs, fmt.Errorf("environment %s=%q: %w", envName(name), v, err)
 			}
 		}
 	}
 	if err := fs.Parse(args); err != nil {
-		return o, err
+		return *o, fs, err
 	}
 	o.config = path
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return *o, fs, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if err := o.validate(); err != nil {
 		if path != "" {
-			return o, fmt.Errorf("settings (config %s): %w", path, err)
+			return *o, fs, fmt.Errorf("settings (config %s): %w", path, err)
 		}
-		return o, err
+		return *o, fs, err
 	}
-	return o, nil
+	return *o, fs, nil
 }
 
 // applyConfigFile sets on fs every setting the TOML file at path holds.
@@ -259,7 +266,7 @@ func checkListenAddr(addr string) error {
 // settings exactly as a starting mediad would and prints them, or the
 // reason they would be refused.
 func runCheckConfig(args []string, stdout, stderr io.Writer) int {
-	o, err := loadOptions(args, os.LookupEnv, stderr)
+	o, fs, err := resolve(args, os.LookupEnv, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -272,29 +279,10 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 		src = o.config + ", environment and flags"
 	}
 	fmt.Fprintf(stdout, "# valid; effective settings from %s\n", src)
-	var shown options
-	fs := newFlagSet(&shown, io.Discard)
-	_ = applyOptions(fs, o)
 	for _, name := range settingNames() {
 		fmt.Fprintf(stdout, "%s = %s\n", name, tomlValue(fs.Lookup(name)))
 	}
 	return 0
-}
-
-// applyOptions copies o into the flags of fs, for printing.
-func applyOptions(fs *flag.FlagSet, o options) error {
-	for name, v := range map[string]string{
-		"rtmp": o.rtmpAddr, "http": o.httpAddr, "record-dir": o.recordDir, "segment": o.segment.String(),
-		"pidfile": o.pidfile, "auth-file": o.authFile, "max-message-size": strconv.FormatUint(uint64(o.maxMessage), 10),
-		"handshake-timeout": o.handshakeTO.String(), "idle-timeout": o.idleTO.String(),
-		"shutdown-timeout": o.shutdownTimeout.String(), "upgrade-timeout": o.upgradeTimeout.String(),
-		"drain-timeout": o.drainTimeout.String(), "log-format": o.logFormat, "log-level": o.logLevel,
-	} {
-		if err := fs.Set(name, v); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func tomlValue(f *flag.Flag) string {

@@ -4,15 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // TestE2EConfigAndMetricsAcrossUpgrades runs one broadcast through three
@@ -36,8 +33,8 @@ func TestE2EConfigAndMetricsAcrossUpgrades(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "mediad.toml")
 	auth := filepath.Join(dir, "auth")
-	writeFile(t, cfg, "# first config\nsegment = \"0s\"\nidle-timeout = \"20s\"\n")
-	writeFile(t, auth, "live/main\n")
+	writeText(t, cfg, "# first config\nsegment = \"0s\"\nidle-timeout = \"20s\"\n")
+	writeText(t, auth, "live/main\n")
 
 	srv := startUpgradable(t, bins.a, false, "--config", cfg)
 	srv.allowFailed = true // the broken config fails an upgrade on purpose
@@ -53,7 +50,7 @@ func TestE2EConfigAndMetricsAcrossUpgrades(t *testing.T) {
 	}
 
 	// 1. A broken config: the new process refuses to take over, and says why.
-	writeFile(t, cfg, "# broken\nsegment = \"0s\"\nidle-timeout = \"20s\nauth-file = \""+auth+"\"\n")
+	writeText(t, cfg, "# broken\nsegment = \"0s\"\nidle-timeout = \"20s\nauth-file = \""+auth+"\"\n")
 	old := srv.pid()
 	installFile(t, bins.b.path, srv.exe, 0o755)
 	v, err := srv.upgrade(t, "")
@@ -77,7 +74,7 @@ func TestE2EConfigAndMetricsAcrossUpgrades(t *testing.T) {
 	srv.waitVideoFrames(t, "live", "main", before+srcFPS, quickTimeout)
 
 	// 2. A valid config that adds an auth file: an upgrade is a reload.
-	writeFile(t, cfg, "# second config\nsegment = \"0s\"\nidle-timeout = \"20s\"\nauth-file = \""+auth+"\"\n")
+	writeText(t, cfg, "# second config\nsegment = \"0s\"\nidle-timeout = \"20s\"\nauth-file = \""+auth+"\"\n")
 	srv.version = bins.a.version // the failed attempt left bins.b installed; mustUpgrade installs its own
 	v1 := srv.mustUpgrade(t, bins.b)
 	running(t, pub, "after the reload")
@@ -173,15 +170,11 @@ func TestE2EConfigAndMetricsAcrossUpgrades(t *testing.T) {
 	checkSamePackets(t, segs[0], got, src.packets)
 }
 
-func writeFile(t *testing.T, path, text string) {
+// writeText replaces a config or auth file the way an operator should:
+// whole, by rename.
+func writeText(t *testing.T, path, text string) {
 	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	installBytes(t, []byte(text), path, 0o644)
 }
 
 func getJSON(t *testing.T, url string, v any) {
@@ -206,13 +199,8 @@ func (s *upgServer) metrics(t *testing.T) map[string]*dto.MetricFamily {
 		resp, err := adminClient.Get("http://" + s.httpAddr + "/metrics")
 		if err == nil {
 			if resp.StatusCode == http.StatusOK {
-				p := expfmt.NewTextParser(model.UTF8Validation)
-				fams, perr := p.TextToMetricFamilies(resp.Body)
-				resp.Body.Close()
-				if perr != nil {
-					t.Fatalf("/metrics does not parse: %v", perr)
-				}
-				return fams
+				defer resp.Body.Close()
+				return parseMetrics(t, resp.Body)
 			}
 			err = fmt.Errorf("HTTP %s", resp.Status)
 			resp.Body.Close()
@@ -237,7 +225,7 @@ func TestE2EConfigMovesRTMPListener(t *testing.T) {
 
 	cfg := filepath.Join(t.TempDir(), "mediad.toml")
 	from, to := freeAddr(t), freeAddr(t)
-	writeFile(t, cfg, fmt.Sprintf("rtmp = %q\nsegment = \"0s\"\n", from))
+	writeText(t, cfg, fmt.Sprintf("rtmp = %q\nsegment = \"0s\"\n", from))
 	srv := startUpgradableOn(t, bins.a, "", freeAddr(t), "--config", cfg)
 	if srv.rtmpAddr != from {
 		t.Fatalf("serving RTMP on %s, the config says %s", srv.rtmpAddr, from)
@@ -245,7 +233,7 @@ func TestE2EConfigMovesRTMPListener(t *testing.T) {
 	pub := srv.publish(t, src, "live", "moving")
 	srv.waitVideoFrames(t, "live", "moving", srcFPS, quickTimeout)
 
-	writeFile(t, cfg, fmt.Sprintf("rtmp = %q\nsegment = \"0s\"\n", to))
+	writeText(t, cfg, fmt.Sprintf("rtmp = %q\nsegment = \"0s\"\n", to))
 	v := srv.mustUpgrade(t, bins.b) // returns once the old process has exited
 	ready := srv.waitLog(quickTimeout, "mediad ready from the new process", srv.fromPID(v.NewPID, "mediad ready"))
 	if got := ready.str("rtmp"); got != to {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -86,11 +87,7 @@ func (l *ledger) History() []Verdict {
 func (l *ledger) Counts() map[string]uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make(map[string]uint64, len(l.counts))
-	for k, v := range l.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(l.counts)
 }
 
 func (l *ledger) Start() (time.Time, uint64) {
@@ -110,14 +107,11 @@ func (l *ledger) export(t ingest.Totals, current Verdict) state.Process {
 		BytesIn:          t.BytesIn,
 		BytesOut:         t.BytesOut,
 		SessionsAccepted: t.Sessions,
-		UpgradeCounts:    make(map[string]uint64, len(l.counts)),
+		UpgradeCounts:    maps.Clone(l.counts),
 		SessionsMoved:    l.moved,
 		UpgradeSeconds:   l.upgrades.export(),
 		StallSeconds:     l.stalls.export(),
 		Current:          verdictState(current),
-	}
-	for k, v := range l.counts {
-		p.UpgradeCounts[k] = v
 	}
 	for _, v := range l.history {
 		p.Upgrades = append(p.Upgrades, verdictState(v))
@@ -134,9 +128,9 @@ func (l *ledger) restore(p state.Process) {
 		l.start = time.Unix(0, p.ServiceStart)
 	}
 	l.generation = p.Generation + 1
-	l.counts = make(map[string]uint64, len(p.UpgradeCounts))
-	for k, v := range p.UpgradeCounts {
-		l.counts[k] = v
+	l.counts = maps.Clone(p.UpgradeCounts)
+	if l.counts == nil {
+		l.counts = make(map[string]uint64)
 	}
 	l.moved = p.SessionsMoved
 	l.upgrades = restoreHist(upgradeBounds, p.UpgradeSeconds)
