@@ -24,28 +24,20 @@ RTMP_PORT=${RTMP_PORT:-19460}
 ADMIN_PORT=${ADMIN_PORT:-19461}
 UID_=10001
 START=$SECONDS
-passed=0
 H=127.0.0.1:$ADMIN_PORT
 
-say() { echo "container-test: $*"; }
-ok() { passed=$((passed + 1)); say "ok $passed: $*"; }
-fail() {
-	say "FAIL: $*" >&2
+NAME=container-test
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+on_fail() {
 	if [ -s "${W:-/nonexistent}/log" ]; then
-		echo "--- mediad log (last 30 lines) ---" >&2
-		tail -n 30 "$W/log" >&2
+		echo "--- mediad log (last 30 lines) ---"
+		tail -n 30 "$W/log"
 	fi
-	say "$passed passed, 1 failed" >&2
-	exit 1
 }
 
-[ "$(id -u)" = 0 ] || fail "must run as root (unshare, setpriv)"
-for c in go ffmpeg ffprobe curl jq unshare setpriv ss; do
-	command -v $c >/dev/null || fail "$c not found"
-done
-for p in $RTMP_PORT $ADMIN_PORT; do
-	[ -z "$(ss -Hltn "sport = :$p")" ] || fail "port $p is in use; set RTMP_PORT/ADMIN_PORT"
-done
+need_root "unshare, setpriv" go ffmpeg ffprobe curl jq unshare setpriv ss
+ports_free $RTMP_PORT $ADMIN_PORT
 
 W=$(mktemp -d /tmp/mediad-ct.XXXXXX)
 chmod 755 "$W"

@@ -20,32 +20,24 @@ ADMIN_PORT=${ADMIN_PORT:-19451}
 PUBLISH_SECONDS=${PUBLISH_SECONDS:-30}
 U=mediad.service
 START=$SECONDS
-passed=0
 
-say() { echo "systemd-test: $*"; }
-ok() { passed=$((passed + 1)); say "ok $passed: $*"; }
-fail() {
-	say "FAIL: $*" >&2
+NAME=systemd-test
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+on_fail() {
 	if [ -n "${PID1:-}" ]; then
-		echo "--- journal of $U (last 40 lines) ---" >&2
-		$IN journalctl -b --no-pager -o short-monotonic -u $U 2>&1 | tail -n 40 >&2 || true
+		echo "--- journal of $U (last 40 lines) ---"
+		$IN journalctl -b --no-pager -o short-monotonic -u $U 2>&1 | tail -n 40
 	fi
 	if [ -s "${W:-/nonexistent}/ffmpeg.log" ]; then
-		echo "--- ffmpeg publisher log ---" >&2
-		tail -n 20 "$W/ffmpeg.log" >&2
+		echo "--- ffmpeg publisher log ---"
+		tail -n 20 "$W/ffmpeg.log"
 	fi
-	say "$passed passed, 1 failed" >&2
-	exit 1
 }
 
-[ "$(id -u)" = 0 ] || fail "must run as root (it boots systemd in namespaces)"
-for c in go ffmpeg ffprobe unshare nsenter curl jq ss; do
-	command -v $c >/dev/null || fail "$c not found"
-done
+need_root "it boots systemd in namespaces" go ffmpeg ffprobe unshare nsenter curl jq ss
 [ -x /lib/systemd/systemd ] || fail "/lib/systemd/systemd not found"
-for p in $RTMP_PORT $ADMIN_PORT; do
-	[ -z "$(ss -Hltn "sport = :$p")" ] || fail "port $p is in use; set RTMP_PORT/ADMIN_PORT"
-done
+ports_free $RTMP_PORT $ADMIN_PORT
 
 W=$(mktemp -d /tmp/mediad-sdtest.XXXXXX)
 CG=/sys/fs/cgroup
