@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,9 +12,7 @@ import (
 func writeConfig(t *testing.T, text string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "mediad.toml")
-	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	installBytes(t, []byte(text), p, 0o644)
 	return p
 }
 
