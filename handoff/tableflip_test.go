@@ -16,8 +16,8 @@ import (
 )
 
 // The real thing: a process using tableflip upgrades to a copy of itself
-// twice, first to a child that dies before hello, then to one that takes
-// the handoff. The test runs that process (role "tableflip"), and tableflip
+// three times: to a child that dies before hello, to one that refuses
+// before hello, then to one that takes the handoff. The test runs that process (role "tableflip"), and tableflip
 // starts its children from the same binary with the same environment.
 func TestTableflip(t *testing.T) {
 	dir := t.TempDir()
@@ -99,7 +99,39 @@ func tableflipParent(upg *tableflip.Upgrader) error {
 		return fmt.Errorf("tableflip's fd %d names %q, %v; want %s", kept[0], target, err, os.DevNull)
 	}
 
-	// Attempt 2: the handoff goes through.
+	// Attempt 2: the child says why it cannot take over and exits, and the
+	// parent reads only after tableflip has reported the exit, as a loaded
+	// parent may: ChildGone must keep the reason readable and then let the
+	// read end instead of waiting for the deadline.
+	os.Setenv(envScenario, "reject-before-hello")
+	c, err = Offer(upg.Fds)
+	if err != nil {
+		return err
+	}
+	if err := upg.Upgrade(); err == nil {
+		return errors.New("upgrade to a child that refuses succeeded")
+	}
+	if err := c.ChildGone(); err != nil {
+		return err
+	}
+	if left := copies(c); len(left) != 0 {
+		return fmt.Errorf("after ChildGone: copies %v remain", left)
+	}
+	start := time.Now()
+	_, err = c.ReadHello(deadline())
+	var re *RejectError
+	if !errors.As(err, &re) || re.Reason != "bad config" {
+		return fmt.Errorf("read after the child exited: %v, want its reject %q", err, "bad config")
+	}
+	if _, err := c.ReadHello(deadline()); !errors.Is(err, ErrPeerClosed) {
+		return fmt.Errorf("second read after the child exited: %v (after %v), want end of stream", err, time.Since(start))
+	}
+	fmt.Fprintln(os.Stderr, "parent: reject read after the child exited:", re.Reason)
+	if err := c.Close(); err != nil {
+		return err
+	}
+
+	// Attempt 3: the handoff goes through.
 	os.Setenv(envScenario, "ok")
 	c, err = Offer(upg.Fds)
 	if err != nil {
@@ -167,6 +199,11 @@ func tableflipChild(upg *tableflip.Upgrader) int {
 	c, err := Accept(upg.Fds)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
+		return exitFailed
+	}
+	if scenario == "reject-before-hello" {
+		_ = c.SendReject("bad config")
+		c.Close()
 		return exitFailed
 	}
 	defer c.Close()

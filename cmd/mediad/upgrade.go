@@ -152,15 +152,20 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 
 	// The child dying or timing out must unblock whatever we wait for on
 	// the socket: before Hello, tableflip still holds a copy of the child's
-	// end, so its death alone does not end our reads.
-	// After Hello its death ends our reads by itself, and closing early
-	// could lose a Reject still waiting to be read.
+	// end, so its death alone does not end our reads. Dropping that copy
+	// (not closing our end) keeps a Reject the child sent before dying
+	// readable: closing raced the read and lost the reason (CI saw a bad
+	// config reported as a bare "exit status 2"). After Hello the parent
+	// holds no copy and the child's death ends our reads by itself.
 	var helloSeen atomic.Bool
 	childErr := make(chan error, 1)
 	go func() {
 		e := <-upDone
 		if e != nil && !helloSeen.Load() {
-			conn.Close()
+			if err := conn.ChildGone(); err != nil {
+				u.log.Warn().Err(err).Msg("upgrade: dropping the failed child's socket")
+				conn.Close()
+			}
 		}
 		childErr <- e
 	}()
