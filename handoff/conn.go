@@ -165,28 +165,20 @@ func (c *Conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		c.closeErr = c.f.Close()
-		if c.childIno != 0 {
-			if err := dropCopies(c.childIno, -1); err != nil && c.closeErr == nil {
-				c.closeErr = err
-			}
+		if err := c.ChildGone(); err != nil && c.closeErr == nil {
+			c.closeErr = err
 		}
 	})
 	return c.closeErr
 }
 
-// releaseChild removes the parent's copies of the child end. Once the child
-// has spoken it holds its own; the parent's copies would only hide the
-// child's death, which the parent sees as end of stream.
-func (c *Conn) releaseChild() error {
-	return c.ChildGone()
-}
-
-// ChildGone tells the parent's Conn that the new process has exited (or was
-// never started) before its Hello was read. It drops the parent's copies of
-// the child end, so that a pending or later ReadHello returns what the child
-// sent before it died (a Reject naming why it could not take over) and then
-// end of stream, instead of blocking until its deadline. Unlike Close, it
-// loses nothing already in the socket.
+// ChildGone drops the parent's copies of the child end. ReadHello calls it
+// once the child has spoken (the child holds its own; ours would only hide
+// its death). Call it when the new process has exited, or was never
+// started, before its Hello was read: a pending or later ReadHello then
+// returns what the child sent before it died (a Reject naming why it could
+// not take over) and then end of stream, instead of blocking until its
+// deadline. Unlike Close, it loses nothing already in the socket.
 func (c *Conn) ChildGone() error {
 	if c.childIno == 0 {
 		return nil

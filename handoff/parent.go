@@ -29,7 +29,7 @@ func (c *Conn) ReadHello(deadline time.Time) (Hello, error) {
 	default:
 		return Hello{}, unexpected("Hello", m)
 	}
-	if err := c.releaseChild(); err != nil {
+	if err := c.ChildGone(); err != nil {
 		return Hello{}, err
 	}
 	return h, nil

@@ -17,8 +17,9 @@ import (
 
 // The real thing: a process using tableflip upgrades to a copy of itself
 // three times: to a child that dies before hello, to one that refuses
-// before hello, then to one that takes the handoff. The test runs that process (role "tableflip"), and tableflip
-// starts its children from the same binary with the same environment.
+// before hello, then to one that takes the handoff. The test runs that
+// process (role "tableflip"), and tableflip starts its children from the
+// same binary with the same environment.
 func TestTableflip(t *testing.T) {
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
