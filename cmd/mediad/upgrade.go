@@ -176,13 +176,20 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 			}
 			return fmt.Errorf("new process rejected the sessions: %s", re.Reason)
 		}
+		// A child that closed its end is exiting, and its exit status says
+		// why: wait for tableflip to report it (a loaded machine took over
+		// 100 ms). Any other socket error may come from a live child.
+		wait := 100 * time.Millisecond
+		if errors.Is(err, handoff.ErrPeerClosed) {
+			wait = max(wait, time.Until(deadline))
+		}
 		select {
 		case e := <-childErr:
 			childErr <- e
 			if e != nil {
 				return fmt.Errorf("new process %s failed %s: %w", exe, stage, e)
 			}
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(wait):
 		}
 		return fmt.Errorf("%s: %w", stage, err)
 	}
