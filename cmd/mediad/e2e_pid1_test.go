@@ -222,9 +222,13 @@ func TestE2EPID1Upgrades(t *testing.T) {
 		s.adopt(t, old, newPID, version)
 		// The old process exits after its drain; PID 1 reaps it.
 		waitNSProcs(t, ns, []int{1, newPID}, drain+quickTimeout, fmt.Sprintf("after upgrade %d", i))
-		reaped := s.matching(func(r logRecord) bool {
+		// PID 1 logs the reap after wait4 returned, so the process leaves
+		// /proc before the line is written: wait for the line, then count.
+		reapedOld := func(r logRecord) bool {
 			return r.str("message") == "mediad init reaped a process" && intField(r, "child") == old
-		})
+		}
+		s.waitLog(quickTimeout, fmt.Sprintf("PID 1 reaped %d", old), reapedOld)
+		reaped := s.matching(reapedOld)
 		if len(reaped) != 1 || reaped[0].fields["status"] != 0.0 || reaped[0].fields["serving"] != false {
 			t.Errorf("upgrade %d: PID 1's record of reaping the old process %d: %v", i, old, reaped)
 		}

@@ -1223,8 +1223,11 @@ func TestE2EBackToBack(t *testing.T) {
 	for _, pid := range olds {
 		waitExited(t, pid, drain+quickTimeout)
 	}
-	// Every old process has exited, so every verdict is in the log.
-	verdicts := srv.matching(func(r logRecord) bool { return r.str("message") == "upgrade" })
+	// Every old process has exited, so every verdict has been written; the
+	// test reads the log through a pipe, so wait for the lines to arrive.
+	isVerdict := func(r logRecord) bool { return r.str("message") == "upgrade" }
+	srv.waitLogN(quickTimeout, "upgrade verdicts", len(olds), isVerdict)
+	verdicts := srv.matching(isVerdict)
 	for _, r := range verdicts {
 		t.Logf("verdict: %s", r.raw)
 		if r.str("outcome") != "success" {
