@@ -227,8 +227,7 @@ func TestE2EPID1Upgrades(t *testing.T) {
 		reapedOld := func(r logRecord) bool {
 			return r.str("message") == "mediad init reaped a process" && intField(r, "child") == old
 		}
-		s.waitLog(quickTimeout, fmt.Sprintf("PID 1 reaped %d", old), reapedOld)
-		reaped := s.matching(reapedOld)
+		reaped := s.waitLogN(quickTimeout, fmt.Sprintf("PID 1 reaped %d", old), 1, reapedOld)
 		if len(reaped) != 1 || reaped[0].fields["status"] != 0.0 || reaped[0].fields["serving"] != false {
 			t.Errorf("upgrade %d: PID 1's record of reaping the old process %d: %v", i, old, reaped)
 		}

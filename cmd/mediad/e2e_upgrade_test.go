@@ -1225,9 +1225,7 @@ func TestE2EBackToBack(t *testing.T) {
 	}
 	// Every old process has exited, so every verdict has been written; the
 	// test reads the log through a pipe, so wait for the lines to arrive.
-	isVerdict := func(r logRecord) bool { return r.str("message") == "upgrade" }
-	srv.waitLogN(quickTimeout, "upgrade verdicts", len(olds), isVerdict)
-	verdicts := srv.matching(isVerdict)
+	verdicts := srv.waitLogN(quickTimeout, "upgrade verdicts", len(olds), func(r logRecord) bool { return r.str("message") == "upgrade" })
 	for _, r := range verdicts {
 		t.Logf("verdict: %s", r.raw)
 		if r.str("outcome") != "success" {
