@@ -127,7 +127,8 @@
 // # Fault injection
 //
 // Built with the faultinject tag, Fault acts on MEDIAD_FAULT=point=action
-// (crash, hang, reject) at the points listed in FaultPoints; the child side
-// of the protocol calls them itself. Without the tag Fault compiles to
+// (crash, hang, reject, pause) at the points listed in FaultPoints; the
+// child side of the protocol calls them itself. The old process pauses at
+// FaultOldBeforeCommit. Without the tag Fault compiles to
 // nothing.
 package handoff

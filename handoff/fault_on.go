@@ -9,11 +9,16 @@ import (
 	"time"
 )
 
+// FaultPause is how long the pause action sleeps.
+const FaultPause = time.Second
+
 // Fault acts on point as MEDIAD_FAULT says. Actions: crash exits the
 // process at once with status 3, without any cleanup; hang blocks the
-// calling goroutine forever; reject returns an error wrapping ErrFault. An
-// unarmed point returns nil; a malformed MEDIAD_FAULT is an error at every
-// point, so that a typo cannot pass for a fault that never fired.
+// calling goroutine forever; reject returns an error wrapping ErrFault;
+// pause sleeps for FaultPause, long enough for the other process to act
+// first (crash, say) on a loaded machine. An unarmed point returns nil; a
+// malformed MEDIAD_FAULT is an error at every point, so that a typo cannot
+// pass for a fault that never fired.
 func Fault(point string) error {
 	spec := os.Getenv(FaultEnv)
 	if spec == "" {
@@ -37,6 +42,8 @@ func Fault(point string) error {
 			for {
 				time.Sleep(time.Hour)
 			}
+		case "pause":
+			time.Sleep(FaultPause)
 		case "reject":
 			return fmt.Errorf("%w at %s", ErrFault, point)
 		default:

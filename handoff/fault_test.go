@@ -21,6 +21,7 @@ func TestFaultRules(t *testing.T) {
 		{"before-hello=hang, after-plan=reject", FaultAfterPlan, "injected fault at after-plan"},
 		{"after-plan", FaultAfterPlan, "not point=action"},
 		{"after-plan=explode", FaultAfterPlan, `unknown action "explode"`},
+		{"old-before-commit=pause", FaultOldBeforeCommit, ""},
 	}
 	for _, tc := range tests {
 		t.Setenv(FaultEnv, tc.spec)

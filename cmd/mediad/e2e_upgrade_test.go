@@ -902,6 +902,7 @@ func TestE2EUpgradeFaults(t *testing.T) {
 		fault   string // for the new process
 		install func() // puts something other than a good binary at the path
 		reason  string // in the verdict's error
+		stage   string // in the verdict's error too, when set
 		times   int    // attempts in a row before the clean upgrade; 0 is one
 	}
 	cases := []faultCase{
@@ -919,6 +920,14 @@ func TestE2EUpgradeFaults(t *testing.T) {
 	for _, p := range handoff.FaultPoints {
 		cases = append(cases, faultCase{name: "crash at " + p, fault: p + "=crash", reason: "exit status 3"})
 	}
+	// The old process pauses before Commit, so the new one has died before
+	// it and sending Commit fails: the verdict must still carry the exit
+	// status (a wait that consumed it once left only "broken pipe").
+	cases = append(cases, faultCase{
+		name:   "crash at after-prepared, Commit sent after the exit",
+		fault:  handoff.FaultAfterPrepared + "=crash," + handoff.FaultOldBeforeCommit + "=pause",
+		reason: "exit status 3", stage: "failed sending commit",
+	})
 
 	// Each process is compared with itself before its failed attempts: one
 	// started by an upgrade holds one /dev/null more than the first (see
@@ -940,8 +949,8 @@ func TestE2EUpgradeFaults(t *testing.T) {
 			if !errors.As(err, &exit) {
 				t.Errorf("%s: mediad upgrade exit error %v, want a non-zero status", name, err)
 			}
-			if v.Outcome != "failed" || v.Error == "" || !strings.Contains(v.Error, c.reason) {
-				t.Errorf("%s: verdict %s %q, want failed with a reason mentioning %q", name, v.Outcome, v.Error, c.reason)
+			if v.Outcome != "failed" || v.Error == "" || !strings.Contains(v.Error, c.reason) || !strings.Contains(v.Error, c.stage) {
+				t.Errorf("%s: verdict %s %q, want failed with a reason mentioning %q and %q", name, v.Outcome, v.Error, c.reason, c.stage)
 			}
 			if v.OldPID != pid {
 				t.Errorf("%s: verdict names old pid %d, the serving process is %d", name, v.OldPID, pid)

@@ -158,7 +158,11 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	// config reported as a bare "exit status 2"). After Hello the parent
 	// holds no copy and the child's death ends our reads by itself.
 	var helloSeen atomic.Bool
-	childErr := make(chan error, 1)
+	// childDone is closed once childErr holds tableflip's verdict on the
+	// child, so that every step may read it, in any order, any number of
+	// times.
+	var childErr error
+	childDone := make(chan struct{})
 	go func() {
 		e := <-upDone
 		if e != nil && !helloSeen.Load() {
@@ -167,7 +171,8 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 				conn.Close()
 			}
 		}
-		childErr <- e
+		childErr = e
+		close(childDone)
 	}()
 	childFailure := func(stage string, err error) error {
 		if re := (*handoff.RejectError)(nil); errors.As(err, &re) {
@@ -177,17 +182,16 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 			return fmt.Errorf("new process rejected the sessions: %s", re.Reason)
 		}
 		// A child that closed its end is exiting, and its exit status says
-		// why: wait for tableflip to report it (a loaded machine took over
-		// 100 ms). Any other socket error may come from a live child.
+		// why: wait for tableflip to report it. Any other socket error may
+		// come from a live child.
 		wait := 100 * time.Millisecond
 		if errors.Is(err, handoff.ErrPeerClosed) {
 			wait = max(wait, time.Until(deadline))
 		}
 		select {
-		case e := <-childErr:
-			childErr <- e
-			if e != nil {
-				return fmt.Errorf("new process %s failed %s: %w", exe, stage, e)
+		case <-childDone:
+			if childErr != nil {
+				return fmt.Errorf("new process %s failed %s: %w", exe, stage, childErr)
 			}
 		case <-time.After(wait):
 		}
@@ -196,7 +200,7 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	// waitChild waits for tableflip's verdict on a child that was told to
 	// give up, so that the next upgrade starts clean.
 	waitChild := func() {
-		if e := <-childErr; e == nil {
+		if <-childDone; childErr == nil {
 			u.log.Error().Msg("new process became ready after abort")
 		}
 	}
@@ -288,15 +292,17 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	// Commit. The child acknowledges by becoming Ready (tableflip), and
 	// touches no session before: until then every session is still ours to
 	// resume. Ready is the point of no return.
+	if err := handoff.Fault(handoff.FaultOldBeforeCommit); err != nil {
+		return abort(err)
+	}
 	if err := conn.Commit(); err != nil {
 		parked.Resume()
 		waitChild()
 		return childFailure("sending commit", err)
 	}
-	if e := <-childErr; e != nil {
-		childErr <- e
+	if <-childDone; childErr != nil {
 		parked.Resume()
-		return fmt.Errorf("new process failed after commit, before ready: %w", e)
+		return fmt.Errorf("new process failed after commit, before ready: %w", childErr)
 	}
 	parked.Commit()
 	v.SessionsMoved = len(parked.Items)
