@@ -41,14 +41,19 @@ fi
 
 echo "==> go vet"
 go vet ./...
+go vet -tags faultinject ./...
 
 if [ "${STATICCHECK:-1}" = 1 ]; then
 	echo "==> staticcheck"
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -tags faultinject ./...
 fi
 
 echo "==> go test (unit, race detector)"
 go test -race -count=1 "$@" $(go list ./... | grep -v /cmd/mediad)
+
+echo "==> go test (fault injection: the handoff's fault points, race detector)"
+go test -race -count=1 -tags faultinject "$@" ./handoff/
 
 echo "==> go test (end-to-end: real mediad binary, real ffmpeg)"
 go test -count=1 -timeout 15m "$@" ./cmd/mediad/
