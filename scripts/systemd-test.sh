@@ -7,10 +7,19 @@
 #
 # systemd runs as PID 1 of new PID/mount/UTS/IPC/cgroup namespaces, over a
 # throw-away overlay of / (see /work/shared/systemd-in-ci.md); the host's
-# files are not changed. It shares the host network: the test ports must be
-# free. Needs root, unshare/nsenter, ffmpeg/ffprobe, curl, jq, go.
+# files are not changed. What it assumes of the host is checked first, each
+# by name: root; cgroup v2 (a unified host, or a hybrid one's v2 mount at
+# /sys/fs/cgroup/unified); namespaces and overlay mounts allowed; the host's
+# /dev/null, zero, full, random, urandom and tty, which the container's own
+# minimal /dev binds (nothing else of the host's /dev, /run or /tmp is seen
+# inside); systemd's binaries on the root filesystem; the test ports free
+# (it shares the host network). Every step waits for what it uses (PID 1,
+# systemd's bus, MainPID, the PID file, the ports) with a deadline, and a
+# failure prints PID 1's console log and journal. Needs go, ffmpeg/ffprobe,
+# curl, jq, unshare/nsenter.
 #
 #   sudo scripts/systemd-test.sh
+#   sudo scripts/systemd-test.sh --preflight   # only check what it assumes of the host
 #   RTMP_PORT=29450 ADMIN_PORT=29451 sudo scripts/systemd-test.sh
 set -euo pipefail
 
@@ -25,9 +34,28 @@ NAME=systemd-test
 # shellcheck source=scripts/lib.sh
 . "$REPO/scripts/lib.sh"
 on_fail() {
-	if [ -n "${PID1:-}" ]; then
+	# PID 1's own log: on its console (boot.log) until journald runs, in the
+	# journal after; the journal files are in $W, readable with PID 1 gone.
+	if [ -s "${W:-/nonexistent}/boot.log" ]; then
+		echo "--- systemd's console: PID 1's log before journald ran (last 40 lines) ---"
+		tail -n 40 "$W/boot.log"
+	fi
+	[ -d "${W:-/nonexistent}/journal" ] || return 0 # systemd was not started
+	mapfile -t jf < <(find "$W/journal" -name '*.journal')
+	if ((${#jf[@]})); then
+		local f args=()
+		for f in "${jf[@]}"; do args+=(--file "$f"); done
+		echo "--- PID 1's journal (last 40 lines) ---"
+		journalctl "${args[@]}" --no-pager -o short-monotonic _PID=1 2>&1 | tail -n 40
 		echo "--- journal of $U (last 40 lines) ---"
-		$IN journalctl -b --no-pager -o short-monotonic -u $U 2>&1 | tail -n 40
+		journalctl "${args[@]}" --no-pager -o short-monotonic -u $U 2>&1 | tail -n 40
+	else
+		echo "--- no journal: journald never wrote one to /run/log/journal ---"
+	fi
+	if [ -n "${PID1:-}" ] && kill -0 "$PID1" 2>/dev/null; then
+		echo "--- jobs and failed units ---"
+		$IN systemctl list-jobs --no-pager 2>&1 | tail -n 10
+		$IN systemctl --failed --no-pager 2>&1 | tail -n 10
 	fi
 	if [ -s "${W:-/nonexistent}/ffmpeg.log" ]; then
 		echo "--- ffmpeg publisher log ---"
@@ -35,14 +63,20 @@ on_fail() {
 	fi
 }
 
-need_root "it boots systemd in namespaces" go ffmpeg ffprobe unshare nsenter curl jq ss
-[ -x /lib/systemd/systemd ] || fail "/lib/systemd/systemd not found"
+# What this test assumes of the host, checked first (--preflight stops here).
+need_root "it boots systemd in namespaces"
+host_devices
+CG=$(cgroup2_dir)
+namespaces_work
 ports_free $RTMP_PORT $ADMIN_PORT
+[ "${1:-}" != --preflight ] || exit 0
+need_tools go ffmpeg ffprobe unshare nsenter curl jq systemctl journalctl
+[ -x /lib/systemd/systemd ] || fail "/lib/systemd/systemd not found (Debian package systemd)"
+# Run inside the container, from the overlay of /: they must be on the root
+# filesystem, not on a mount of their own that the overlay would not show.
+on_root_fs /lib/systemd/systemd /bin/sh /bin/kill "$(command -v systemctl)" "$(command -v journalctl)" "$(command -v awk)"
 
 W=$(mktemp -d /tmp/mediad-sdtest.XXXXXX)
-CG=/sys/fs/cgroup
-[ "$(stat -fc %T $CG)" = cgroup2fs ] || CG=$CG/unified # hybrid host: use its v2 mount
-[ "$(stat -fc %T $CG 2>/dev/null)" = cgroup2fs ] || fail "no cgroup v2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified"
 CGD=$CG/mediad-sdtest.$$
 BOOT= PID1= FF=
 
@@ -90,13 +124,19 @@ grep -q "^rtmp = \"127.0.0.1:$RTMP_PORT\"" "$W/mediad.toml" || fail "test config
 "$W/mediad-a" check-config --config "$W/mediad.toml" >/dev/null || fail "scripts/mediad.toml does not pass check-config"
 
 # --- boot systemd -------------------------------------------------------------
-mkdir -p "$W/ovl" "$W/root"
-mkdir "$CGD"
+# The container gets its own /dev, /run and /tmp (container_fs), whatever the
+# host mounts there, and its cgroup root is a fresh cgroup under the host's v2
+# mount. Its journal lives in /run/log/journal, a directory of $W bound in, so
+# that a failure report can read it from the host even when PID 1 is gone.
+mkdir "$CGD" "$W/journal"
 (
 	echo $BASHPID >"$CGD/cgroup.procs" # this cgroup becomes the container's cgroup root
 	exec unshare --mount --propagation private bash -c "set -e
-		mount -t tmpfs tmpfs $W/ovl; mkdir $W/ovl/u $W/ovl/w
-		mount -t overlay overlay -o lowerdir=/,upperdir=$W/ovl/u,workdir=$W/ovl/w $W/root
+		NAME=$NAME; . '$REPO/scripts/lib.sh'
+		overlay_root $W
+		container_fs $W/root
+		mkdir -p $W/root/run/log/journal
+		mount --bind $W/journal $W/root/run/log/journal
 		printf '[Unit]\nWants=systemd-journald.service\n' > $W/root/etc/systemd/system/ci.target
 		cp $W/$U $W/root/etc/systemd/system/
 		mkdir -p $W/root/etc/mediad
@@ -107,24 +147,40 @@ mkdir "$CGD"
 			/lib/systemd/systemd --unit=ci.target --log-target=journal systemd.unified_cgroup_hierarchy=1"
 ) </dev/null >"$W/boot.log" 2>&1 &
 BOOT=$!
-for _ in $(seq 300); do
-	for p in $(cat "$CGD/init.scope/cgroup.procs" 2>/dev/null); do # host PID of the namespace's PID 1
-		[ "$(awk '/^NSpid/{print $NF}' /proc/$p/status 2>/dev/null)" = 1 ] && PID1=$p
+
+# pid1_found: the host PID of the namespace's PID 1, once it is in its cgroup.
+pid1_found() {
+	local p
+	for p in $(cat "$CGD/init.scope/cgroup.procs" 2>/dev/null); do
+		if [ "$(awk '/^NSpid/{print $NF}' /proc/$p/status 2>/dev/null)" = 1 ]; then
+			PID1=$p
+			IN="nsenter -t $PID1 -m -p -u -i -C -r -w"
+			ROOT=/proc/$PID1/root # the overlay, as the container sees it
+			return 0
+		fi
 	done
-	[ -n "$PID1" ] && break
-	kill -0 $BOOT 2>/dev/null || break
-	sleep 0.1
-done
-[ -n "$PID1" ] || fail "systemd did not boot: $(cat "$W/boot.log")"
-IN="nsenter -t $PID1 -m -p -u -i -C -r -w"
-ROOT=/proc/$PID1/root # the overlay, as the container sees it
-timeout 60 $IN systemctl is-system-running --wait >/dev/null || true
-state=$($IN systemctl is-system-running || true)
-[ "$state" = running ] || fail "systemd is $state, want running"
-ok "systemd booted in namespaces (host PID $PID1)"
+	return 1
+}
+wait_until -p $BOOT 30 "systemd to start as PID 1 of the namespace (in $CGD/init.scope)" pid1_found
+# PID 1 existing is not systemd answering: its private bus socket comes a
+# moment later, and a systemctl that runs first fails at once ("Failed to
+# connect to bus"), --wait or not.
+wait_until -p $PID1 30 "systemd's bus socket /run/systemd/private" test -S "$ROOT/run/systemd/private"
+state=$(timeout 60 $IN systemctl is-system-running --wait 2>&1) || true
+[ "$state" = running ] || fail "systemd is \"$state\" after is-system-running --wait, want running; failed units: $($IN systemctl --failed --plain --no-legend 2>&1 | tr '\n' ';')"
+ok "systemd booted in namespaces (host PID $PID1), bus up, running"
 
 mainpid() { $IN systemctl show -p MainPID --value $U; }
-served_version() { curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/api/status" | jq -r .version; }
+status() { curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/api/status"; }
+served_version() { status | jq -r .version; }
+# main_moved OLD: MainPID names a process other than OLD (set in $pid).
+main_moved() { pid=$(mainpid) && [ -n "$pid" ] && [ "$pid" != 0 ] && [ "$pid" != "$1" ]; }
+pidfile_names() { [ "$(cat "$ROOT/run/mediad/mediad.pid" 2>/dev/null)" = "$1" ]; }
+serves() { [ "$(served_version 2>/dev/null)" = "$1" ]; }
+# A successor is re-parented to systemd once its parent, the old process, has
+# exited; until then systemd 252 deems it "not our child" and SIGKILLs it on
+# stop. ExecReload waits for that exit before it returns.
+parent_is_systemd() { [ "$($IN awk '/^PPid/{print $2}' /proc/$1/status 2>/dev/null)" = 1 ]; }
 # install puts a binary at the unit's path the way an operator must: a new
 # file renamed over the old, so a process starting it never sees half.
 install_bin() {
@@ -133,28 +189,23 @@ install_bin() {
 }
 
 # --- start and publish ----------------------------------------------------------
-timeout 30 $IN systemctl start $U || fail "systemctl start $U"
+out=$(timeout 30 $IN systemctl start $U 2>&1) || fail "systemctl start $U: $out"
 [ "$($IN systemctl is-active $U)" = active ] || fail "$U not active after start"
-pid=$(mainpid)
-[ "$pid" != 0 ] && [ "$(cat "$ROOT/run/mediad/mediad.pid")" = "$pid" ] || fail "MainPID $pid does not match the PID file"
-[ "$(served_version)" = sd-a ] || fail "serving version $(served_version), want sd-a"
+wait_until 10 "the MainPID of $U" main_moved 0
+wait_until -p "$BOOT" 10 "the PID file /run/mediad/mediad.pid to name MainPID $pid" pidfile_names "$pid"
+wait_until 10 "mediad to listen on :$RTMP_PORT (RTMP) and :$ADMIN_PORT (admin)" eval "listening $RTMP_PORT && listening $ADMIN_PORT"
+serves sd-a || fail "serving version $(served_version), want sd-a"
 ok "start: active (Type=notify saw READY=1), MainPID $pid, version sd-a"
 
 ffmpeg -nostdin -loglevel warning -re -stream_loop -1 -i "$W/src.flv" -t "$PUBLISH_SECONDS" -c copy \
 	-f flv "rtmp://127.0.0.1:$RTMP_PORT/live/sd" >"$W/ffmpeg.log" 2>&1 &
 FF=$!
 REC=$ROOT/var/lib/mediad/recordings/live/sd
-live=
-for _ in $(seq 100); do
-	if [ "$(curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/api/status" | jq '.streams | length')" -ge 1 ] 2>/dev/null &&
-		[ -n "$(find "$REC" -type f -size +0 2>/dev/null)" ]; then
-		live=1
-		break
-	fi
-	kill -0 $FF 2>/dev/null || break
-	sleep 0.1
-done
-[ -n "$live" ] || fail "publisher did not go live"
+is_live() {
+	[ "$(status | jq '[.streams[] | select(.live)] | length')" -ge 1 ] 2>/dev/null &&
+		[ -n "$(find "$REC" -type f -size +0 2>/dev/null)" ]
+}
+wait_until -p $FF 10 "live/sd to be live in /api/status with a non-empty recording under $REC" is_live
 ok "publisher live on rtmp://127.0.0.1:$RTMP_PORT/live/sd, recording under /var/lib/mediad/recordings/live/sd"
 
 # --- upgrades ------------------------------------------------------------------
@@ -167,15 +218,12 @@ for v in b a b; do
 	t0=$(date +%s%N)
 	out=$(timeout 120 $IN systemctl reload $U 2>&1) || fail "reload $n (to sd-$v) exited non-zero: $out"
 	ms=$((($(date +%s%N) - t0) / 1000000))
-	new=$(mainpid)
-	[ "$new" != "$old" ] && [ "$new" != 0 ] || fail "reload $n: MainPID stayed $old"
-	[ "$(cat "$ROOT/run/mediad/mediad.pid")" = "$new" ] || fail "reload $n: PID file does not name MainPID $new"
-	# Re-parented to systemd before it read the PID file: otherwise systemd
-	# 252 deems it "not our child" and SIGKILLs it on stop.
-	ppid=$($IN awk '/^PPid/{print $2}' /proc/$new/status)
-	[ "$ppid" = 1 ] || fail "reload $n: new main process $new has parent $ppid, want systemd (1)"
+	wait_until 10 "reload $n: MainPID to move from $old" main_moved "$old"
+	new=$pid
+	wait_until 10 "reload $n: the PID file to name MainPID $new" pidfile_names "$new"
+	wait_until 10 "reload $n: the new main process $new to be a child of systemd (PID 1)" parent_is_systemd "$new"
 	[ "$($IN systemctl is-active $U)" = active ] || fail "reload $n: $U not active"
-	[ "$(served_version)" = "sd-$v" ] || fail "reload $n: serving $(served_version), want sd-$v"
+	wait_until 10 "reload $n: /api/status to report version sd-$v (it says $(served_version))" serves "sd-$v"
 	kill -0 $FF 2>/dev/null || fail "reload $n: publisher exited"
 	ok "reload $n: exit 0 in $ms ms, MainPID $old -> $new (child of systemd), active, serving sd-$v"
 done
@@ -196,12 +244,12 @@ for broken in broken broken-server; do
 	fi
 	[ "$(mainpid)" = "$old" ] || fail "failed reload ($broken) moved MainPID $old -> $(mainpid)"
 	[ "$($IN systemctl is-active $U)" = active ] || fail "failed reload ($broken) left $U $($IN systemctl is-active $U)"
-	[ "$(served_version)" = sd-b ] || fail "after failed reload ($broken) serving $(served_version), want sd-b"
+	serves sd-b || fail "after failed reload ($broken) serving $(served_version), want sd-b"
 	[ "$(cat "$ROOT/run/mediad/mediad.pid")" = "$old" ] || fail "failed reload ($broken) changed the PID file"
 	kill -0 $FF 2>/dev/null || fail "failed reload ($broken): publisher exited"
 	ok "reload to mediad-$broken failed, MainPID still $old, active, serving sd-b"
 done
-last=$(curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/api/status" | jq -r '.upgrades[-1].outcome')
+last=$(status | jq -r '.upgrades[-1].outcome')
 [ "$last" != success ] && [ "$last" != null ] || fail "last upgrade outcome is $last, want the rolled-back one"
 ok "the broken server's upgrade was attempted and rolled back (outcome $last)"
 install_bin "$W/mediad-b"
@@ -218,7 +266,7 @@ fi
 [ "$(mainpid)" = "$old" ] && [ "$($IN systemctl is-active $U)" = active ] ||
 	fail "reload with a broken config: MainPID $old -> $(mainpid), $U $($IN systemctl is-active $U)"
 kill -0 $FF 2>/dev/null || fail "reload with a broken config: publisher exited"
-verdict=$(curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/api/status" | jq -r '.upgrades[-1].error')
+verdict=$(status | jq -r '.upgrades[-1].error')
 case "$verdict" in *"/etc/mediad/mediad.toml"*"line 2"*) ;; *) fail "broken config: last verdict is \"$verdict\", want the parse error" ;; esac
 cp "$W/mediad.toml.good" "$ROOT/etc/mediad/mediad.toml"
 ok "reload with a broken config failed: MainPID still $old, active, verdict \"${verdict##*: toml: }\""
@@ -230,10 +278,8 @@ FF=
 ok "publisher ran ${PUBLISH_SECONDS}s and exited 0"
 
 # The recording is finalised once the server has seen the publisher leave.
-for _ in $(seq 100); do
-	[ "$(curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/api/status" | jq '.streams | length')" = 0 ] && break
-	sleep 0.1
-done
+no_streams() { [ "$(status | jq '.streams | length')" = 0 ]; }
+wait_until 10 "live/sd to leave /api/status after the publisher exited (the recording is finalised then)" no_streams
 mapfile -t files < <(find "$REC" -type f | sort)
 [ ${#files[@]} = 1 ] || fail "want one recording under $REC, found ${#files[@]}: ${files[*]}"
 perr=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "${files[0]}" 2>&1 >"$W/duration") ||
