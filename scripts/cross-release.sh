@@ -18,11 +18,34 @@ for tool in ffmpeg ffprobe curl git go tar; do
 done
 
 work=$(mktemp -d /tmp/mediad-cross.XXXXXX)
-pids=()
+pids=() # what this entry started; the PID file names the serving mediad
+
+# alive PID: PID runs and is not a zombie (an upgraded mediad outlives its
+# parent, and whoever adopts it may reap it late).
+alive() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[ "${stat:0:1}" != Z ]
+}
+gone() { ! alive "$1"; }
+
+# Stops whatever still runs, and waits for it: mediad stops within its
+# --shutdown-timeout (30 s by default).
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	if [ -f "$work/pid" ]; then kill "$(cat "$work/pid")" 2>/dev/null || true; fi
-	sleep 0.2
+	local p left=()
+	if [ -f "$work/run/pid" ]; then pids+=("$(cat "$work/run/pid")"); fi
+	for p in "${pids[@]}"; do
+		if alive "$p" && kill "$p" 2>/dev/null; then left+=("$p"); fi
+	done
+	local deadline=$((SECONDS + 40))
+	for p in "${left[@]}"; do
+		while alive "$p" && [ "$SECONDS" -le "$deadline" ]; do sleep 0.1; done
+		if alive "$p"; then
+			echo "cross-release: pid $p ($(cat "/proc/$p/comm" 2>/dev/null)) still runs 40s after SIGTERM: killed" >&2
+			kill -KILL "$p" 2>/dev/null || true
+		fi
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -32,6 +55,21 @@ fail() {
 	if [ -f "$work/run/log" ]; then echo "--- server log (tail)" >&2; tail -n 40 "$work/run/log" >&2; fi
 	exit 1
 }
+
+# await SECONDS WHAT COMMAND...: runs COMMAND every 0.1 s until it
+# succeeds; fails naming WHAT once more than SECONDS have passed.
+await() {
+	local secs=$1 what=$2
+	shift 2
+	local deadline=$((SECONDS + secs))
+	until "$@"; do
+		[ "$SECONDS" -le "$deadline" ] || fail "gave up after ${secs}s waiting for $what"
+		sleep 0.1
+	done
+}
+
+# in_log MESSAGE: the server has logged MESSAGE.
+in_log() { grep -qs "\"message\":\"$1\"" "$run/log"; }
 
 # logged ADDRFIELD MESSAGE: the address a log line of the server reports.
 logged() {
@@ -69,7 +107,8 @@ while read -r version commit; do
 	(cd "$run" && exec ./mediad --rtmp 127.0.0.1:0 --http 127.0.0.1:0 --record-dir "$run/rec" \
 		--segment 0 --pidfile "$run/pid" --log-format json >"$run/log" 2>&1) &
 	pids+=($!)
-	for _ in $(seq 100); do grep -q '"mediad ready"' "$run/log" && break; sleep 0.1; done
+	# Every release logs "admin HTTP listening" before "mediad ready".
+	await 15 '"mediad ready" in the server log' in_log "mediad ready"
 	rtmp=$(logged rtmp "mediad ready")
 	http=$(logged addr "admin HTTP listening")
 	[ -n "$rtmp" ] && [ -n "$http" ] || fail "old build did not start"
@@ -78,10 +117,11 @@ while read -r version commit; do
 	ffmpeg -hide_banner -loglevel error -nostdin -i "rtmp://$rtmp/live/x" -c copy -f flv "$run/play.flv" &
 	player=$!
 	pids+=($player)
-	for _ in $(seq 100); do grep -q '"play started"' "$run/log" && break; sleep 0.1; done
+	await 20 '"play started" in the server log (the player joins before the publish)' in_log "play started"
 	ffmpeg -hide_banner -loglevel error -nostdin -re -i "$work/src.flv" -c copy -f flv "rtmp://$rtmp/live/x" &
 	publisher=$!
 	pids+=($publisher)
+	await 20 '"publish started" in the server log' in_log "publish started"
 
 	frames() {
 		local n
@@ -96,8 +136,12 @@ while read -r version commit; do
 		cp "$work/$target" "$run/mediad.new" && mv "$run/mediad.new" "$run/mediad"
 		before=$(frames)
 		[ "$before" -ge "$last" ] || fail "video frames went back from $last to $before"
+		old=$(cat "$run/pid") || fail "no PID file $run/pid before upgrade $step"
 		out=$("$work/head" upgrade --http "$http" --pidfile "$run/pid" --timeout 60s) || fail "upgrade $step to $target: $out"
 		echo "    upgrade $step: $out"
+		# The old process answers on the admin address until it closes its
+		# listener on its way out (--drain-timeout, 10 s by default).
+		await 30 "the old process $old to exit after upgrade $step" gone "$old"
 		case "$target" in
 		head) want=head ;;
 		old) want="v$version-$short" ;;
@@ -109,9 +153,11 @@ while read -r version commit; do
 		[ "$last" -gt 0 ] || fail "no video frames counted after upgrade $step"
 		echo "    video frames counted: $before before, $last after"
 	done
+	await 60 "the publisher to exit" gone "$publisher"
 	wait "$publisher" || fail "publisher exited non-zero"
+	await 20 "the player to exit at the end of the broadcast" gone "$player"
 	wait "$player" || fail "player exited non-zero"
-	for _ in $(seq 100); do grep -q '"recording finalised"' "$run/log" && break; sleep 0.1; done
+	await 20 '"recording finalised" in the server log' in_log "recording finalised"
 
 	shopt -s nullglob
 	recs=("$run"/rec/live/x/*.flv)
@@ -122,7 +168,10 @@ while read -r version commit; do
 	# The player joined before the publish: it has the whole broadcast.
 	probe "$run/play.flv" >"$run/play.csv"
 	diff -q "$work/src.csv" "$run/play.csv" >/dev/null || fail "player's copy differs: $(diff "$work/src.csv" "$run/play.csv" | head -5)"
-	kill "$(cat "$run/pid")" 2>/dev/null || true
+	pid=$(cat "$run/pid") || fail "no PID file $run/pid at the end of the broadcast"
+	kill "$pid" || fail "SIGTERM to mediad pid $pid"
+	await 40 "mediad pid $pid to exit after SIGTERM" gone "$pid"
+	pids=()
 	echo "    ok: $(wc -l <"$work/src.csv") packets recorded and played across v$version -> head -> v$version -> head"
 done <testdata/releases
 
