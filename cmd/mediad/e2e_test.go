@@ -109,6 +109,7 @@ func TestE2EPlayers(t *testing.T) {
 	srv.waitVideoFrames(t, "live", "show", lateFrames, publishTimeout)
 	latePath := filepath.Join(dir, "late.flv")
 	late := output{"late", latePath, srv.play(t, "live", "show", latePath)}
+	srv.waitLogN(quickTimeout, "play started live/show, the late player's too", len(early)+1, isMsg("play started", "live", "show"))
 
 	pub.waitOK(t, publishTimeout)
 	// The end of the broadcast must end the players: the server tells them

@@ -1273,14 +1273,9 @@ func TestE2EUpgradeEphemeralPorts(t *testing.T) {
 	srv := startUpgradable(t, bins.a, true)
 	rtmp, admin := srv.rtmpAddr, srv.httpAddr
 
-	installFile(t, bins.b.path, srv.exe, 0o755)
-	v, err := srv.upgrade(t, "")
-	if err != nil || v.Outcome != "success" {
-		t.Fatalf("upgrade: exit %v, verdict %s: %s", err, v.Outcome, v.Error)
-	}
-	srv.mu.Lock()
-	srv.served = append(srv.served, v.NewPID)
-	srv.mu.Unlock()
+	// The old process answers on the admin address until it has gone
+	// (mustUpgrade waits for that): only then is an answer the new one's.
+	v := srv.mustUpgrade(t, bins.b)
 	ready := srv.waitLog(quickTimeout, "mediad ready from the new process", srv.fromPID(v.NewPID, "mediad ready"))
 	adminLine := srv.waitLog(quickTimeout, "admin HTTP listening from the new process", srv.fromPID(v.NewPID, "admin HTTP listening"))
 	if got := ready.str("rtmp"); got != rtmp {
