@@ -1161,10 +1161,9 @@ func TestE2EConnectionDuringUpgrade(t *testing.T) {
 	}
 }
 
-// successor waits for the first sign of the process that replaces old:
-// the PID file or the admin API naming another PID, whichever comes first,
-// as a script that reloads as soon as it can would see it. A failed upgrade
-// ends the wait at once.
+// successor waits for the PID file to name the process that replaces old,
+// and returns at the first sign of it, as a script that reloads as soon as
+// it can would see it. A failed upgrade ends the wait at once.
 func (s *upgServer) successor(t *testing.T, old int, what string) int {
 	t.Helper()
 	failed := func(r logRecord) bool {
@@ -1188,13 +1187,13 @@ func (s *upgServer) successor(t *testing.T, old int, what string) int {
 			t.Fatalf("%s: pid %d exited and nothing names a successor", what, old)
 		}
 	}
-	t.Fatalf("%s: neither the PID file nor /api/status named a successor of pid %d within %v", what, old, quickTimeout)
+	t.Fatalf("%s: the PID file %s named no successor of pid %d within %v", what, s.pidfile, old, quickTimeout)
 	return 0
 }
 
 // TestE2EBackToBack sends SIGHUP to each new process as soon as the PID
-// file or the admin API names it, six times over: each upgrade succeeds,
-// and every old process exits within its drain time.
+// file names it, six times over: each upgrade succeeds, and every old
+// process exits within its drain time.
 func TestE2EBackToBack(t *testing.T) {
 	requireE2E(t, "ffmpeg", "ffprobe")
 	t.Parallel()
