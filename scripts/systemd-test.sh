@@ -147,6 +147,8 @@ mkdir "$CGD" "$W/journal"
 			/lib/systemd/systemd --unit=ci.target --log-target=journal systemd.unified_cgroup_hierarchy=1"
 ) </dev/null >"$W/boot.log" 2>&1 &
 BOOT=$!
+boot0=${EPOCHREALTIME/./}
+since_boot() { echo "$(((${EPOCHREALTIME/./} - boot0) / 1000)) ms"; }
 
 # pid1_found: the host PID of the namespace's PID 1, once it is in its cgroup.
 pid1_found() {
@@ -162,13 +164,15 @@ pid1_found() {
 	return 1
 }
 wait_until -p $BOOT 30 "systemd to start as PID 1 of the namespace (in $CGD/init.scope)" pid1_found
+t_pid1=$(since_boot)
 # PID 1 existing is not systemd answering: its private bus socket comes a
 # moment later, and a systemctl that runs first fails at once ("Failed to
 # connect to bus"), --wait or not.
 wait_until -p $PID1 30 "systemd's bus socket /run/systemd/private" test -S "$ROOT/run/systemd/private"
+t_bus=$(since_boot)
 state=$(timeout 60 $IN systemctl is-system-running --wait 2>&1) || true
 [ "$state" = running ] || fail "systemd is \"$state\" after is-system-running --wait, want running; failed units: $($IN systemctl --failed --plain --no-legend 2>&1 | tr '\n' ';')"
-ok "systemd booted in namespaces (host PID $PID1), bus up, running"
+ok "systemd booted in namespaces (host PID $PID1): PID 1 after $t_pid1, bus after $t_bus, running after $(since_boot)"
 
 mainpid() { $IN systemctl show -p MainPID --value $U; }
 status() { curl -fsS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/api/status"; }
