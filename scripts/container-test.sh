@@ -113,8 +113,20 @@ env -i PATH=/usr/bin:/bin MEDIAD_INIT=auto MEDIAD_HTTP=$H MEDIAD_RTMP=127.0.0.1:
 			setpriv --reuid $UID_ --regid $UID_ --clear-groups \
 			/opt/mediad/bin/mediad --config /etc/mediad/mediad.toml" >"$W/log" 2>&1 </dev/null &
 NS=$!
-init_found() { INIT=$(pgrep -P "$NS"); }
-wait_until -p $NS 10 "the container's first process (a child of unshare $NS)" init_found
+# init_found: the host PID of the container's PID 1. Until unshare forks it,
+# NS's children are the set-up commands (mount, cp, ...): what counts is a
+# child that is PID 1 of a namespace of its own.
+init_found() {
+	local p
+	for p in $(pgrep -P "$NS"); do
+		if [ "$(awk '/^NSpid/{print $NF}' "/proc/$p/status" 2>/dev/null)" = 1 ]; then
+			INIT=$p
+			return 0
+		fi
+	done
+	return 1
+}
+wait_until -p $NS 10 "the container's PID 1 (a child of $NS that is PID 1 of its own namespace)" init_found
 ready() { [ "$(code /readyz)" = 200 ]; }
 wait_until -p $NS 15 "the startup probe: /readyz on $H answering 200" ready
 [ "$(awk '/^NSpid/{print $NF}' /proc/$INIT/status)" = 1 ] || fail "mediad (host PID $INIT) is not PID 1 of its namespace"
