@@ -303,6 +303,7 @@ func (sess *session) handOver() {
 		}
 		st.publisher = nil
 		st.players = nil
+		st.gop.reset(&st.reg.gop)
 		st.mu.Unlock()
 		sess.srv.registry.forget(st)
 	case rolePlayer:

@@ -132,6 +132,27 @@ func (p *player) enqueue(m outMsg) {
 	}
 }
 
+// enqueueGOP queues a cached GOP, keyframe first, for a player that has
+// just joined and waits for a keyframe. It queues nothing when the GOP
+// (payload bytes in all) would pass the player's queue limit.
+func (p *player) enqueueGOP(msgs []outMsg, payload int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped || !p.waitKey || len(msgs) == 0 || !msgs[0].key || p.queued+payload > p.limit {
+		return
+	}
+	if p.exported {
+		p.fedLate = true
+	}
+	p.waitKey = false
+	p.queue = append(p.queue, msgs...)
+	p.queued += payload
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (p *player) skipLocked() {
 	kept := p.queue[:0]
 	for _, q := range p.queue {

@@ -44,6 +44,15 @@ type Config struct {
 	// ChunkSize is the outbound chunk size announced to every client. Zero
 	// means 4096.
 	ChunkSize uint32
+	// GOPCacheBytes bounds each stream's GOP cache: the messages since the
+	// last keyframe, from which a joining player starts at once instead of
+	// waiting for the next keyframe (gopcache.go). A GOP larger than this
+	// is not cached. Zero disables the cache.
+	GOPCacheBytes int
+	// GOPCacheTotalBytes bounds all streams' GOP caches together; a stream
+	// whose GOP would pass it caches nothing until its next keyframe. Zero
+	// means 256 MiB.
+	GOPCacheTotalBytes int64
 	// Auth decides who may publish. Nil allows everyone.
 	Auth *Auth
 	// Logger receives one line per session event. The zero Logger is silent.
@@ -71,6 +80,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ChunkSize == 0 {
 		c.ChunkSize = 4096
+	}
+	if c.GOPCacheTotalBytes == 0 {
+		c.GOPCacheTotalBytes = 256 << 20
 	}
 }
 
@@ -131,7 +143,7 @@ func NewServer(cfg Config) *Server {
 	s := &Server{
 		cfg:       cfg,
 		log:       cfg.Logger,
-		registry:  newRegistry(),
+		registry:  newRegistry(int64(cfg.GOPCacheBytes), cfg.GOPCacheTotalBytes),
 		ctx:       ctx,
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),

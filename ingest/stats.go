@@ -25,6 +25,10 @@ type StreamStats struct {
 	// broadcast's start unless it crossed an upgrade from a build that did
 	// not count them.
 	TracksSince time.Time `json:"tracks_since,omitzero"`
+	// GOPCacheBytes is what the stream's GOP cache holds for joining
+	// players (payloads and slots). Filled in by Info; it is this
+	// process's, never carried across an upgrade.
+	GOPCacheBytes int64 `json:"gop_cache_bytes"`
 
 	rate rateRing
 }

@@ -22,11 +22,18 @@ var ErrStreamBusy = errors.New("stream is already being published")
 type Registry struct {
 	mu      sync.Mutex
 	streams map[string]*Stream
+	// gop bounds the streams' GOP caches (gopcache.go).
+	gop gopBudget
 }
 
-func newRegistry() *Registry {
-	return &Registry{streams: make(map[string]*Stream)}
+func newRegistry(gopPerStream, gopTotal int64) *Registry {
+	r := &Registry{streams: make(map[string]*Stream)}
+	r.gop.perStream, r.gop.total = gopPerStream, gopTotal
+	return r
 }
+
+// GOPCacheBytes is what the streams' GOP caches hold in all.
+func (r *Registry) GOPCacheBytes() int64 { return r.gop.used.Load() }
 
 func streamName(app, key string) string { return app + "/" + key }
 
@@ -54,6 +61,7 @@ func (r *Registry) publish(app, key string, pub *session) (*Stream, error) {
 	st.publisher = pub
 	st.started = time.Now()
 	st.stats = StreamStats{TracksSince: st.started}
+	st.gop.reset(&r.gop)
 	// Players already waiting learn that the stream is back and start over
 	// at its first keyframe.
 	for _, p := range st.players {
@@ -75,7 +83,11 @@ func (r *Registry) play(app, key string, p *player, preamble []outMsg) *Stream {
 		p.enqueue(m)
 	}
 	if st.publisher != nil {
+		// Metadata and sequence headers, then the current GOP from its
+		// keyframe: all under st.mu, as the fan-out, so the live frames
+		// follow the cached ones with no gap and no repeat.
 		st.sendConfigLocked(p)
+		st.gop.replay(p)
 	}
 	return st
 }
@@ -192,6 +204,9 @@ type Stream struct {
 	audioSeq  []byte
 	started   time.Time
 	stats     StreamStats
+	// gop is the current GOP for joining players; it stays in this
+	// process (see gopcache.go).
+	gop gopCache
 
 	// rec is written only by the publisher's goroutine (unpublish is called
 	// from it too); st.mu guards replacing it, and recPath mirrors its
@@ -207,6 +222,7 @@ func (st *Stream) Info() StreamInfo {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	info := StreamInfo{App: st.App, Key: st.Key, Live: st.publisher != nil, Players: len(st.players), Stats: st.stats}
+	info.Stats.GOPCacheBytes = st.gop.bytes
 	now := time.Now()
 	info.Stats.BitrateKbps = st.stats.rate.kbps(now.Unix())
 	if info.Live {
@@ -265,9 +281,13 @@ func (st *Stream) media(typ uint8, ts uint32, payload []byte) {
 	case seq && typ == chunk.TypeVideo:
 		st.videoSeq = payload
 		m.kind = kindConfig
+		// Frames cached before a new sequence header may not decode with
+		// it: cache again from the next keyframe.
+		st.gop.reset(&st.reg.gop)
 	case seq:
 		st.audioSeq = payload
 		m.kind = kindConfig
+		st.gop.reset(&st.reg.gop)
 	case typ == chunk.TypeVideo:
 		st.stats.VideoFrames++
 		if key {
@@ -275,6 +295,9 @@ func (st *Stream) media(typ uint8, ts uint32, payload []byte) {
 		}
 	default:
 		st.stats.AudioFrames++
+	}
+	if m.kind == kindMedia {
+		st.gop.add(&st.reg.gop, m)
 	}
 	for _, p := range st.players {
 		p.enqueue(m)
@@ -298,8 +321,10 @@ func (st *Stream) setMetadata(data []byte) {
 func (st *Stream) relayData(ts uint32, data []byte) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	m := outMsg{typ: chunk.TypeDataAMF0, ts: ts, payload: data, kind: kindMedia}
+	st.gop.add(&st.reg.gop, m)
 	for _, p := range st.players {
-		p.enqueue(outMsg{typ: chunk.TypeDataAMF0, ts: ts, payload: data, kind: kindMedia})
+		p.enqueue(m)
 	}
 }
 
@@ -340,6 +365,7 @@ func (st *Stream) unpublish(pub *session) {
 	st.closeRecording()
 	st.publisher = nil
 	st.metadata, st.videoSeq, st.audioSeq = nil, nil, nil
+	st.gop.reset(&st.reg.gop)
 	for _, p := range st.players {
 		p.enqueueStatus("NetStream.Play.UnpublishNotify", st.App+"/"+st.Key+" is now unpublished")
 		p.enqueueStatus("NetStream.Play.Stop", "stopped playing "+st.Key)
