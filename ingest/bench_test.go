@@ -12,14 +12,16 @@ import (
 // (a 2 Mbit/s-like mix: one 8 KB video frame per 30 fps tick with a 40 KB
 // keyframe every 60, and AAC frames of 370 bytes) framed in 4096-byte
 // chunks. allocs/op is per message, for the whole process — client and
-// server — since both run here.
+// server — since both run here. The gop variants keep each GOP in the
+// stream's cache, as a server with --gop-cache-bytes does.
 func BenchmarkIngestLoopback(b *testing.B) {
 	for _, bc := range []struct {
 		name   string
 		record bool
-	}{{"record=off", false}, {"record=on", true}} {
+		gop    int
+	}{{"record=off", false, 0}, {"record=on", true, 0}, {"record=off,gop=4MiB", false, 4 << 20}, {"record=on,gop=4MiB", true, 4 << 20}} {
 		b.Run(bc.name, func(b *testing.B) {
-			cfg := Config{}
+			cfg := Config{GOPCacheBytes: bc.gop}
 			if bc.record {
 				cfg.RecordDir = b.TempDir()
 			}

@@ -25,7 +25,10 @@ import (
 // message as its payload plus the slot it takes (gopEntryCost). A GOP that
 // would pass either bound is dropped whole, and the stream caches nothing
 // until its next keyframe: players joining in between wait for that
-// keyframe, as they did before the cache existed.
+// keyframe, as they did before the cache existed. The count is of payload
+// bytes, not of the buffers behind them: a message unpacked from an
+// aggregate keeps the whole aggregate alive, and a payload above 64 KiB may
+// carry about a quarter more of append slack from the chunk reader.
 //
 // Upgrades. The cache does not cross a live upgrade: it is not part of
 // state.Stream, so no state version or migration carries it. After an

@@ -61,6 +61,7 @@ func adminHandler(a adminState) http.Handler {
 			Generation:    gen,
 			Sessions:      srv.SessionCount(),
 			Totals:        srv.Totals(),
+			GOPCacheBytes: srv.Registry().GOPCacheBytes(),
 			Streams:       srv.Registry().List(),
 			Upgrades:      a.ledger.History(),
 			UpgradeCounts: a.ledger.Counts(),

@@ -41,6 +41,8 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.pidfile, "pidfile", "", "write the PID to this file")
 	fs.StringVar(&o.authFile, "auth-file", "", "file of APP/KEY pairs or \"APP secret=S\" lines allowed to publish (empty: anyone may publish)")
 	fs.UintVar(&o.maxMessage, "max-message-size", 16<<20, "largest RTMP message accepted, in bytes")
+	fs.UintVar(&o.gopCache, "gop-cache-bytes", 0, "keep each stream's current GOP, up to this many bytes, so that players start at once from its keyframe (0: no cache; players wait for the next keyframe)")
+	fs.UintVar(&o.gopCacheTotal, "gop-cache-total-bytes", 256<<20, "bound on all streams' GOP caches together, in bytes")
 	fs.DurationVar(&o.handshakeTO, "handshake-timeout", 10*time.Second, "close clients that do not finish handshake and connect in this time")
 	fs.DurationVar(&o.idleTO, "idle-timeout", 30*time.Second, "close publishers that send nothing for this long")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "longest graceful stop")
@@ -211,6 +213,12 @@ func (o options) validate() error {
 	}
 	if o.maxMessage == 0 || o.maxMessage > 1<<30 {
 		errs = append(errs, fmt.Errorf("max-message-size must be between 1 and 1 GiB, got %d", o.maxMessage))
+	}
+	if o.gopCache > 1<<30 {
+		errs = append(errs, fmt.Errorf("gop-cache-bytes must be at most 1 GiB, got %d", o.gopCache))
+	}
+	if o.gopCache > 0 && o.gopCacheTotal < o.gopCache {
+		errs = append(errs, fmt.Errorf("gop-cache-total-bytes (%d) must be at least gop-cache-bytes (%d)", o.gopCacheTotal, o.gopCache))
 	}
 	for name, d := range map[string]time.Duration{
 		"handshake-timeout": o.handshakeTO, "idle-timeout": o.idleTO, "shutdown-timeout": o.shutdownTimeout,

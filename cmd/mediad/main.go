@@ -43,6 +43,8 @@ type options struct {
 	pidfile         string
 	authFile        string
 	maxMessage      uint
+	gopCache        uint
+	gopCacheTotal   uint
 	handshakeTO     time.Duration
 	idleTO          time.Duration
 	shutdownTimeout time.Duration

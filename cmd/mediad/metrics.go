@@ -239,7 +239,7 @@ type collector struct {
 	upgrades, upgradeSeconds, stallSeconds, moved          *prometheus.Desc
 	streamBytes, streamPlayers, streamBitrate, streamStart *prometheus.Desc
 	streamVideoFrames, streamAudioFrames, streamKeyframes  *prometheus.Desc
-	recordingDesc                                          *prometheus.Desc
+	recordingDesc, gopCache, streamGOPCache                *prometheus.Desc
 }
 
 func newCollector(srv *ingest.Server, l *ledger, ready func() bool) *collector {
@@ -270,6 +270,8 @@ func newCollector(srv *ingest.Server, l *ledger, ready func() bool) *collector {
 		streamAudioFrames: d("stream_audio_frames_total", "Audio frames received for a stream since its broadcast started.", "stream"),
 		streamKeyframes:   d("stream_keyframes_total", "Keyframes received for a stream since its broadcast started.", "stream"),
 		recordingDesc:     d("stream_recording", "1 while a stream is being recorded.", "stream"),
+		gopCache:          d("gop_cache_bytes", "Bytes held by every stream's GOP cache (the frames since the last keyframe, for joining players), in all."),
+		streamGOPCache:    d("stream_gop_cache_bytes", "Bytes held by a stream's GOP cache.", "stream"),
 	}
 }
 
@@ -306,9 +308,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.streamAudioFrames, float64(st.Stats.AudioFrames), name)
 		counter(c.streamKeyframes, float64(st.Stats.Keyframes), name)
 		gauge(c.recordingDesc, b2f(st.Recording != ""), name)
+		gauge(c.streamGOPCache, float64(st.Stats.GOPCacheBytes), name)
 	}
 	gauge(c.streams, float64(live))
 	gauge(c.players, float64(players))
+	gauge(c.gopCache, float64(c.srv.Registry().GOPCacheBytes()))
 
 	l := c.ledger
 	l.mu.Lock()

@@ -47,11 +47,13 @@ func serve(o options, log zerolog.Logger) error {
 		return err
 	}
 	cfg := ingest.Config{
-		SegmentDuration:  o.segment,
-		MaxMessageSize:   uint32(o.maxMessage),
-		HandshakeTimeout: o.handshakeTO,
-		IdleTimeout:      o.idleTO,
-		Logger:           log,
+		SegmentDuration:    o.segment,
+		MaxMessageSize:     uint32(o.maxMessage),
+		GOPCacheBytes:      int(o.gopCache),
+		GOPCacheTotalBytes: int64(o.gopCacheTotal),
+		HandshakeTimeout:   o.handshakeTO,
+		IdleTimeout:        o.idleTO,
+		Logger:             log,
 	}
 	if o.recordDir != "" {
 		dir, err := filepath.Abs(o.recordDir)

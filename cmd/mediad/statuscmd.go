@@ -19,11 +19,13 @@ type statusReply struct {
 	PID     int    `json:"pid"`
 	// Started is this process's start; ServiceStart the first process's,
 	// Generation how many processes the service has run through upgrades.
-	Started       time.Time           `json:"started"`
-	ServiceStart  time.Time           `json:"service_started"`
-	Generation    uint64              `json:"generation"`
-	Sessions      int                 `json:"sessions"`
-	Totals        ingest.Totals       `json:"totals"`
+	Started      time.Time     `json:"started"`
+	ServiceStart time.Time     `json:"service_started"`
+	Generation   uint64        `json:"generation"`
+	Sessions     int           `json:"sessions"`
+	Totals       ingest.Totals `json:"totals"`
+	// GOPCacheBytes is what every stream's GOP cache holds, in all.
+	GOPCacheBytes int64               `json:"gop_cache_bytes"`
 	Streams       []ingest.StreamInfo `json:"streams"`
 	Upgrades      []Verdict           `json:"upgrades"`
 	UpgradeCounts map[string]uint64   `json:"upgrade_counts"`
