@@ -30,6 +30,9 @@ type runConfig struct {
 	setupTimeout time.Duration
 	chunkSize    uint32
 	verbose      bool
+	// joinAfter and joinWithin spread the players' joins (join.go); both
+	// zero: players join as their publisher goes live.
+	joinAfter, joinWithin time.Duration
 }
 
 // runner holds one run's shared, read-only inputs and its per-connection
@@ -164,6 +167,11 @@ type PlayerTotals struct {
 	Bytes       uint64 `json:"bytes"`
 	Messages    uint64 `json:"messages"`
 	MediaBytes  uint64 `json:"media_bytes"`
+	// Time from play to the first video keyframe over the players that got
+	// one, in ms (nearest rank; -1 when none did).
+	FirstKeyframeP50Ms float64 `json:"first_keyframe_p50_ms"`
+	FirstKeyframeP99Ms float64 `json:"first_keyframe_p99_ms"`
+	FirstKeyframeMaxMs float64 `json:"first_keyframe_max_ms"`
 }
 
 func outcome(err error) string {
@@ -285,6 +293,7 @@ func (r *runner) report(elapsed, cpu time.Duration) *Report {
 		t.Messages += p.Messages
 		t.MediaBytes += p.MediaBytes
 	}
+	t.firstKeyframeStats(r.players)
 	if len(r.players) > 0 {
 		rep.PlayerList = r.players
 	}

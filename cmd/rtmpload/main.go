@@ -11,6 +11,12 @@
 //
 //	rtmpload -checksum recordings/live/load-0/*.flv
 //
+// With -join-after and -join-within each player joins at a random moment
+// after its publisher went live, and the report gives the players' time
+// from play to their first video keyframe (p50, p99, max):
+//
+//	rtmpload -n 100 -synthetic -bitrate 500k -players 1 -join-after 3s -join-within 4s
+//
 // A publisher's clip loops with continuous timestamps: each pass is offset
 // by the previous pass's last timestamp plus one frame. Connections are
 // spread over -ramp; the run ends after -duration (counted from the first
@@ -66,6 +72,8 @@ type options struct {
 	verbose      bool
 	checksum     bool
 	dump         string
+	joinAfter    time.Duration
+	joinWithin   time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, []string, error) {
@@ -76,6 +84,8 @@ func parseFlags(args []string, stderr io.Writer) (options, []string, error) {
 	fs.StringVar(&o.keyPrefix, "key-prefix", "load", "stream keys are PREFIX-0 .. PREFIX-(n-1)")
 	fs.IntVar(&o.n, "n", 100, "number of publishers")
 	fs.IntVar(&o.players, "players", 0, "players per stream")
+	fs.DurationVar(&o.joinAfter, "join-after", 0, "players join this long after their publisher went live (plus -join-within)")
+	fs.DurationVar(&o.joinWithin, "join-within", 0, "each player joins at a random moment within this long after -join-after; the report gives the players' time to their first keyframe")
 	fs.StringVar(&o.file, "file", "", "FLV file to replay (required unless -synthetic)")
 	fs.BoolVar(&o.synthetic, "synthetic", false, "generate an H.264/AAC-shaped stream instead of reading -file")
 	fs.StringVar(&o.bitrate, "bitrate", "2M", "synthetic: total media bitrate (k, M, G suffixes are decimal)")
@@ -114,6 +124,8 @@ func parseFlags(args []string, stderr io.Writer) (options, []string, error) {
 		return o, nil, errors.New("-file and -synthetic exclude each other")
 	case o.duration <= 0:
 		return o, nil, fmt.Errorf("-duration must be positive, got %s", o.duration)
+	case o.joinAfter < 0 || o.joinWithin < 0:
+		return o, nil, errors.New("-join-after and -join-within must not be negative")
 	case o.ramp < 0 || o.grace < 0 || o.setupTimeout <= 0:
 		return o, nil, errors.New("-ramp and -grace must not be negative, -setup-timeout must be positive")
 	case o.chunkSize < 128 || o.chunkSize > 1<<24:
@@ -242,6 +254,8 @@ func prepare(o options) (*runConfig, *Clip, error) {
 		setupTimeout: o.setupTimeout,
 		chunkSize:    uint32(o.chunkSize),
 		verbose:      o.verbose,
+		joinAfter:    o.joinAfter,
+		joinWithin:   o.joinWithin,
 	}
 	if !o.synthetic {
 		cfg.source = o.file
@@ -289,6 +303,10 @@ func printReport(w io.Writer, rep *Report) {
 	if t := rep.Players; t.Count > 0 {
 		fmt.Fprintf(w, "players: %d ok, %d refused, %d failed, %d skipped; %d saw a keyframe; received %.1f MB in %d messages\n",
 			t.OK, t.Refused, t.Failed, t.Skipped, t.SawKeyframe, float64(t.Bytes)/1e6, t.Messages)
+		if t.SawKeyframe > 0 {
+			fmt.Fprintf(w, "players' first keyframe after play: p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
+				t.FirstKeyframeP50Ms, t.FirstKeyframeP99Ms, t.FirstKeyframeMaxMs)
+		}
 	}
 	fmt.Fprintf(w, "generator CPU: %.2f s", rep.GeneratorCPUS)
 	if rep.ElapsedS >= 1 {

@@ -42,7 +42,11 @@ type player struct {
 func (r *runner) startPlayers(i int) {
 	for j := range r.cfg.players {
 		k := i*r.cfg.players + j
-		r.wg.Go(func() { r.runPlayer(k) })
+		r.wg.Go(func() {
+			if r.waitJoin() {
+				r.runPlayer(k)
+			}
+		})
 	}
 }
 
