@@ -41,7 +41,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.pidfile, "pidfile", "", "write the PID to this file")
 	fs.StringVar(&o.authFile, "auth-file", "", "file of APP/KEY pairs or \"APP secret=S\" lines allowed to publish (empty: anyone may publish)")
 	fs.UintVar(&o.maxMessage, "max-message-size", 16<<20, "largest RTMP message accepted, in bytes")
-	fs.UintVar(&o.gopCache, "gop-cache-bytes", 0, "keep each stream's current GOP, up to this many bytes, so that players start at once from its keyframe (0: no cache; players wait for the next keyframe)")
+	fs.UintVar(&o.gopCache, "gop-cache-bytes", 4<<20, "keep each stream's current GOP, up to this many bytes, so that players start at once from its keyframe (0: no cache; players wait for the next keyframe)")
 	fs.UintVar(&o.gopCacheTotal, "gop-cache-total-bytes", 256<<20, "bound on all streams' GOP caches together, in bytes")
 	fs.DurationVar(&o.handshakeTO, "handshake-timeout", 10*time.Second, "close clients that do not finish handshake and connect in this time")
 	fs.DurationVar(&o.idleTO, "idle-timeout", 30*time.Second, "close publishers that send nothing for this long")
