@@ -38,16 +38,9 @@ JOIN_WITHIN=${JOIN_WITHIN:-8s}
 RUNS=${RUNS:-3}
 KEEP=${KEEP:-0}
 
-die() { echo "bench-join: $*" >&2; exit 1; }
-
-# seconds converts 40s, 2m or 40 to whole seconds.
-seconds() {
-	case $1 in
-	*m) echo $(( ${1%m} * 60 )) ;;
-	*s) echo "${1%s}" ;;
-	*) echo "$1" ;;
-	esac
-}
+NAME=bench-join
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 
 for tool in go jq awk curl; do
 	command -v "$tool" >/dev/null || die "$tool is required"
@@ -67,46 +60,7 @@ within_s=$(seconds "$JOIN_WITHIN")
 sample_s=$(( ramp_s + after_s + within_s + 3 ))
 dur_s=$(( sample_s + 3 ))
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-join.XXXXXX")
-mediad_pid=""
-load_pid=""
-cleanup() {
-	# Only the processes this script started, by PID.
-	[[ -n $load_pid ]] && kill "$load_pid" 2>/dev/null || true
-	[[ -n $mediad_pid ]] && kill "$mediad_pid" 2>/dev/null || true
-	wait 2>/dev/null || true
-	if [[ $KEEP == 1 ]]; then
-		echo "bench-join: kept $tmp" >&2
-	else
-		rm -rf "$tmp"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-echo "bench-join: building into $tmp" >&2
-(cd "$repo" && go build -o "$tmp/mediad" ./cmd/mediad && go build -o "$tmp/rtmpload" ./cmd/rtmpload)
-
-rss_kib() {
-	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
-}
-
-# wait_log LOG MESSAGE FIELD: prints FIELD of the first line logging
-# MESSAGE, once there is one.
-wait_log() {
-	local v
-	for _ in $(seq 1 200); do
-		v=$(jq -r --arg m "$2" --arg f "$3" 'select(.message == $m) | .[$f]' "$1" 2>/dev/null | head -n1)
-		if [[ -n $v ]]; then
-			echo "$v"
-			return 0
-		fi
-		kill -0 "$mediad_pid" 2>/dev/null || return 1
-		sleep 0.05
-	done
-	return 1
-}
+bench_start
 
 results="$tmp/results.tsv"
 : >"$results"

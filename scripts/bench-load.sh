@@ -33,16 +33,9 @@ BITRATE=${BITRATE:-2M}
 RUNS=${RUNS:-1}
 KEEP=${KEEP:-0}
 
-die() { echo "bench-load: $*" >&2; exit 1; }
-
-# seconds converts 40s, 2m or 40 to whole seconds.
-seconds() {
-	case $1 in
-	*m) echo $(( ${1%m} * 60 )) ;;
-	*s) echo "${1%s}" ;;
-	*) echo "$1" ;;
-	esac
-}
+NAME=bench-load
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 
 for tool in go jq awk; do
 	command -v "$tool" >/dev/null || die "$tool is required"
@@ -61,26 +54,7 @@ if (( start_s + WINDOW + 1 > dur_s )); then
 	echo "bench-load: window shrunk to ${WINDOW}s to fit DURATION $DURATION" >&2
 fi
 
-repo=$(cd "$(dirname "$0")/.." && pwd)
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-load.XXXXXX")
-mediad_pid=""
-load_pid=""
-cleanup() {
-	# Only the processes this script started, by PID.
-	[[ -n $load_pid ]] && kill "$load_pid" 2>/dev/null || true
-	[[ -n $mediad_pid ]] && kill "$mediad_pid" 2>/dev/null || true
-	wait 2>/dev/null || true
-	if [[ $KEEP == 1 ]]; then
-		echo "bench-load: kept $tmp" >&2
-	else
-		rm -rf "$tmp"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-echo "bench-load: building into $tmp" >&2
-(cd "$repo" && go build -o "$tmp/mediad" ./cmd/mediad && go build -o "$tmp/rtmpload" ./cmd/rtmpload)
+bench_start
 
 clk_tck=$(getconf CLK_TCK)
 
@@ -93,27 +67,7 @@ cpu_ticks() {
 	awk '{ print $12 + $13 }' <<<"$stat"
 }
 
-# rss_kib PID: resident set size in KiB.
-rss_kib() {
-	awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
-}
-
 now() { date +%s.%N; }
-
-# wait_ready LOG: prints mediad's RTMP address once it logs that it is ready.
-wait_ready() {
-	local addr
-	for _ in $(seq 1 200); do
-		addr=$(jq -r 'select(.message == "mediad ready") | .rtmp' "$1" 2>/dev/null | head -n1)
-		if [[ -n $addr ]]; then
-			echo "$addr"
-			return 0
-		fi
-		kill -0 "$mediad_pid" 2>/dev/null || return 1
-		sleep 0.05
-	done
-	return 1
-}
 
 results="$tmp/results.tsv"
 : >"$results"
@@ -124,7 +78,7 @@ run_once() {
 	"$tmp/mediad" --rtmp 127.0.0.1:0 --http '' --record-dir '' --log-format json >"$log" 2>&1 &
 	mediad_pid=$!
 	local addr
-	addr=$(wait_ready "$log") || { cat "$log" >&2; die "mediad did not start"; }
+	addr=$(wait_log "$log" "mediad ready" rtmp) || { cat "$log" >&2; die "mediad did not start"; }
 	sleep 1
 	local idle_kib
 	idle_kib=$(rss_kib "$mediad_pid")
