@@ -24,9 +24,14 @@ func (r *runner) joinDelay() time.Duration {
 }
 
 // waitJoin sleeps until a player's moment, and reports false if the run
-// stopped first: the player is then left skipped.
+// stopped first: the player is then left skipped. The moment counts from
+// now, or from the join trigger when there is one (trigger.go).
 func (r *runner) waitJoin() bool {
-	d := r.joinDelay()
+	from, ok := r.joinFrom()
+	if !ok {
+		return false
+	}
+	d := time.Until(from.Add(r.joinDelay()))
 	if d <= 0 {
 		return r.stop.Err() == nil
 	}

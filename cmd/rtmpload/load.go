@@ -33,6 +33,9 @@ type runConfig struct {
 	// joinAfter and joinWithin spread the players' joins (join.go); both
 	// zero: players join as their publisher goes live.
 	joinAfter, joinWithin time.Duration
+	// trigger, if not nil, holds every player back until it fires
+	// (trigger.go).
+	trigger *joinTrigger
 }
 
 // runner holds one run's shared, read-only inputs and its per-connection
@@ -145,6 +148,9 @@ type PlayerReport struct {
 	// came; ConfigFirst says the sequence header preceded it.
 	FirstKeyframeMs float64 `json:"first_keyframe_ms"`
 	ConfigFirst     bool    `json:"config_first"`
+	// PlayAfterTriggerMs is from the join trigger to the play command, -1
+	// without a trigger or a play command (-join-on-signal).
+	PlayAfterTriggerMs float64 `json:"play_after_trigger_ms"`
 	// StopSeen: the server announced the end of the stream.
 	StopSeen bool `json:"stop_seen"`
 }
@@ -203,7 +209,7 @@ func run(ctx context.Context, cfg *runConfig, clip *Clip, log io.Writer) (*Repor
 	for i := range r.pubs {
 		r.pubs[i] = PublisherReport{Key: streamKey(cfg.keyPrefix, i), State: stateSkipped, CRC32: "00000000"}
 		for j := range cfg.players {
-			r.players[i*cfg.players+j] = PlayerReport{Key: r.pubs[i].Key, State: stateSkipped, FirstKeyframeMs: -1}
+			r.players[i*cfg.players+j] = PlayerReport{Key: r.pubs[i].Key, State: stateSkipped, FirstKeyframeMs: -1, PlayAfterTriggerMs: -1}
 		}
 	}
 	cpu0 := cpuTime()

@@ -17,6 +17,10 @@
 //
 //	rtmpload -n 100 -synthetic -bitrate 500k -players 1 -join-after 3s -join-within 4s
 //
+// With -join-on-signal the players wait for SIGUSR1 instead, and join
+// within -join-after + -join-within after it: a benchmark sends it at the
+// moment it chooses, such as right after a live upgrade of the server.
+//
 // A publisher's clip loops with continuous timestamps: each pass is offset
 // by the previous pass's last timestamp plus one frame. Connections are
 // spread over -ramp; the run ends after -duration (counted from the first
@@ -74,6 +78,7 @@ type options struct {
 	dump         string
 	joinAfter    time.Duration
 	joinWithin   time.Duration
+	joinOnSignal bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, []string, error) {
@@ -86,6 +91,7 @@ func parseFlags(args []string, stderr io.Writer) (options, []string, error) {
 	fs.IntVar(&o.players, "players", 0, "players per stream")
 	fs.DurationVar(&o.joinAfter, "join-after", 0, "players join this long after their publisher went live (plus -join-within)")
 	fs.DurationVar(&o.joinWithin, "join-within", 0, "each player joins at a random moment within this long after -join-after; the report gives the players' time to their first keyframe")
+	fs.BoolVar(&o.joinOnSignal, "join-on-signal", false, "players wait for SIGUSR1 and join -join-after plus a random part of -join-within after it")
 	fs.StringVar(&o.file, "file", "", "FLV file to replay (required unless -synthetic)")
 	fs.BoolVar(&o.synthetic, "synthetic", false, "generate an H.264/AAC-shaped stream instead of reading -file")
 	fs.StringVar(&o.bitrate, "bitrate", "2M", "synthetic: total media bitrate (k, M, G suffixes are decimal)")
@@ -212,6 +218,10 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	}
+	if o.joinOnSignal {
+		cfg.trigger = newJoinTrigger()
+		fireOnSignal(ctx, cfg.trigger)
 	}
 	rep, err := run(ctx, cfg, clip, stderr)
 	if err != nil {

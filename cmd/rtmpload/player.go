@@ -87,6 +87,7 @@ func (p *player) run() error {
 		return fmt.Errorf("createStream: %w", err)
 	}
 	p.playSent = time.Now()
+	p.rep.PlayAfterTriggerMs = r.msAfterTrigger(p.playSent)
 	// Start -1000: live only, as Flash and librtmp ask for a live stream.
 	if err := c.command(p.msid, "play", 0.0, nil, p.rep.Key, -1000.0); err != nil {
 		return err
