@@ -1,7 +1,9 @@
 # bench-lib.sh: what the benchmark scripts that drive mediad with rtmpload
-# share (bench-load.sh, bench-join.sh). Source it after setting NAME and
-# KEEP; bench_start then makes $tmp, builds mediad and rtmpload into it, and
-# arranges for mediad_pid and load_pid to be stopped on exit.
+# share (bench-load.sh, bench-join.sh; bench-upgrade.sh its helpers only).
+# Source it after setting NAME and KEEP; bench_start then makes $tmp,
+# builds mediad and rtmpload into it, and arranges for mediad_pid, load_pid
+# and every mediad in upgraded_pids (the processes that live upgrades of
+# ours started, which are not this shell's children) to be stopped on exit.
 
 die() { echo "$NAME: $*" >&2; exit 1; }
 
@@ -14,10 +16,40 @@ seconds() {
 	esac
 }
 
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# ours PID: PID runs a binary from $tmp. A mediad started by an upgrade is
+# not this shell's child, so its PID could be reused once it exits; this
+# keeps the cleanup to our own processes.
+ours() {
+	local exe
+	exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
+	[[ $exe == "$tmp/"* ]]
+}
+
+# stop_upgraded: ends the mediad processes in upgraded_pids that are still
+# ours, and waits for them (5 s at most).
+stop_upgraded() {
+	local pid
+	for pid in "${upgraded_pids[@]}"; do
+		ours "$pid" && kill "$pid" 2>/dev/null || true
+	done
+	for _ in $(seq 1 100); do
+		local left=0
+		for pid in "${upgraded_pids[@]}"; do
+			ours "$pid" && left=1
+		done
+		((left)) || break
+		sleep 0.05
+	done
+	upgraded_pids=()
+}
+
 bench_cleanup() {
 	# Only the processes this script started, by PID.
 	[[ -n $load_pid ]] && kill "$load_pid" 2>/dev/null || true
 	[[ -n $mediad_pid ]] && kill "$mediad_pid" 2>/dev/null || true
+	stop_upgraded
 	wait 2>/dev/null || true
 	if [[ $KEEP == 1 ]]; then
 		echo "$NAME: kept $tmp" >&2
@@ -30,6 +62,7 @@ bench_start() {
 	repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 	tmp=$(mktemp -d "${TMPDIR:-/tmp}/$NAME.XXXXXX")
 	mediad_pid="" load_pid=""
+	upgraded_pids=()
 	trap bench_cleanup EXIT
 	trap 'exit 130' INT TERM
 	echo "$NAME: building into $tmp" >&2
@@ -57,3 +90,19 @@ wait_log() {
 	done
 	return 1
 }
+
+# free_port: a TCP port below the ephemeral range that nothing listens on.
+# An upgradable mediad needs explicit ports: the new process finds its
+# inherited listeners by the address asked for, so two listeners both asked
+# for as 127.0.0.1:0 would be mixed up.
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 12000))
+		ss -ltnH "sport = :$p" | grep -q . || break
+	done
+	echo "$p"
+}
+
+# now_ms: the wall clock in milliseconds.
+now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }

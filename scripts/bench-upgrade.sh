@@ -61,10 +61,10 @@ WINDOW=${WINDOW:-5}
 KEEP=${KEEP:-0}
 FORCE=${FORCE:-0}
 
-die() {
-	echo "bench-upgrade: $*" >&2
-	exit 1
-}
+NAME=bench-upgrade
+# die, alive, ours, free_port.
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "$0")/bench-lib.sh"
 say() { echo "bench-upgrade: $*" >&2; }
 
 for tool in go jq awk curl ss; do
@@ -120,17 +120,6 @@ load_pid=""
 # Every mediad PID seen: the first one is this shell's child, the others
 # were started by an upgrade. cleanup ends exactly these and their children.
 mediad_pids=()
-
-alive() { kill -0 "$1" 2>/dev/null; }
-
-# ours PID: PID runs a binary from this script's directory. mediad
-# processes started by an upgrade are not this shell's children, so their
-# PIDs could be reused once they exit; this keeps cleanup to our own.
-ours() {
-	local exe
-	exe=$(readlink "/proc/$1/exe" 2>/dev/null) || return 1
-	[[ $exe == "$tmp/"* ]]
-}
 
 cleanup() {
 	local pid child victims=()
@@ -197,16 +186,6 @@ cpu_ticks() {
 # sys_ticks: "busy total" jiffies of the whole machine.
 sys_ticks() {
 	awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
-}
-
-# free_port: a TCP port below the ephemeral range that nothing listens on.
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		ss -ltnH "sport = :$p" | grep -q . || break
-	done
-	echo "$p"
 }
 
 rss_mib() { awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
