@@ -121,11 +121,7 @@ run_once() {
 	kill "$mediad_pid"
 	wait "$mediad_pid" || true
 	mediad_pid=""
-	[[ -s $report ]] || { cat "$tmp/rtmpload-$run-$cache.log" >&2; die "rtmpload produced no report (exit $load_rc)"; }
-	if (( load_rc != 0 )); then
-		echo "bench-join: run $run cache $cache: rtmpload exit $load_rc; failures:" >&2
-		jq -r '.publishers[], (.player_list // [])[] | select(.state == "failed" or .state == "refused") | "  \(.key): \(.state): \(.error)"' "$report" | head -n 20 >&2
-	fi
+	load_report "run $run cache $cache" "$report" "$tmp/rtmpload-$run-$cache.log" "$load_rc"
 	local started players saw p50 p99 pmax
 	read -r started players saw p50 p99 pmax < <(jq -r '[.started, .players.ok, .players.saw_keyframe, .players.first_keyframe_p50_ms, .players.first_keyframe_p99_ms, .players.first_keyframe_max_ms] | @tsv' "$report")
 	awk -v run="$run" -v cache="$cache" -v started="$started" -v players="$players" -v saw="$saw" \
@@ -149,7 +145,7 @@ join_default() {
 	{
 		echo -e "run\tgop_cache_bytes\tpublishers\tplayers_ok\tsaw_keyframe\tfirst_key_p50_ms\tfirst_key_p99_ms\tfirst_key_max_ms\tRSS_MiB\tKiB/stream\tcache_MiB\tcache_KiB/stream"
 		cat "$results"
-	} | if command -v column >/dev/null; then column -t -s $'\t'; else cat; fi
+	} | table
 
 	echo
 	# Median over the runs of each figure, per cache size.
@@ -284,11 +280,7 @@ run_upgrade() {
 		wait "$mediad_pid" || true
 	fi
 	mediad_pid=""
-	[[ -s $report ]] || { cat "$tmp/rtmpload-$tag.log" >&2; die "rtmpload produced no report (exit $load_rc)"; }
-	if ((load_rc != 0)); then
-		echo "$NAME: run $run cache $cache upgrade $upg: rtmpload exit $load_rc; failures:" >&2
-		jq -r '.publishers[], (.player_list // [])[] | select(.state == "failed" or .state == "refused") | "  \(.key): \(.state): \(.error)"' "$report" | head -n 20 >&2
-	fi
+	load_report "run $run cache $cache upgrade $upg" "$report" "$tmp/rtmpload-$tag.log" "$load_rc"
 
 	# Per stream, the first poll that found its cache holding a GOP; a
 	# stream valid at the first poll counts 0 (its cache never emptied as
@@ -334,7 +326,7 @@ join_upgrade() {
 	{
 		echo -e "run\tgop_cache_bytes\tupgrade\tpublishers\tplayers_ok\tsaw_keyframe\tfirst_key_p50_ms\tfirst_key_p99_ms\tfirst_key_max_ms\twaited>${WAIT_MS}ms\tlast_play_ms\tlast_waited_key_ms\twindow_max_ms\twindow_p50_ms\tpoll_ms\tupgrade_ms\tsignal_lag_ms"
 		cat "$results"
-	} | if command -v column >/dev/null; then column -t -s $'\t'; else cat; fi
+	} | table
 
 	echo
 	# Median over the runs of each figure, per cache size, without and with

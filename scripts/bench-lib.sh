@@ -106,3 +106,17 @@ free_port() {
 
 # now_ms: the wall clock in milliseconds.
 now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
+
+# load_report LABEL REPORT LOG RC: rtmpload left its JSON report; when it
+# exited RC != 0, the streams that failed, as the report gives them.
+load_report() {
+	local label=$1 report=$2 log=$3 rc=$4
+	[[ -s $report ]] || { cat "$log" >&2; die "$label: rtmpload produced no report (exit $rc)"; }
+	if ((rc != 0)); then
+		echo "$NAME: $label: rtmpload exit $rc; failures:" >&2
+		jq -r '.publishers[], (.player_list // [])[] | select(.state == "failed" or .state == "refused") | "  \(.key): \(.state): \(.error)"' "$report" | head -n 20 >&2
+	fi
+}
+
+# table: tab-separated lines in aligned columns, where column(1) is installed.
+table() { if command -v column >/dev/null; then column -t -s $'\t'; else cat; fi; }

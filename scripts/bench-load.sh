@@ -101,11 +101,7 @@ run_once() {
 	kill "$mediad_pid"
 	wait "$mediad_pid" || true
 	mediad_pid=""
-	[[ -s $report ]] || { cat "$tmp/rtmpload-$run.log" >&2; die "rtmpload produced no report (exit $load_rc)"; }
-	if (( load_rc != 0 )); then
-		echo "bench-load: run $run: rtmpload exit $load_rc; failures:" >&2
-		jq -r '.publishers[], (.player_list // [])[] | select(.state == "failed" or .state == "refused") | "  \(.key): \(.state): \(.error)"' "$report" | head -n 20 >&2
-	fi
+	load_report "run $run" "$report" "$tmp/rtmpload-$run.log" "$load_rc"
 
 	local started failed bps gen_cpu elapsed
 	read -r started failed bps gen_cpu elapsed < <(jq -r '[.started, (.failed + .refused + .players.failed + .players.refused), .bitrate_bps, .generator_cpu_s, .elapsed_s] | @tsv' "$report")
@@ -148,7 +144,7 @@ done
 			printf "\n"
 		}' "$results"
 	fi
-} | if command -v column >/dev/null; then column -t -s $'\t'; else cat; fi
+} | table
 
 echo
 awk -F'\t' -v runs="$RUNS" -v n="$N" -v players="$PLAYERS" '

@@ -398,7 +398,6 @@ for n in $NS; do
 	run_n "$n"
 done
 
-table() { if command -v column >/dev/null; then column -t -s $'\t'; else cat; fi; }
 echo
 echo "Upgrades (medians over the successful upgrades of each run):"
 {
