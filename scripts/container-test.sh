@@ -116,16 +116,7 @@ NS=$!
 # init_found: the host PID of the container's PID 1. Until unshare forks it,
 # NS's children are the set-up commands (mount, cp, ...): what counts is a
 # child that is PID 1 of a namespace of its own.
-init_found() {
-	local p
-	for p in $(pgrep -P "$NS"); do
-		if [ "$(awk '/^NSpid/{print $NF}' "/proc/$p/status" 2>/dev/null)" = 1 ]; then
-			INIT=$p
-			return 0
-		fi
-	done
-	return 1
-}
+init_found() { INIT=$(ns_init $(pgrep -P "$NS")); }
 wait_until -p $NS 10 "the container's PID 1 (a child of $NS that is PID 1 of its own namespace)" init_found
 ready() { [ "$(code /readyz)" = 200 ]; }
 wait_until -p $NS 15 "the startup probe: /readyz on $H answering 200" ready

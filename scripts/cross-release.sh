@@ -13,9 +13,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-for tool in ffmpeg ffprobe curl git go tar; do
-	command -v "$tool" >/dev/null || { echo "cross-release: $tool missing" >&2; exit 1; }
-done
+NAME=cross-release
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+on_fail() {
+	if [ -f "${work:-/nonexistent}/run/log" ]; then
+		echo "--- server log (tail)"
+		tail -n 40 "$work/run/log"
+	fi
+}
+need_tools ffmpeg ffprobe curl git go tar
 
 work=$(mktemp -d /tmp/mediad-cross.XXXXXX)
 pids=() # what this entry started; the PID file names the serving mediad
@@ -49,24 +56,6 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
-
-fail() {
-	echo "cross-release: FAIL: $*" >&2
-	if [ -f "$work/run/log" ]; then echo "--- server log (tail)" >&2; tail -n 40 "$work/run/log" >&2; fi
-	exit 1
-}
-
-# await SECONDS WHAT COMMAND...: runs COMMAND every 0.1 s until it
-# succeeds; fails naming WHAT once more than SECONDS have passed.
-await() {
-	local secs=$1 what=$2
-	shift 2
-	local deadline=$((SECONDS + secs))
-	until "$@"; do
-		[ "$SECONDS" -le "$deadline" ] || fail "gave up after ${secs}s waiting for $what"
-		sleep 0.1
-	done
-}
 
 # in_log MESSAGE: the server has logged MESSAGE.
 in_log() { grep -qs "\"message\":\"$1\"" "$run/log"; }
@@ -108,7 +97,7 @@ while read -r version commit; do
 		--segment 0 --pidfile "$run/pid" --log-format json >"$run/log" 2>&1) &
 	pids+=($!)
 	# Every release logs "admin HTTP listening" before "mediad ready".
-	await 15 '"mediad ready" in the server log' in_log "mediad ready"
+	wait_until 15 '"mediad ready" in the server log' in_log "mediad ready"
 	rtmp=$(logged rtmp "mediad ready")
 	http=$(logged addr "admin HTTP listening")
 	[ -n "$rtmp" ] && [ -n "$http" ] || fail "old build did not start"
@@ -117,11 +106,11 @@ while read -r version commit; do
 	ffmpeg -hide_banner -loglevel error -nostdin -i "rtmp://$rtmp/live/x" -c copy -f flv "$run/play.flv" &
 	player=$!
 	pids+=($player)
-	await 20 '"play started" in the server log (the player joins before the publish)' in_log "play started"
+	wait_until 20 '"play started" in the server log (the player joins before the publish)' in_log "play started"
 	ffmpeg -hide_banner -loglevel error -nostdin -re -i "$work/src.flv" -c copy -f flv "rtmp://$rtmp/live/x" &
 	publisher=$!
 	pids+=($publisher)
-	await 20 '"publish started" in the server log' in_log "publish started"
+	wait_until 20 '"publish started" in the server log' in_log "publish started"
 
 	frames() {
 		local n
@@ -141,7 +130,7 @@ while read -r version commit; do
 		echo "    upgrade $step: $out"
 		# The old process answers on the admin address until it closes its
 		# listener on its way out (--drain-timeout, 10 s by default).
-		await 30 "the old process $old to exit after upgrade $step" gone "$old"
+		wait_until 30 "the old process $old to exit after upgrade $step" gone "$old"
 		case "$target" in
 		head) want=head ;;
 		old) want="v$version-$short" ;;
@@ -153,11 +142,11 @@ while read -r version commit; do
 		[ "$last" -gt 0 ] || fail "no video frames counted after upgrade $step"
 		echo "    video frames counted: $before before, $last after"
 	done
-	await 60 "the publisher to exit" gone "$publisher"
+	wait_until 60 "the publisher to exit" gone "$publisher"
 	wait "$publisher" || fail "publisher exited non-zero"
-	await 20 "the player to exit at the end of the broadcast" gone "$player"
+	wait_until 20 "the player to exit at the end of the broadcast" gone "$player"
 	wait "$player" || fail "player exited non-zero"
-	await 20 '"recording finalised" in the server log' in_log "recording finalised"
+	wait_until 20 '"recording finalised" in the server log' in_log "recording finalised"
 
 	shopt -s nullglob
 	recs=("$run"/rec/live/x/*.flv)
@@ -170,9 +159,9 @@ while read -r version commit; do
 	diff -q "$work/src.csv" "$run/play.csv" >/dev/null || fail "player's copy differs: $(diff "$work/src.csv" "$run/play.csv" | head -5)"
 	pid=$(cat "$run/pid") || fail "no PID file $run/pid at the end of the broadcast"
 	kill "$pid" || fail "SIGTERM to mediad pid $pid"
-	await 40 "mediad pid $pid to exit after SIGTERM" gone "$pid"
+	wait_until 40 "mediad pid $pid to exit after SIGTERM" gone "$pid"
 	pids=()
-	echo "    ok: $(wc -l <"$work/src.csv") packets recorded and played across v$version -> head -> v$version -> head"
+	ok "$(wc -l <"$work/src.csv") packets recorded and played across v$version -> head -> v$version -> head"
 done <testdata/releases
 
 [ "$entries" -gt 0 ] || fail "no entries in testdata/releases"

@@ -103,6 +103,20 @@ wait_until() {
 	done
 }
 
+# ns_init PID...: prints the first PID that is PID 1 of a PID namespace of
+# its own (the last field of NSpid), which a launcher's set-up commands
+# and the launcher itself are not.
+ns_init() {
+	local p
+	for p in "$@"; do
+		if [ "$(awk '/^NSpid/{print $NF}' "/proc/$p/status" 2>/dev/null)" = 1 ]; then
+			echo "$p"
+			return 0
+		fi
+	done
+	return 1
+}
+
 # listening PORT: a TCP socket of this network namespace listens on PORT,
 # on any address (read from /proc, so that it needs no package).
 listening() {

@@ -152,16 +152,9 @@ since_boot() { echo "$(((${EPOCHREALTIME/./} - boot0) / 1000)) ms"; }
 
 # pid1_found: the host PID of the namespace's PID 1, once it is in its cgroup.
 pid1_found() {
-	local p
-	for p in $(cat "$CGD/init.scope/cgroup.procs" 2>/dev/null); do
-		if [ "$(awk '/^NSpid/{print $NF}' /proc/$p/status 2>/dev/null)" = 1 ]; then
-			PID1=$p
-			IN="nsenter -t $PID1 -m -p -u -i -C -r -w"
-			ROOT=/proc/$PID1/root # the overlay, as the container sees it
-			return 0
-		fi
-	done
-	return 1
+	PID1=$(ns_init $(cat "$CGD/init.scope/cgroup.procs" 2>/dev/null)) || return 1
+	IN="nsenter -t $PID1 -m -p -u -i -C -r -w"
+	ROOT=/proc/$PID1/root # the overlay, as the container sees it
 }
 wait_until -p $BOOT 30 "systemd to start as PID 1 of the namespace (in $CGD/init.scope)" pid1_found
 t_pid1=$(since_boot)
