@@ -165,7 +165,14 @@ func installFile(t *testing.T, src, dst string, mode os.FileMode) {
 func installBytes(t *testing.T, b []byte, dst string, mode os.FileMode) {
 	t.Helper()
 	tmp := dst + ".new"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
+	// A binary installed here is executed next. Had another test forked
+	// while the file was open for writing, the child would hold it open
+	// until its own exec, and our exec would fail with ETXTBSY ("text file
+	// busy", seen once in CI). syscall.ForkLock keeps forks out meanwhile.
+	syscall.ForkLock.RLock()
+	err := os.WriteFile(tmp, b, mode)
+	syscall.ForkLock.RUnlock()
+	if err != nil {
 		t.Fatal(err)
 	}
 	// WriteFile's mode passes through the umask.
