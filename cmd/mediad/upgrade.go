@@ -148,7 +148,7 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	// this attempt ends, so the next upgrade starts clean.
 	defer setFaultEnv(fault)()
 	upDone := make(chan error, 1)
-	go func() { upDone <- u.upg.Upgrade() }()
+	go func() { upDone <- upgradeOnceParentGone(ctx, u.upg) }()
 
 	// The child dying or timing out must unblock whatever we wait for on
 	// the socket: before Hello, tableflip still holds a copy of the child's
@@ -523,4 +523,20 @@ func reportStalls(srv *ingest.Server, restored *ingest.Restored, conn *handoff.C
 	v.Stalls, v.StallP50MS, v.StallP99MS, v.WorstStallMS = rep.Stalls, rep.StallP50MS, rep.StallP99MS, rep.WorstStallMS
 	l.record(v)
 	l.observeStalls(stalls)
+}
+
+// upgradeOnceParentGone calls upg.Upgrade after WaitForParent has returned.
+// tableflip's run loop learns of the parent's exit on its own, from the
+// same event WaitForParent saw; an Upgrade request that reaches the loop
+// first is answered "parent hasn't exited" (its select may pick either).
+// That answer spawns nothing, so it is asked again until the loop has
+// caught up or ctx ends.
+func upgradeOnceParentGone(ctx context.Context, upg *tableflip.Upgrader) error {
+	for {
+		err := upg.Upgrade()
+		if err == nil || err.Error() != "parent hasn't exited" || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
