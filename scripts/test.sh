@@ -59,7 +59,8 @@ stage "install missing tools"
 # when missing, so that a clean machine needs nothing done by hand.
 tools=(ffmpeg:ffmpeg ffprobe:ffmpeg curl:curl git:git jq:jq ss:iproute2 pgrep:procps
 	unshare:util-linux nsenter:util-linux setpriv:util-linux findmnt:util-linux
-	/lib/systemd/systemd:systemd systemctl:systemd journalctl:systemd)
+	/lib/systemd/systemd:systemd systemctl:systemd journalctl:systemd
+	chromium:chromium node:nodejs npm:npm)
 need_install=()
 for t in "${tools[@]}"; do
 	command -v "${t%%:*}" >/dev/null 2>&1 || need_install+=("${t##*:}")
@@ -77,6 +78,8 @@ for t in "${tools[@]}"; do
 	}
 done
 echo "==> $(go version); $(ffmpeg -version | head -1)"
+# The player code the browser test loads (hls.js, locked in web/).
+scripts/web-deps.sh
 
 stage "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
