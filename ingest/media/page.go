@@ -46,8 +46,10 @@ func IndexPage(w http.ResponseWriter, streams []StreamLink) {
 // hls.js in low-latency mode when haveHLSJS and the browser has Media
 // Source Extensions, else with the browser's native HLS, else a message
 // saying why it cannot (naming scripts/web-deps.sh when hls.js is not
-// installed). The page keeps what it measures in window.mediadPlayer:
-// latency (s), fatalErrors, reloads, errors, stalls, stallMs, maxStallMs.
+// installed). Fallen further behind than hls.js's playback rate can make
+// up, it jumps to the live sync position when that is buffered. The page
+// keeps what it measures in window.mediadPlayer: latency (s), fatalErrors,
+// reloads, jumps, errors, stalls, stallMs, maxStallMs.
 func PlayerPage(w http.ResponseWriter, app, key string, haveHLSJS bool) {
 	render(w, "player.html", struct {
 		App, Key, Playlist, FLV string
