@@ -128,6 +128,7 @@ type playerState struct {
 	CurrentStallMS float64 `json:"currentStallMs"`
 	FatalErrors    int     `json:"fatal"`
 	Reloads        int     `json:"reloads"`
+	Jumps          int     `json:"jumps"`
 	Errors         int     `json:"errors"`
 }
 
@@ -141,7 +142,7 @@ const playerStateJS = `(() => {
 		target: typeof p.targetLatency === "number" ? p.targetLatency : -1,
 		buffer: p.bufferAhead || 0, rate: v ? v.playbackRate : 0,
 		stalls: p.stalls || 0, maxStallMs: p.maxStallMs || 0, currentStallMs: p.currentStallMs || 0,
-		fatal: p.fatalErrors || 0, reloads: p.reloads || 0, errors: (p.errors || []).length,
+		fatal: p.fatalErrors || 0, reloads: p.reloads || 0, jumps: (p.jumps || []).length, errors: (p.errors || []).length,
 	};
 })()`
 
@@ -486,9 +487,9 @@ func TestE2EBrowserLLHLSUpgrades(t *testing.T) {
 	worst := longestFreeze(fs)
 	med, mx, n := latencyStats(watched)
 	last := watched[len(watched)-1]
-	t.Logf("over %.1f s watched (%d samples): latency median %.2f s, max %.2f s (%d samples, %s, target %.2f s); picture frozen at most %v (at %s); page: %d stalls, longest %.0f ms; fatal errors %d, reloads %d, other errors %d",
+	t.Logf("over %.1f s watched (%d samples): latency median %.2f s, max %.2f s (%d samples, %s, target %.2f s); picture frozen at most %v (at %s); page: %d stalls, longest %.0f ms; fatal errors %d, reloads %d, catch-up jumps %d (%d before settling), other errors %d",
 		last.at.Sub(settled.at).Seconds(), len(watched), med, mx, n, last.LatencySource, last.TargetLatency,
-		worst.d().Round(time.Millisecond), worst.from.Format("15:04:05.000"), last.Stalls, last.MaxStallMS, last.FatalErrors, last.Reloads, last.Errors)
+		worst.d().Round(time.Millisecond), worst.from.Format("15:04:05.000"), last.Stalls, last.MaxStallMS, last.FatalErrors, last.Reloads, last.Jumps, settled.Jumps, last.Errors)
 
 	if worst.d() > maxFreeze {
 		t.Errorf("the picture froze for %v (from %s to %s), want at most %v", worst.d().Round(time.Millisecond),
@@ -503,6 +504,9 @@ func TestE2EBrowserLLHLSUpgrades(t *testing.T) {
 	if last.FatalErrors != 0 || last.Reloads != 0 {
 		t.Errorf("hls.js reported %d fatal errors and the page reloaded %d times, want none", last.FatalErrors, last.Reloads)
 	}
+	if last.Jumps != settled.Jumps {
+		t.Errorf("the page jumped ahead %d times to catch up with the live edge once playing at low latency, want none", last.Jumps-settled.Jumps)
+	}
 	if last.Paused {
 		t.Errorf("the video is paused at the end")
 	}
@@ -512,12 +516,16 @@ func TestE2EBrowserLLHLSUpgrades(t *testing.T) {
 	var record struct {
 		Errors  []map[string]any `json:"errors"`
 		StallMS []float64        `json:"stallMs"`
+		Jumps   []map[string]any `json:"jumps"`
 	}
-	if err := b.eval(5*time.Second, `({errors: window.mediadPlayer.errors, stallMs: window.mediadPlayer.stallMs})`, &record); err != nil {
+	if err := b.eval(5*time.Second, `({errors: window.mediadPlayer.errors, stallMs: window.mediadPlayer.stallMs, jumps: window.mediadPlayer.jumps})`, &record); err != nil {
 		t.Errorf("reading the page's record: %v", err)
 	}
 	if len(record.StallMS) > 0 {
 		t.Logf("page stalls (ms): %v", record.StallMS)
+	}
+	for _, j := range record.Jumps {
+		t.Logf("catch-up jump (ms since the page opened, currentTime from, to): %v", j)
 	}
 	for _, e := range record.Errors {
 		j, _ := json.Marshal(e)
