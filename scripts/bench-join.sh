@@ -26,11 +26,23 @@
 # /metrics, polled), the longest and the median over the streams. A player that
 # joins its stream in that window waits for the next keyframe.
 #
+# VIEWER picks the player: rtmp (rtmpload's players, as above), flv (an
+# HTTP-FLV viewer: GET /live/KEY.flv on mediad's media listener, timed to
+# the first video keyframe after the sequence header) or hls (an LL-HLS
+# viewer that joins as hls.js does in low-latency mode, timed to its first
+# decodable part: INDEPENDENT=YES, a sync sample first, the init section
+# in hand). flv and hls viewers are hlsload's, one per stream, joining at
+# the same moments (-ramp as the publishers', -join-after, -join-within;
+# with UPGRADE=1 on SIGUSR2) and leaving once they can decode; their
+# time is from the viewer's first request. rtmpload then only publishes.
+#
 # Environment (defaults in brackets):
 #   N [100]                publishers, each with one player
+#   VIEWER [rtmp]          rtmp, flv or hls: what the players are
 #   BITRATE [500k]         synthetic bitrate per publisher
 #   GOP_FRAMES [60]        frames from one keyframe to the next, at 30 fps
-#   CACHES ["4194304 0"]   --gop-cache-bytes values to compare (0: no cache)
+#   CACHES ["4194304 0"]   --gop-cache-bytes values to compare (0: no cache);
+#                          VIEWER=hls: ["4194304"] (LL-HLS does not use it)
 #   RAMP [5s]              publisher ramp-up
 #   JOIN_AFTER [2s]        a player joins at least this long after its publisher
 #   JOIN_WITHIN [8s]       ... and at a uniformly random moment within this long
@@ -44,12 +56,18 @@
 #
 # Examples: N=100 RUNS=3 scripts/bench-join.sh
 #           N=100 RUNS=3 UPGRADE=1 scripts/bench-join.sh
+#           N=100 RUNS=3 UPGRADE=1 VIEWER=hls scripts/bench-join.sh
 set -euo pipefail
 
 N=${N:-100}
+VIEWER=${VIEWER:-rtmp}
 BITRATE=${BITRATE:-500k}
 GOP_FRAMES=${GOP_FRAMES:-60}
-CACHES=${CACHES:-4194304 0}
+if [[ $VIEWER == hls ]]; then
+	CACHES=${CACHES:-4194304}
+else
+	CACHES=${CACHES:-4194304 0}
+fi
 RAMP=${RAMP:-5s}
 JOIN_AFTER=${JOIN_AFTER:-2s}
 JOIN_WITHIN=${JOIN_WITHIN:-8s}
@@ -66,6 +84,7 @@ for tool in go jq awk curl; do
 	command -v "$tool" >/dev/null || die "$tool is required"
 done
 [[ $UPGRADE == 0 || $UPGRADE == 1 ]] || die "UPGRADE must be 0 or 1, got '$UPGRADE'"
+[[ $VIEWER == rtmp || $VIEWER == flv || $VIEWER == hls ]] || die "VIEWER must be rtmp, flv or hls, got '$VIEWER'"
 [[ $WAIT_MS =~ ^[0-9]+$ ]] || die "WAIT_MS must be whole milliseconds, got '$WAIT_MS'"
 if [[ $UPGRADE == 1 ]]; then
 	command -v ss >/dev/null || die "ss is required with UPGRADE=1"
@@ -89,6 +108,61 @@ gop_ms=$(( GOP_FRAMES * 1000 / 30 ))
 
 bench_start
 
+# The media listener: explicit where it exists (its default, :8888, would
+# be shared by every run on the host); flv and hls viewers need it.
+media_flags=()
+hls_pid=""
+if "$tmp/mediad" --help 2>&1 | grep -q -- '-media'; then
+	media_flags=(--media-max-conns-per-client 0)
+elif [[ $VIEWER != rtmp ]]; then
+	die "VIEWER=$VIEWER needs a mediad with the --media listener"
+fi
+if [[ $VIEWER != rtmp ]]; then
+	echo "$NAME: building hlsload" >&2
+	(cd "$repo" && go build -o "$tmp/hlsload" ./cmd/hlsload)
+	trap '[[ -z $hls_pid ]] || kill -INT "$hls_pid" 2>/dev/null || true; bench_cleanup' EXIT
+fi
+# rtmpload's players, or none when hlsload's viewers join.
+rtmp_players=1
+[[ $VIEWER == rtmp ]] || rtmp_players=0
+
+# start_viewers TAG ARGS...: hlsload's viewers (VIEWER=flv or hls), one per
+# stream, on $media; sets hls_pid.
+start_viewers() {
+	local tag=$1
+	shift
+	local flv=()
+	[[ $VIEWER == flv ]] && flv=(-flv)
+	"$tmp/hlsload" -url "http://$media/live" -n "$N" -viewers 1 "${flv[@]}" -leave-after-join -json "$@" \
+		>"$tmp/viewers-$tag.json" 2>"$tmp/viewers-$tag.log" &
+	hls_pid=$!
+}
+
+# viewers_report TAG REPORT RC: folds hlsload's final report into REPORT,
+# rtmpload's, in the shape of rtmpload's players (first_keyframe_ms is the
+# time to the first decodable frame), so that one reading serves all.
+viewers_report() {
+	local tag=$1 report=$2 rc=$3
+	[[ -s $tmp/viewers-$tag.json ]] || { cat "$tmp/viewers-$tag.log" >&2; die "$tag: hlsload produced no report (exit $rc)"; }
+	if ((rc != 0)); then
+		echo "$NAME: $tag: hlsload exit $rc; failures:" >&2
+		jq -r '.viewer_list[]? | select(.state == "failed") | "  \(.key): \(.error)"' "$tmp/viewers-$tag.json" | head -n 20 >&2
+	fi
+	jq -s '.[0] as $pub | (.[1:] | last) as $v | $pub + {
+		players: {
+			ok: $v.viewers.ok, saw_keyframe: $v.join.decodable,
+			first_keyframe_p50_ms: $v.join.first_decodable_ms.p50,
+			first_keyframe_p99_ms: $v.join.first_decodable_ms.p99,
+			first_keyframe_max_ms: $v.join.first_decodable_ms.max,
+			viewer_errors: $v.errors
+		},
+		player_list: [$v.viewer_list[] | {key, state, first_keyframe_ms: .first_decodable_ms, play_after_trigger_ms: .start_after_trigger_ms}]
+	}' "$report" "$tmp/viewers-$tag.json" >"$report.tmp" && mv "$report.tmp" "$report"
+	local errs
+	errs=$(jq -r '.players.viewer_errors | to_entries | map("\(.key)=\(.value)") | join(",")' "$report")
+	[[ -z $errs ]] || echo "$NAME: $tag: viewers' failed requests (retried): $errs" >&2
+}
+
 results="$tmp/results.tsv"
 : >"$results"
 
@@ -96,32 +170,45 @@ results="$tmp/results.tsv"
 run_once() {
 	local run=$1 cache=$2
 	local log="$tmp/mediad-$run-$cache.log" report="$tmp/report-$run-$cache.json"
+	local media_addr=()
+	((${#media_flags[@]})) && media_addr=(--media 127.0.0.1:0 --hls-dir "$tmp/hls-$run-$cache")
 	"$tmp/mediad" --rtmp 127.0.0.1:0 --http 127.0.0.1:0 --record-dir '' --log-format json \
-		--gop-cache-bytes "$cache" >"$log" 2>&1 &
+		--gop-cache-bytes "$cache" "${media_addr[@]}" "${media_flags[@]}" >"$log" 2>&1 &
 	mediad_pid=$!
 	local addr http
 	addr=$(wait_log "$log" "mediad ready" rtmp) || { cat "$log" >&2; die "mediad did not start"; }
 	http=$(wait_log "$log" "admin HTTP listening" addr) || { cat "$log" >&2; die "mediad has no admin address"; }
+	if ((${#media_flags[@]})); then
+		media=$(wait_log "$log" "media HTTP listening" addr) || { cat "$log" >&2; die "mediad has no media address"; }
+	fi
 	sleep 1
 	local idle_kib
 	idle_kib=$(rss_kib "$mediad_pid")
 
 	"$tmp/rtmpload" -url "rtmp://$addr/live" -synthetic -bitrate "$BITRATE" -gop "$GOP_FRAMES" \
-		-n "$N" -players 1 -join-after "${after_s}s" -join-within "${within_s}s" \
+		-n "$N" -players "$rtmp_players" -join-after "${after_s}s" -join-within "${within_s}s" \
 		-duration "${dur_s}s" -ramp "${ramp_s}s" -json >"$report" 2>"$tmp/rtmpload-$run-$cache.log" &
 	load_pid=$!
+	if [[ $VIEWER != rtmp ]]; then
+		start_viewers "$run-$cache" -ramp "${ramp_s}s" -join-after "${after_s}s" -join-within "${within_s}s" -duration "${dur_s}s"
+	fi
 	sleep "$sample_s"
 	local rss gop_bytes
 	rss=$(rss_kib "$mediad_pid")
 	gop_bytes=$(curl -fsS "http://$http/api/status" | jq -r '.gop_cache_bytes')
 
-	local load_rc=0
+	local load_rc=0 hls_rc=0
 	wait "$load_pid" || load_rc=$?
 	load_pid=""
+	if [[ -n $hls_pid ]]; then
+		wait "$hls_pid" || hls_rc=$?
+		hls_pid=""
+	fi
 	kill "$mediad_pid"
 	wait "$mediad_pid" || true
 	mediad_pid=""
 	load_report "run $run cache $cache" "$report" "$tmp/rtmpload-$run-$cache.log" "$load_rc"
+	[[ $VIEWER == rtmp ]] || viewers_report "$run-$cache" "$report" "$hls_rc"
 	local started players saw p50 p99 pmax
 	read -r started players saw p50 p99 pmax < <(jq -r '[.started, .players.ok, .players.saw_keyframe, .players.first_keyframe_p50_ms, .players.first_keyframe_p99_ms, .players.first_keyframe_max_ms] | @tsv' "$report")
 	awk -v run="$run" -v cache="$cache" -v started="$started" -v players="$players" -v saw="$saw" \
@@ -135,7 +222,7 @@ run_once() {
 
 # join_default: the runs and summary of the default mode.
 join_default() {
-	echo "bench-join: N=$N BITRATE=$BITRATE GOP=${GOP_FRAMES} frames at 30 fps, players join ${after_s}-$(( after_s + within_s ))s after their publisher; caches: $CACHES; $(nproc) cores" >&2
+	echo "bench-join: N=$N VIEWER=$VIEWER BITRATE=$BITRATE GOP=${GOP_FRAMES} frames at 30 fps, players join ${after_s}-$(( after_s + within_s ))s after their publisher; caches: $CACHES; $(nproc) cores" >&2
 	for run in $(seq 1 "$RUNS"); do
 		for cache in $CACHES; do
 			run_once "$run" "$cache"
@@ -150,7 +237,7 @@ join_default() {
 	echo
 	# Median over the runs of each figure, per cache size.
 	for cache in $CACHES; do
-		awk -F'\t' -v cache="$cache" '
+		awk -F'\t' -v cache="$cache" -v viewer="$VIEWER" '
 		$2 == cache { n++; p50[n] = $6; p99[n] = $7; pmax[n] = $8; kib[n] = $10; gkib[n] = $12; ok[n] = $4; saw[n] = $5 }
 		function med(arr,   i, j, t, b) {
 			for (i = 1; i <= n; i++) b[i] = arr[i] + 0
@@ -159,7 +246,7 @@ join_default() {
 		}
 		END {
 			label = cache == 0 ? "no GOP cache" : sprintf("GOP cache %d bytes", cache)
-			printf "%s (median of %d runs): first keyframe after play p50 %.0f ms, p99 %.0f ms, max %.0f ms; %d/%d players saw one;\n", label, n, med(p50), med(p99), med(pmax), med(saw), med(ok)
+			printf "%s (median of %d runs): %s first decodable frame after play p50 %.0f ms, p99 %.0f ms, max %.0f ms; %d/%d players saw one;\n", label, n, viewer, med(p50), med(p99), med(pmax), med(saw), med(ok)
 			printf "    RSS %.1f KiB per stream above idle, of which the GOP cache holds %.1f KiB\n", med(kib), med(gkib)
 		}' "$results"
 	done
@@ -172,16 +259,18 @@ join_default() {
 # inherited listeners by the address asked for, so the ports are explicit;
 # one taken in between costs a retry.
 start_upgradable() {
-	local cache=$1 log=$2 pidfile=$3 try rport hport
+	local cache=$1 log=$2 pidfile=$3 try rport hport mport media_addr=()
 	for try in 1 2 3 4 5; do
 		rport=$(free_port)
 		hport=$(free_port)
-		((rport != hport)) || continue
+		mport=$(free_port)
+		((rport != hport && rport != mport && hport != mport)) || continue
+		((${#media_flags[@]})) && media_addr=(--media "127.0.0.1:$mport" --hls-dir "${log%.log}-hls")
 		"$tmp/mediad" --rtmp "127.0.0.1:$rport" --http "127.0.0.1:$hport" --record-dir '' --log-format json \
-			--gop-cache-bytes "$cache" --pidfile "$pidfile" >"$log" 2>&1 &
+			--gop-cache-bytes "$cache" --pidfile "$pidfile" "${media_addr[@]}" "${media_flags[@]}" >"$log" 2>&1 &
 		mediad_pid=$!
 		if wait_log "$log" "mediad ready" rtmp >/dev/null; then
-			addr="127.0.0.1:$rport" http="127.0.0.1:$hport"
+			addr="127.0.0.1:$rport" http="127.0.0.1:$hport" media="127.0.0.1:$mport"
 			return 0
 		fi
 		kill "$mediad_pid" 2>/dev/null || true
@@ -220,9 +309,16 @@ run_upgrade() {
 	# rtmpload is stopped with SIGINT once every player has had its GOP;
 	# -duration only bounds a run whose script was killed outright.
 	"$tmp/rtmpload" -url "rtmp://$addr/live" -synthetic -bitrate "$BITRATE" -gop "$GOP_FRAMES" \
-		-n "$N" -players 1 -join-on-signal -join-after 0s -join-within "${gop_ms}ms" \
+		-n "$N" -players "$rtmp_players" -join-on-signal -join-after 0s -join-within "${gop_ms}ms" \
 		-duration "$(( ramp_s + 120 ))s" -ramp "${ramp_s}s" -json >"$report" 2>"$tmp/rtmpload-$tag.log" &
 	load_pid=$!
+	# The players that join on the signal: rtmpload's (SIGUSR1) or
+	# hlsload's viewers (SIGUSR2).
+	local join_pid=$load_pid join_sig=USR1
+	if [[ $VIEWER != rtmp ]]; then
+		start_viewers "$tag" -join-on-signal -join-after 0s -join-within "${gop_ms}ms" -duration "$(( ramp_s + 120 ))s"
+		join_pid=$hls_pid join_sig=USR2
+	fi
 
 	# Every stream live, then one more GOP so that each cache holds one.
 	local live=0 deadline=$(( $(date +%s) + ramp_s + 30 ))
@@ -240,7 +336,7 @@ run_upgrade() {
 		"$tmp/mediad" upgrade --http "$http" --pidfile "$pidfile" --json --timeout 60s >"$verdict" 2>"$tmp/upgrade-$tag.err" || rc=$?
 		t_verdict=$(now_ms)
 		# The players first; the verdict is read after.
-		kill -USR1 "$load_pid"
+		kill -"$join_sig" "$join_pid"
 		t_signal=$(now_ms)
 		local outcome moved
 		read -r outcome moved new_pid upgrade_ms < <(jq -r '"\(.outcome) \(.sessions_moved) \(.new_pid // 0) \(.duration_ms)"' "$verdict" 2>/dev/null || echo "none 0 0 -")
@@ -251,7 +347,7 @@ run_upgrade() {
 		fi
 	else
 		t_verdict=$(now_ms)
-		kill -USR1 "$load_pid"
+		kill -"$join_sig" "$join_pid"
 		t_signal=$(now_ms)
 	fi
 
@@ -267,8 +363,14 @@ run_upgrade() {
 	local left=$(( t_signal + 2 * gop_ms + 1500 - $(now_ms) ))
 	((left > 0)) && sleep "$(awk -v ms="$left" 'BEGIN { printf "%.3f", ms / 1000 }')"
 
+	local load_rc=0 hls_rc=0
+	if [[ -n $hls_pid ]]; then
+		# It ends by itself once every viewer has joined and left.
+		kill -INT "$hls_pid" 2>/dev/null || true
+		wait "$hls_pid" || hls_rc=$?
+		hls_pid=""
+	fi
 	kill -INT "$load_pid"
-	local load_rc=0
 	wait "$load_pid" || load_rc=$?
 	load_pid=""
 	if ((upg)); then
@@ -281,6 +383,7 @@ run_upgrade() {
 	fi
 	mediad_pid=""
 	load_report "run $run cache $cache upgrade $upg" "$report" "$tmp/rtmpload-$tag.log" "$load_rc"
+	[[ $VIEWER == rtmp ]] || viewers_report "$tag" "$report" "$hls_rc"
 
 	# Per stream, the first poll that found its cache holding a GOP; a
 	# stream valid at the first poll counts 0 (its cache never emptied as
@@ -313,7 +416,7 @@ run_upgrade() {
 }
 
 join_upgrade() {
-	echo "$NAME: N=$N BITRATE=$BITRATE GOP=${GOP_FRAMES} frames at 30 fps (${gop_ms} ms); players join within one GOP after an upgrade's verdict, and without an upgrade as control; caches: $CACHES; $(nproc) cores" >&2
+	echo "$NAME: N=$N VIEWER=$VIEWER BITRATE=$BITRATE GOP=${GOP_FRAMES} frames at 30 fps (${gop_ms} ms); players join within one GOP after an upgrade's verdict, and without an upgrade as control; caches: $CACHES; $(nproc) cores" >&2
 	local run cache upg
 	for run in $(seq 1 "$RUNS"); do
 		for cache in $CACHES; do
@@ -333,7 +436,7 @@ join_upgrade() {
 	# the upgrade.
 	for cache in $CACHES; do
 		for upg in 0 1; do
-			awk -F'\t' -v cache="$cache" -v upg="$upg" -v wait_ms="$WAIT_MS" '
+			awk -F'\t' -v cache="$cache" -v upg="$upg" -v wait_ms="$WAIT_MS" -v viewer="$VIEWER" '
 			$2 == cache && $3 == upg {
 				n++; p50[n] = $7; p99[n] = $8; pmax[n] = $9; waited[n] = $10; saw[n] = $6; ok[n] = $5
 				wmax[n] = $13; wp50[n] = $14; dur[n] = $16; lag[n] = $17; poll[n] = $15
@@ -347,8 +450,8 @@ join_upgrade() {
 			END {
 				label = cache == 0 ? "no GOP cache" : sprintf("GOP cache %d bytes", cache)
 				label = label (upg ? ", joins within a GOP after an upgrade" : ", joins within a GOP, no upgrade")
-				printf "%s (median of %d runs): first keyframe after play p50 %.0f ms, p99 %.0f ms, max %.0f ms; %d/%d players saw one; %d waited > %d ms (%.0f%%)\n",
-					label, n, med(p50), med(p99), med(pmax), med(saw), med(ok), med(waited), wait_ms, med(saw) ? 100 * med(waited) / med(saw) : 0
+				printf "%s (median of %d runs): %s first decodable frame after play p50 %.0f ms, p99 %.0f ms, max %.0f ms; %d/%d players saw one; %d waited > %d ms (%.0f%%)\n",
+					label, n, viewer, med(p50), med(p99), med(pmax), med(saw), med(ok), med(waited), wait_ms, med(saw) ? 100 * med(waited) / med(saw) : 0
 				if (cache > 0 && wmax[1] != "-")
 					printf "    window until every cache holds a GOP: %.0f ms after the verdict (median stream %.0f ms%s)\n", med(wmax), med(wp50),
 						(med(poll) > 0 ? sprintf("; polls every %.0f ms", med(poll)) : "; all at the first poll")
