@@ -3,6 +3,7 @@ package ingest
 import (
 	"encoding/binary"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,12 +42,16 @@ func (m *outMsg) size() int { return len(m.payload) }
 
 // player is the fan-out end of one playing session: a queue filled by the
 // publisher's goroutine without blocking, drained by a writer goroutine
-// that owns the socket's write side for media.
+// that owns the socket's write side for media. RTMP players and HTTP-FLV
+// viewers share all of it but the framing of a batch (write, writeFLV).
 type player struct {
 	sess  *session
 	msid  uint32
 	limit int
 	max   int
+	// flv frames the queue as FLV tags (an HTTP-FLV viewer, httpflv.go)
+	// instead of RTMP chunks.
+	flv bool
 
 	mu      sync.Mutex
 	queue   []outMsg
@@ -55,6 +60,9 @@ type player struct {
 	waitKey bool // drop frames until the next video keyframe
 	skips   int  // skip-aheads since the queue last drained
 	stopped bool
+	// ending: the stream ended for an HTTP-FLV viewer; once its queue is
+	// written the response is complete and nothing more is queued.
+	ending bool
 	// exported is set while the player's queue has been taken for an
 	// upgrade; fedLate records that the publisher added to it since.
 	exported bool
@@ -79,6 +87,7 @@ func newPlayer(s *session, msid uint32) *player {
 		msid:    msid,
 		limit:   s.srv.cfg.PlayerQueueBytes,
 		max:     s.srv.cfg.MaxSkips,
+		flv:     s.role == roleFLVPlayer,
 		waitKey: true,
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
@@ -103,7 +112,7 @@ func (p *player) resync() {
 func (p *player) enqueue(m outMsg) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopped {
+	if p.stopped || p.ending {
 		return
 	}
 	if p.exported {
@@ -138,7 +147,7 @@ func (p *player) enqueue(m outMsg) {
 func (p *player) enqueueGOP(msgs []outMsg, payload int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.stopped || !p.waitKey || len(msgs) == 0 || !msgs[0].key || p.queued+payload > p.limit {
+	if p.stopped || p.ending || !p.waitKey || len(msgs) == 0 || !msgs[0].key || p.queued+payload > p.limit {
 		return
 	}
 	if p.exported {
@@ -178,7 +187,12 @@ func (p *player) skipLocked() {
 	}
 }
 
+// enqueueStatus and enqueueUserControl queue RTMP control messages, which
+// an FLV body has no place for: an HTTP-FLV viewer gets none.
 func (p *player) enqueueStatus(code, desc string) {
+	if p.flv {
+		return
+	}
 	payload, err := amf0.AppendAll(nil, "onStatus", 0.0, nil, statusObject("status", code, desc))
 	if err != nil {
 		return
@@ -187,10 +201,29 @@ func (p *player) enqueueStatus(code, desc string) {
 }
 
 func (p *player) enqueueUserControl(event uint16) {
+	if p.flv {
+		return
+	}
 	payload := make([]byte, 6)
 	binary.BigEndian.PutUint16(payload, event)
 	binary.BigEndian.PutUint32(payload[2:], p.msid)
 	p.enqueue(outMsg{typ: chunk.TypeUserControl, kind: kindControl, csid: csidControl, msid0: true, payload: payload})
+}
+
+// endOfStream ends an HTTP-FLV viewer's response once what is queued for
+// it is written, as a file ends. An RTMP player is told in-band instead
+// and stays for the next publish, so this does nothing to it.
+func (p *player) endOfStream() {
+	if !p.flv {
+		return
+	}
+	p.mu.Lock()
+	p.ending = true
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
 }
 
 // stop ends the writer goroutine and waits for it. Messages still queued
@@ -209,6 +242,14 @@ func (p *player) stop() {
 
 func (p *player) run() {
 	defer close(p.done)
+	// A bug in one client's framing must not take the process, and every
+	// other stream, down with it: the client is dropped instead.
+	defer func() {
+		if v := recover(); v != nil {
+			p.sess.log.Error().Interface("panic", v).Bytes("stack", debug.Stack()).Msg("player writer crashed; client dropped")
+			p.sess.conn.Close()
+		}
+	}()
 	for {
 		select {
 		case <-p.wake:
@@ -222,7 +263,10 @@ func (p *player) run() {
 		case <-p.quit:
 			return
 		}
-		for !p.pausing.Load() {
+		// A park request stops the writer before its session gets to
+		// pause it: the queue then travels as messages, shared, rather
+		// than as bytes copied into the session's output.
+		for !p.pausing.Load() && p.sess.parkReq.Load() == nil {
 			p.mu.Lock()
 			// Double buffering: the queue takes the spare array and the
 			// spare slot stays empty until this batch is written, so the
@@ -234,7 +278,11 @@ func (p *player) run() {
 			if len(batch) == 0 {
 				p.skips = 0
 			}
+			ended := len(batch) == 0 && p.ending
 			p.mu.Unlock()
+			if ended {
+				p.sess.responseComplete()
+			}
 			if len(batch) == 0 {
 				break
 			}
@@ -292,6 +340,9 @@ func (p *player) resume() {
 // write sends a batch with one vectored write: chunk headers interleaved
 // with the shared payloads, nothing copied.
 func (p *player) write(batch []outMsg) error {
+	if p.flv {
+		return p.writeFLV(batch)
+	}
 	s := p.sess
 	s.wmu.Lock()
 	defer s.wmu.Unlock()

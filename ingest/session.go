@@ -37,6 +37,10 @@ const readBufSize = 8 << 10
 // errClosedByPeer marks an orderly end of a connection.
 var errClosedByPeer = errors.New("connection closed by peer")
 
+// errResponseComplete ends an HTTP-FLV viewer whose stream has ended, once
+// everything queued for it has been written.
+var errResponseComplete = errors.New("stream ended and response complete")
+
 // role says what a connection is doing once connected.
 type role uint8
 
@@ -44,6 +48,9 @@ const (
 	roleNone role = iota
 	rolePublisher
 	rolePlayer
+	// roleFLVPlayer is an HTTP-FLV viewer (httpflv.go): a player from its
+	// first byte on, with no RTMP around its queue.
+	roleFLVPlayer
 )
 
 // session owns one client connection. Its goroutine (run) is the only reader
@@ -87,6 +94,9 @@ type session struct {
 	parking bool
 	parkReq atomic.Pointer[parkRequest]
 	stopReq atomic.Int64 // graceful stop: deadline in Unix ns, 0 if none
+	// complete: an HTTP-FLV viewer's writer has written the last of an
+	// ended stream; the session goroutine closes the connection.
+	complete atomic.Bool
 	// rbuf is the read buffer, allocated with the session so that a
 	// restored session's first read does not wait on the allocator.
 	rbuf []byte
@@ -122,7 +132,7 @@ func (s *session) run() {
 	}
 	s.teardown()
 	switch {
-	case err == nil, errors.Is(err, errClosedByPeer):
+	case err == nil, errors.Is(err, errClosedByPeer), errors.Is(err, errResponseComplete):
 		s.log.Info().Str("role", s.role.String()).Msg("connection closed")
 	case errors.Is(err, errShutdown):
 		s.log.Info().Str("role", s.role.String()).Msg("connection closed by graceful stop")
@@ -144,12 +154,16 @@ func (r role) String() string {
 		return "publisher"
 	case rolePlayer:
 		return "player"
+	case roleFLVPlayer:
+		return "flv-player"
 	}
 	return "none"
 }
 
 func (s *session) phase() string {
 	switch {
+	case s.role == roleFLVPlayer:
+		return s.role.String()
 	case !s.hs.Done():
 		return "handshake"
 	case !s.connected:
@@ -173,6 +187,9 @@ func (s *session) serve() error {
 		if s.stopReq.Load() != 0 {
 			return s.stop()
 		}
+		if s.complete.Load() {
+			return errResponseComplete
+		}
 		if s.parkReq.Load() != nil {
 			if !s.park() {
 				return errMoved
@@ -193,7 +210,7 @@ func (s *session) serve() error {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && (s.parkReq.Load() != nil || s.stopReq.Load() != 0) {
+			if errors.Is(err, os.ErrDeadlineExceeded) && (s.parkReq.Load() != nil || s.stopReq.Load() != 0 || s.complete.Load()) {
 				continue
 			}
 			// ffmpeg ends with a reset when our last replies are unread: for
@@ -214,6 +231,9 @@ func (s *session) serve() error {
 func (s *session) deadline() time.Time {
 	now := time.Now()
 	switch {
+	case s.role == roleFLVPlayer:
+		// A viewer owes us nothing after its request.
+		return time.Time{}
 	case !s.hs.Done() || !s.connected:
 		return now.Add(s.srv.cfg.HandshakeTimeout)
 	case s.role == rolePublisher:
@@ -226,6 +246,11 @@ func (s *session) deadline() time.Time {
 
 // consume runs the protocol over bytes just read.
 func (s *session) consume(p []byte) error {
+	if s.role == roleFLVPlayer {
+		// An HTTP-FLV viewer is read only to notice it closing: what it
+		// sends after its request is dropped, never buffered.
+		return nil
+	}
 	if !s.hs.Done() {
 		n, reply, err := s.hs.Feed(p, rand.Reader, uint32(time.Now().UnixMilli()))
 		if err != nil {
@@ -359,11 +384,19 @@ func (s *session) writeLocked(bufs net.Buffers) error {
 		}
 		return nil
 	}
-	if len(s.out) > 0 {
-		bufs = append(net.Buffers{s.out}, bufs...)
-	}
 	if err := s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout)); err != nil {
 		return fmt.Errorf("set write deadline: %w", err)
+	}
+	if s.parkReq.Load() != nil {
+		// A park request's deadline in the past may have been replaced
+		// just now: keep the bytes for whichever process writes next.
+		for _, b := range bufs {
+			s.out = append(s.out, b...)
+		}
+		return nil
+	}
+	if len(s.out) > 0 {
+		bufs = append(net.Buffers{s.out}, bufs...)
 	}
 	n, err := bufs.WriteTo(s.conn)
 	s.srv.bytesOut.Add(uint64(n))
@@ -380,6 +413,14 @@ func (s *session) writeLocked(bufs net.Buffers) error {
 		return nil
 	}
 	return fmt.Errorf("write: %w", err)
+}
+
+// responseComplete tells the session goroutine, which owns the
+// connection, that an HTTP-FLV viewer has been sent the last of its
+// stream. The flag comes first, the deadline second: see serve.
+func (s *session) responseComplete() {
+	s.complete.Store(true)
+	_ = s.conn.SetReadDeadline(time.Unix(1, 0))
 }
 
 // setChunkSize announces and applies our outbound chunk size.
@@ -401,7 +442,7 @@ func (s *session) teardown() {
 	switch s.role {
 	case rolePublisher:
 		s.stream.unpublish(s)
-	case rolePlayer:
+	case rolePlayer, roleFLVPlayer:
 		s.stream.removePlayer(s.player)
 		s.player.stop()
 	}
