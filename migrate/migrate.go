@@ -30,6 +30,7 @@ type step struct {
 var steps = []step{
 	{from: 1, up: map[state.Kind]fn{state.KindPublisher: upPublisher1}, down: map[state.Kind]fn{state.KindPublisher: downPublisher2}},
 	{from: 2}, // v2v3.go: no session changes
+	{from: 3, down: map[state.Kind]fn{state.KindPublisher: downPublisher4}},
 }
 
 // introduced holds the version in which each kind appeared; a kind absent
@@ -38,7 +39,8 @@ var steps = []step{
 // rather than handed to an older build that would reject it later, in the
 // middle of an upgrade.
 var introduced = map[state.Kind]uint32{
-	state.KindProcess: 3,
+	state.KindProcess:   3,
+	state.KindFLVPlayer: 4,
 }
 
 // Convert takes an envelope of any known version to version to, one step

@@ -8,9 +8,10 @@
 // Versions so far: 1, the sessions (conn, publisher, player); 2, per-stream
 // statistics in a publisher's stream; 3, the process envelope (KindProcess),
 // which carries the service's counters, histograms and upgrade history and
-// has no form in older versions.
+// has no form in older versions; 4, a stream's LL-HLS muxer (HLS, an index
+// of files that stay on disk) and HTTP-FLV viewers (KindFLVPlayer).
 package state
 
 // Version is the schema version this build writes. It is the version of
 // every envelope produced by Encode.
-const Version = 3
+const Version = 4

@@ -64,6 +64,9 @@ type Stream struct {
 	// (Unix seconds); at most RateWindow buckets.
 	RateBuckets []uint64 `msgpack:"rate_buckets"`
 	RateSecond  int64    `msgpack:"rate_second"`
+
+	// HLS is the stream's LL-HLS muxer, nil when HLS is off (version 4).
+	HLS *HLS `msgpack:"hls,omitempty"`
 }
 
 // RateWindow is the number of one-second buckets behind a stream's

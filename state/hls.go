@@ -1,0 +1,87 @@
+package state
+
+// HLS is a stream's LL-HLS muxer (ingest/hls) at a safe point. Media never
+// travels here: segments and parts are files in Dir, which the new process
+// opens by name, and samples not yet in a part wait in Dir's pending file.
+// What crosses is the index: small, and proportional to the playlist
+// window, not to the media.
+type HLS struct {
+	// Dir holds the stream's init, segment and pending files.
+	Dir string `msgpack:"dir"`
+	// Init numbers the last init file written (init<Init>.mp4), 0 before
+	// the first. InitStale says the codecs changed since: the next segment
+	// gets a new one.
+	Init      uint32 `msgpack:"init"`
+	InitStale bool   `msgpack:"init_stale"`
+	// NextSeq is the next fMP4 fragment sequence number (mfhd).
+	NextSeq uint32 `msgpack:"next_seq"`
+	// Removed is the first MSN whose files may still be on disk: segments
+	// before the window stay for a while so that a client holding an older
+	// playlist still finds them.
+	Removed uint64 `msgpack:"removed"`
+	// Segments is the window, oldest first. The last one is open (its
+	// parts so far) unless Closed says otherwise.
+	Segments []HLSSegment `msgpack:"segments"`
+	// Gone holds segments already out of the window whose files are kept
+	// until their deadline.
+	Gone []HLSGone `msgpack:"gone"`
+	// Pending are the samples read but not yet in a part, in arrival
+	// order; their bytes are in Dir/pending, back to back.
+	Pending []HLSSample `msgpack:"pending"`
+	// Tracks is the decode-time state of the video (0) and audio (1)
+	// tracks.
+	Tracks [2]HLSTrack `msgpack:"tracks"`
+	// PartStart is where the part being filled begins, in ms on the
+	// muxer's time line.
+	PartStart int64 `msgpack:"part_start"`
+}
+
+// HLSSegment is one media segment: file s<MSN>.m4s, its parts back to
+// back.
+type HLSSegment struct {
+	MSN uint64 `msgpack:"msn"`
+	// Start is the wall-clock time of its first frame (Unix ns), for
+	// EXT-X-PROGRAM-DATE-TIME.
+	Start  int64     `msgpack:"start"`
+	Init   uint32    `msgpack:"init"`
+	Parts  []HLSPart `msgpack:"parts"`
+	Closed bool      `msgpack:"closed"`
+	// Discontinuity starts a segment after a codec change.
+	Discontinuity bool `msgpack:"discontinuity"`
+}
+
+// HLSPart is one partial segment: bytes [Offset, Offset+Size) of its
+// segment's file.
+type HLSPart struct {
+	Offset      int64 `msgpack:"offset"`
+	Size        int64 `msgpack:"size"`
+	DurationMS  int64 `msgpack:"duration_ms"`
+	Independent bool  `msgpack:"independent"`
+}
+
+// HLSGone is a segment out of the window and when its file goes (Unix ns).
+type HLSGone struct {
+	MSN    uint64 `msgpack:"msn"`
+	Expiry int64  `msgpack:"expiry"`
+}
+
+// HLSSample is one frame waiting for a part.
+type HLSSample struct {
+	Track uint8  `msgpack:"track"`
+	DTS   int64  `msgpack:"dts"` // ms, on the muxer's continuous time line
+	CTS   int32  `msgpack:"cts"` // composition offset, ms
+	Key   bool   `msgpack:"key"`
+	Size  uint32 `msgpack:"size"`
+}
+
+// HLSTrack is one track's time line: RTMP's 32-bit millisecond timestamps
+// unwrapped onto the muxer's 64-bit one.
+type HLSTrack struct {
+	// Seen is set once the track had a frame.
+	Seen bool `msgpack:"seen"`
+	// LastTS is the last RTMP timestamp and Epoch the wraps so far.
+	LastTS uint32 `msgpack:"last_ts"`
+	Epoch  int64  `msgpack:"epoch"`
+	// LastDTS is the last frame's time, below which none may go.
+	LastDTS int64 `msgpack:"last_dts"`
+}
