@@ -217,6 +217,7 @@ func (s *session) onPublish(msid uint32, c *commandArgs) error {
 		return err
 	}
 	st.startRecording(s.srv, s.log)
+	st.startHLS(s.srv)
 	s.log.Info().Str("encoder", s.flashVer).Msg("publish started")
 	return nil
 }
@@ -358,3 +359,6 @@ func (s *session) handleAggregate(m *chunk.Message) error {
 func putU32(b []byte, v uint32) {
 	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
 }
+
+// ValidName says whether s may be an app or key: a safe path element.
+func ValidName(s string) bool { return validName(s) }

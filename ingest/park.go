@@ -91,7 +91,7 @@ func (s *Server) Park(ctx context.Context) (*Parked, error) {
 	// turns player meanwhile is caught below.
 	var feeders, players []*session
 	for sess := range s.sessions {
-		if role(sess.roleA.Load()) == rolePlayer {
+		if r := role(sess.roleA.Load()); r == rolePlayer || r == roleFLVPlayer {
 			players = append(players, sess)
 		} else {
 			feeders = append(feeders, sess)
@@ -167,6 +167,7 @@ func (p *Parked) Commit() {
 	}
 	p.done = true
 	p.closeFiles()
+	p.srv.markMoved()
 	for _, sess := range p.sessions {
 		p.reqs[sess].decision <- decisionCommit
 	}
@@ -245,6 +246,10 @@ func (sess *session) requestPark() *parkRequest {
 	req := &parkRequest{reply: make(chan parkResult, 1), decision: make(chan parkDecision, 1)}
 	sess.parkReq.Store(req)
 	_ = sess.conn.SetReadDeadline(time.Unix(1, 0))
+	// The session goroutine may be blocked writing to a client that does
+	// not read (output left from a park, an HTTP-FLV header): a slow
+	// client must not hold the handoff up.
+	_ = sess.conn.SetWriteDeadline(time.Unix(1, 0))
 	return req
 }
 
@@ -270,7 +275,9 @@ func (sess *session) park() bool {
 		// ends the session.
 		d = decisionResume
 	}
-	sess.parkReq.Store(nil)
+	// Only this request: after a Resume the next Park may already have
+	// asked again, and its request must stand.
+	sess.parkReq.CompareAndSwap(req, nil)
 	if d == decisionCommit {
 		sess.handOver()
 		return false
@@ -301,12 +308,17 @@ func (sess *session) handOver() {
 			_ = st.rec.Close()
 			st.rec = nil
 		}
+		if st.hls != nil {
+			// The new process owns the files now.
+			st.hls.Detach()
+			st.hls = nil
+		}
 		st.publisher = nil
 		st.players = nil
 		st.gop.reset(&st.reg.gop)
 		st.mu.Unlock()
 		sess.srv.registry.forget(st)
-	case rolePlayer:
+	case rolePlayer, roleFLVPlayer:
 		sess.player.stop()
 		sess.stream.mu.Lock()
 		sess.stream.players = nil
@@ -358,6 +370,13 @@ func (sess *session) export() (ParkedSession, error) {
 			f.Close()
 		}
 		return ParkedSession{}, err
+	}
+	if sess.role == roleFLVPlayer {
+		// No RTMP state: the connection is an HTTP response body.
+		if item.Envelope, err = state.Encode(state.KindFLVPlayer, sess.flvState()); err != nil {
+			return fail(err)
+		}
+		return item, nil
 	}
 	ss := sess.sessionState()
 	switch sess.role {
@@ -438,6 +457,13 @@ func (st *Stream) export() (state.Stream, *os.File, error) {
 		out.TracksSince = st.stats.TracksSince.UnixNano()
 	}
 	out.RateBuckets, out.RateSecond = st.stats.rate.export()
+	if st.hls != nil {
+		hs, err := st.hls.Export()
+		if err != nil {
+			return out, nil, fmt.Errorf("hls of %s/%s: %w", st.App, st.Key, err)
+		}
+		out.HLS = &hs
+	}
 	if st.rec == nil {
 		return out, nil, nil
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/mediad/mediad/ingest/chunk"
 	"github.com/mediad/mediad/ingest/flv"
 	"github.com/mediad/mediad/ingest/handshake"
+	"github.com/mediad/mediad/ingest/hls"
 	"github.com/mediad/mediad/state"
 )
 
@@ -62,7 +63,7 @@ func (s *Server) Restore(items []ParkedSession) (*Restored, error) {
 	}()
 	// Publishers first: players attach to the streams they rebuild.
 	order := make([]int, 0, len(items))
-	for _, kind := range []state.Kind{state.KindPublisher, state.KindPlayer, state.KindConn} {
+	for _, kind := range []state.Kind{state.KindPublisher, state.KindPlayer, state.KindFLVPlayer, state.KindConn} {
 		for i, it := range items {
 			if it.Envelope.Kind == kind {
 				order = append(order, i)
@@ -72,7 +73,7 @@ func (s *Server) Restore(items []ParkedSession) (*Restored, error) {
 	if len(order) != len(items) {
 		for _, it := range items {
 			switch it.Envelope.Kind {
-			case state.KindPublisher, state.KindPlayer, state.KindConn:
+			case state.KindPublisher, state.KindPlayer, state.KindFLVPlayer, state.KindConn:
 			default:
 				return nil, fmt.Errorf("restore: unknown session kind %q", it.Envelope.Kind)
 			}
@@ -171,22 +172,34 @@ func (r *Restored) restoreOne(it *ParkedSession) error {
 		}
 		sess.log = sess.log.With().Str("key", ps.Key).Logger()
 		p := newPlayer(sess, ps.Msid)
-		p.waitKey = ps.WaitKey
-		p.skips = ps.Skips
-		for _, q := range ps.Queue {
-			if q.Kind > uint8(kindControl) {
-				p.stop()
-				sess.conn.Close()
-				return fmt.Errorf("queued message of unknown kind %d", q.Kind)
-			}
-			m := outMsg{typ: q.Type, kind: msgKind(q.Kind), key: q.Key, ts: q.TS, csid: q.CSID, msid0: q.Msid0, payload: q.Payload}
-			p.queue = append(p.queue, m)
-			p.queued += m.size()
+		if err := p.restoreQueue(ps.Queue, ps.WaitKey, ps.Skips); err != nil {
+			p.stop()
+			sess.conn.Close()
+			return err
 		}
 		sess.setRole(rolePlayer)
 		sess.player = p
 		sess.stream = r.srv.registry.attachPlayer(ps.App, ps.Key, p)
 		r.sessions = append(r.sessions, sess)
+	case state.KindFLVPlayer:
+		return r.restoreFLVPlayer(it)
+	}
+	return nil
+}
+
+// restoreQueue gives a restored player the queue and place it had.
+func (p *player) restoreQueue(queue []state.QueuedMessage, waitKey bool, skips int) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.waitKey = waitKey
+	p.skips = skips
+	for _, q := range queue {
+		if q.Kind > uint8(kindControl) {
+			return fmt.Errorf("queued message of unknown kind %d", q.Kind)
+		}
+		m := outMsg{typ: q.Type, kind: msgKind(q.Kind), key: q.Key, ts: q.TS, csid: q.CSID, msid0: q.Msid0, payload: q.Payload}
+		p.queue = append(p.queue, m)
+		p.queued += m.size()
 	}
 	return nil
 }
@@ -214,13 +227,7 @@ func (s *Server) restoreSession(ss state.Session, f *os.File) (*session, error) 
 	if err != nil {
 		return fail(err)
 	}
-	for {
-		// Keep new session ids above every restored one.
-		cur := s.nextID.Load()
-		if ss.ID <= cur || s.nextID.CompareAndSwap(cur, ss.ID) {
-			break
-		}
-	}
+	s.keepIDsAbove(ss.ID)
 	sess := newSession(s, c, ss.ID)
 	sess.hs = handshake.Server{Phase: handshake.Phase(ss.HandshakePhase), Partial: ss.HandshakePartial}
 	sess.r = r
@@ -240,6 +247,16 @@ func (s *Server) restoreSession(ss state.Session, f *os.File) (*session, error) 
 		sess.log = sess.log.With().Str("app", ss.App).Logger()
 	}
 	return sess, nil
+}
+
+// keepIDsAbove makes new session ids follow a restored one.
+func (s *Server) keepIDsAbove(id uint64) {
+	for {
+		cur := s.nextID.Load()
+		if id <= cur || s.nextID.CompareAndSwap(cur, id) {
+			return
+		}
+	}
 }
 
 func (s *Server) restoreStream(ss state.Stream, recFile *os.File) (*Stream, error) {
@@ -280,6 +297,21 @@ func (s *Server) restoreStream(ss state.Stream, recFile *os.File) (*Stream, erro
 	} else if recFile != nil {
 		recFile.Close()
 		return nil, errors.New("recording descriptor without recorder state")
+	}
+	if ss.HLS != nil {
+		cfg := s.cfg.HLS
+		cfg.Log = s.log.With().Str("app", ss.App).Str("key", ss.Key).Logger()
+		m, err := hls.Restore(cfg, *ss.HLS, ss.VideoSeq, ss.AudioSeq)
+		if err != nil {
+			st.closeRecording()
+			return nil, err
+		}
+		st.hls = m
+	} else {
+		// From a build without HLS: the playlist starts at the next
+		// keyframe.
+		st.log = s.log.With().Str("app", ss.App).Str("key", ss.Key).Logger()
+		st.startHLS(s)
 	}
 	return st, nil
 }
@@ -335,6 +367,11 @@ func (r *Restored) Discard() {
 			// Close writes nothing: the restored recorder has no buffered data.
 			_ = st.rec.Close()
 			st.rec = nil
+		}
+		if st.hls != nil {
+			// The old process keeps the files.
+			st.hls.Detach()
+			st.hls = nil
 		}
 		st.mu.Unlock()
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/mediad/mediad/ingest/hls"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -53,6 +55,11 @@ type Config struct {
 	// whose GOP would pass it caches nothing until its next keyframe. Zero
 	// means 256 MiB.
 	GOPCacheTotalBytes int64
+	// HLSDir is where this process puts the LL-HLS files of the streams it
+	// starts; "" turns HLS off. Streams that arrive in an upgrade keep the
+	// directory they had.
+	HLSDir string
+	HLS    hls.Config
 	// Auth decides who may publish. Nil allows everyone.
 	Auth *Auth
 	// Logger receives one line per session event. The zero Logger is silent.
@@ -107,6 +114,11 @@ type Server struct {
 	acceptGate      chan struct{}
 	acceptCond      *sync.Cond
 	acceptorsPaused int
+	// moved closes when a Park is committed: the streams now live in the
+	// new process, and HTTP-FLV requests waiting for the park to end are
+	// turned away (httpflv.go).
+	moved     chan struct{}
+	movedOnce sync.Once
 
 	stallMu sync.Mutex
 	stalls  []time.Duration
@@ -148,6 +160,7 @@ func NewServer(cfg Config) *Server {
 		cancel:    cancel,
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
+		moved:     make(chan struct{}),
 	}
 	s.acceptCond = sync.NewCond(&s.mu)
 	return s

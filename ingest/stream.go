@@ -12,6 +12,7 @@ import (
 
 	"github.com/mediad/mediad/ingest/chunk"
 	"github.com/mediad/mediad/ingest/flv"
+	"github.com/mediad/mediad/ingest/hls"
 )
 
 // ErrStreamBusy refuses a publish to a key that is live.
@@ -154,10 +155,13 @@ type StreamInfo struct {
 	Live    bool      `json:"live"`
 	Started time.Time `json:"started,omitzero"`
 	// DurationS is how long the broadcast has run, across upgrades.
-	DurationS float64     `json:"duration_s,omitempty"`
-	Players   int         `json:"players"`
-	Recording string      `json:"recording,omitempty"`
-	Stats     StreamStats `json:"stats"`
+	DurationS float64 `json:"duration_s,omitempty"`
+	// Players counts every viewer, RTMP and HTTP-FLV; FLVPlayers those of
+	// them on HTTP-FLV.
+	Players    int         `json:"players"`
+	FLVPlayers int         `json:"flv_players"`
+	Recording  string      `json:"recording,omitempty"`
+	Stats      StreamStats `json:"stats"`
 }
 
 // List describes every stream, sorted by name.
@@ -211,6 +215,10 @@ type Stream struct {
 	// rec is written only by the publisher's goroutine (unpublish is called
 	// from it too); st.mu guards replacing it, and recPath mirrors its
 	// current segment for readers of Info.
+	// hls, like rec, is written by the publisher's goroutine; st.mu
+	// guards replacing it, for the HTTP handlers that look it up.
+	hls *hls.Muxer
+
 	rec        *flv.Recorder
 	recPath    string
 	recFailing bool
@@ -222,6 +230,11 @@ func (st *Stream) Info() StreamInfo {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	info := StreamInfo{App: st.App, Key: st.Key, Live: st.publisher != nil, Players: len(st.players), Stats: st.stats}
+	for _, p := range st.players {
+		if p.flv {
+			info.FLVPlayers++
+		}
+	}
 	info.Stats.GOPCacheBytes = st.gop.bytes
 	now := time.Now()
 	info.Stats.BitrateKbps = st.stats.rate.kbps(now.Unix())
@@ -231,6 +244,48 @@ func (st *Stream) Info() StreamInfo {
 		info.Recording = st.recPath
 	}
 	return info
+}
+
+// startHLS starts the stream's LL-HLS muxer, fed the sequence headers
+// the stream already has (a stream restored from a build without HLS).
+func (st *Stream) startHLS(srv *Server) {
+	if srv.cfg.HLSDir == "" {
+		return
+	}
+	cfg := srv.cfg.HLS
+	cfg.Log = st.log
+	m, err := hls.New(cfg, filepath.Join(srv.cfg.HLSDir, st.App, st.Key))
+	if err != nil {
+		st.log.Error().Err(err).Msg("hls: cannot start; the stream goes on without HLS")
+		return
+	}
+	st.mu.Lock()
+	vs, as := st.videoSeq, st.audioSeq
+	st.hls = m
+	st.mu.Unlock()
+	now := time.Now()
+	if vs != nil {
+		m.Write(chunk.TypeVideo, 0, vs, now)
+	}
+	if as != nil {
+		m.Write(chunk.TypeAudio, 0, as, now)
+	}
+}
+
+// HLS returns the LL-HLS muxer of a live stream, or nil.
+func (r *Registry) HLS(app, key string) *hls.Muxer {
+	r.mu.Lock()
+	st := r.streams[streamName(app, key)]
+	r.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.publisher == nil {
+		return nil
+	}
+	return st.hls
 }
 
 func (st *Stream) startRecording(srv *Server, log zerolog.Logger) {
@@ -263,6 +318,10 @@ func (st *Stream) media(typ uint8, ts uint32, payload []byte) {
 			st.log.Info().Str("segment", st.rec.Path()).Msg("recording resumed")
 		}
 	}
+	now := time.Now()
+	if st.hls != nil && (typ == chunk.TypeVideo || typ == chunk.TypeAudio) {
+		st.hls.Write(typ, ts, payload, now)
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.rec != nil {
@@ -270,7 +329,7 @@ func (st *Stream) media(typ uint8, ts uint32, payload []byte) {
 	}
 	n := uint64(len(payload))
 	st.stats.BytesIn += n
-	st.stats.rate.add(time.Now().Unix(), n)
+	st.stats.rate.add(now.Unix(), n)
 	if typ == chunk.TypeVideo {
 		st.stats.VideoBytes += n
 	} else {
@@ -363,6 +422,10 @@ func (st *Stream) unpublish(pub *session) {
 		return
 	}
 	st.closeRecording()
+	if st.hls != nil {
+		st.hls.End()
+		st.hls = nil
+	}
 	st.publisher = nil
 	st.metadata, st.videoSeq, st.audioSeq = nil, nil, nil
 	st.gop.reset(&st.reg.gop)
@@ -370,6 +433,7 @@ func (st *Stream) unpublish(pub *session) {
 		p.enqueueStatus("NetStream.Play.UnpublishNotify", st.App+"/"+st.Key+" is now unpublished")
 		p.enqueueStatus("NetStream.Play.Stop", "stopped playing "+st.Key)
 		p.enqueueUserControl(ucStreamEOF)
+		p.endOfStream()
 	}
 	st.mu.Unlock()
 	st.reg.releaseIfIdle(st)

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -155,7 +156,7 @@ func TestMetricsParse(t *testing.T) {
 		{"mediad_process_generation", nil, 1},
 		{"mediad_streams", nil, 0},
 		{"mediad_received_bytes_total", nil, 0},
-		{"mediad_build_info", []string{"state_version", "3"}, 1},
+		{"mediad_build_info", []string{"state_version", strconv.Itoa(int(state.Version))}, 1},
 	} {
 		if got := metricValue(t, fams, tc.name, tc.labels...); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)

@@ -48,6 +48,15 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "longest graceful stop")
 	fs.DurationVar(&o.upgradeTimeout, "upgrade-timeout", 30*time.Second, "a new binary must take over within this time or the upgrade rolls back")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "after an upgrade, the old process finishes its HTTP requests within this time and exits")
+	fs.StringVar(&o.mediaAddr, "media", ":8888", "public media HTTP listen address for viewers: LL-HLS, HTTP-FLV and player pages (empty disables)")
+	fs.BoolVar(&o.hls, "hls", true, "package every live stream as LL-HLS")
+	fs.StringVar(&o.hlsDir, "hls-dir", "", "where LL-HLS files go, in a directory per process (default: $RUNTIME_DIRECTORY, else the system temp directory)")
+	fs.DurationVar(&o.hlsPart, "hls-part", 200*time.Millisecond, "LL-HLS part target duration")
+	fs.DurationVar(&o.hlsSegment, "hls-segment", time.Second, "LL-HLS segments are cut at the first keyframe after this long")
+	fs.UintVar(&o.hlsWindow, "hls-window", 7, "complete segments an LL-HLS playlist lists (at least 7)")
+	fs.UintVar(&o.mediaMaxConns, "media-max-conns-per-client", 64, "connections one client address may hold on the media listener (0: no limit)")
+	fs.UintVar(&o.mediaMaxBlock, "media-max-blocking", 10000, "blocking LL-HLS requests that may wait at once")
+	fs.StringVar(&o.webDir, "web-dir", "", "directory holding the installed web player code (web/, see scripts/web-deps.sh; default: found next to the working directory or the binary)")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "json, console, or auto (console on a terminal)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -238,6 +247,20 @@ func (o options) validate() error {
 		if err := checkListenAddr(o.httpAddr); err != nil {
 			errs = append(errs, fmt.Errorf("http: %w", err))
 		}
+	}
+	if o.mediaAddr != "" {
+		if err := checkListenAddr(o.mediaAddr); err != nil {
+			errs = append(errs, fmt.Errorf("media: %w", err))
+		}
+	}
+	if o.hlsPart < 100*time.Millisecond || o.hlsPart > 2*time.Second {
+		errs = append(errs, fmt.Errorf("hls-part must be between 100ms and 2s, got %s", o.hlsPart))
+	}
+	if o.hlsSegment < o.hlsPart || o.hlsSegment > 30*time.Second {
+		errs = append(errs, fmt.Errorf("hls-segment must be between hls-part and 30s, got %s", o.hlsSegment))
+	}
+	if o.hlsWindow < 7 || o.hlsWindow > 1000 {
+		errs = append(errs, fmt.Errorf("hls-window must be between 7 and 1000, got %d", o.hlsWindow))
 	}
 	if o.authFile != "" {
 		if _, err := ingest.LoadAuth(o.authFile); err != nil {

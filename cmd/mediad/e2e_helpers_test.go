@@ -499,7 +499,7 @@ func startServer(t *testing.T, extra ...string) *e2eServer {
 	t.Helper()
 	s := &e2eServer{t: t, log: newServerLog(), recordDir: t.TempDir()}
 	args := append([]string{
-		"--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		"--rtmp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--media", "127.0.0.1:0",
 		"--record-dir", s.recordDir, "--log-format", "json", "--shutdown-timeout", "10s",
 	}, extra...)
 	s.proc = startServerProc(t, "mediad", exec.Command(e2e.bin, args...), s.log)

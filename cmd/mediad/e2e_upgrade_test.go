@@ -246,7 +246,9 @@ func startUpgradableOn(t *testing.T, b mediadBuild, rtmp, admin string, extra ..
 		version:   b.version,
 	}
 	installFile(t, b.path, s.exe, 0o755)
-	args := []string{"--http", admin, "--pidfile", s.pidfile,
+	// A media listener on an ephemeral port: tests run in parallel, and
+	// an upgrade keeps the port it was given (extra may name one).
+	args := []string{"--http", admin, "--pidfile", s.pidfile, "--media", "127.0.0.1:0",
 		"--record-dir", s.recordDir, "--log-format", "json", "--shutdown-timeout", "10s"}
 	if rtmp != "" {
 		args = append(args, "--rtmp", rtmp)

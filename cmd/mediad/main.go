@@ -50,6 +50,15 @@ type options struct {
 	shutdownTimeout time.Duration
 	upgradeTimeout  time.Duration
 	drainTimeout    time.Duration
+	mediaAddr       string
+	hls             bool
+	hlsDir          string
+	hlsPart         time.Duration
+	hlsSegment      time.Duration
+	hlsWindow       uint
+	mediaMaxConns   uint
+	mediaMaxBlock   uint
+	webDir          string
 	logFormat       string
 	logLevel        string
 	showVersion     bool

@@ -19,6 +19,8 @@ import (
 
 	"github.com/mediad/mediad/handoff"
 	"github.com/mediad/mediad/ingest"
+	"github.com/mediad/mediad/ingest/hls"
+	mediapkg "github.com/mediad/mediad/ingest/media"
 	"github.com/mediad/mediad/state"
 )
 
@@ -65,6 +67,14 @@ func serve(o options, log zerolog.Logger) error {
 		}
 		cfg.RecordDir = dir
 	}
+	if o.hls {
+		dir, err := hlsRoot(o.hlsDir)
+		if err != nil {
+			return fail(err)
+		}
+		cfg.HLSDir = dir
+		cfg.HLS = hls.Config{PartTarget: o.hlsPart, SegmentTarget: o.hlsSegment, Window: int(o.hlsWindow)}
+	}
 	if o.authFile != "" {
 		a, err := ingest.LoadAuth(o.authFile)
 		if err != nil {
@@ -105,6 +115,29 @@ func serve(o options, log zerolog.Logger) error {
 		log.Info().Str("addr", hl.Addr().String()).Msg("admin HTTP listening")
 	}
 
+	// The media listener is bound (or inherited) now, but served only once
+	// the streams are here: until then a viewer's request waits in the
+	// accept queue, or is taken by the old process, rather than finding
+	// no stream.
+	var (
+		media   *http.Server
+		mediaLn net.Listener
+	)
+	if o.mediaAddr != "" {
+		mediaLn, err = listen(upg, "media", o.mediaAddr, log)
+		if err != nil {
+			srv.Close()
+			return fail(fmt.Errorf("media listener: %w", err))
+		}
+		webDir := o.webDir
+		if webDir == "" {
+			webDir = mediapkg.FindWebDir()
+		}
+		ms := mediapkg.New(mediapkg.Config{MaxBlocking: int(o.mediaMaxBlock), MaxConnsPerClient: int(o.mediaMaxConns), WebDir: webDir, Log: log}, srv)
+		media = ms.HTTPServer()
+		mediaLn = ms.Listener(mediaLn)
+	}
+
 	// A new process is fully able to serve before it asks for a session;
 	// then it takes them over, and only after the commit accepts anything.
 	var (
@@ -142,6 +175,14 @@ func serve(o options, log zerolog.Logger) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if media != nil {
+		go func() {
+			if err := media.Serve(mediaLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error().Err(err).Msg("media HTTP stopped")
+			}
+		}()
+		log.Info().Str("addr", mediaLn.Addr().String()).Msg("media HTTP listening")
+	}
 	if o.pidfile != "" {
 		// tableflip removes nothing on exit; a stopped service leaves no
 		// stale PID behind.
@@ -161,13 +202,13 @@ func serve(o options, log zerolog.Logger) error {
 			}
 			log.Info().Str("signal", s.String()).Msg("stopping")
 			ready.Store(false)
-			return stop(srv, admin, o.shutdownTimeout, log, started)
+			return stop(srv, admin, media, o.shutdownTimeout, log, started)
 		case err := <-serveErr:
 			ready.Store(false)
 			if errors.Is(err, ingest.ErrServerClosed) {
 				err = nil
 			}
-			stop(srv, admin, o.shutdownTimeout, log, started)
+			stop(srv, admin, media, o.shutdownTimeout, log, started)
 			return err
 		case <-upg.Exit():
 			ready.Store(false)
@@ -185,6 +226,18 @@ func serve(o options, log zerolog.Logger) error {
 					_ = admin.Shutdown(ctx)
 				}
 			}()
+			// Viewers' requests in flight are answered (a blocked one with
+			// the playlist this process last had, once its stream has
+			// moved) and their connections closed; new ones reach the new
+			// process.
+			mshut := make(chan struct{})
+			go func() {
+				defer close(mshut)
+				if media != nil {
+					_ = media.Shutdown(ctx)
+				}
+			}()
+			defer func() { <-mshut }()
 			u.Wait(ctx)
 			<-shut
 			srv.Close()
@@ -261,13 +314,16 @@ func listensOn(have net.Addr, want string) bool {
 	return ip != nil && (ip.Equal(ta.IP) || ip.IsUnspecified() && ta.IP.IsUnspecified())
 }
 
-func stop(srv *ingest.Server, admin *http.Server, timeout time.Duration, log zerolog.Logger, started time.Time) error {
+func stop(srv *ingest.Server, admin, media *http.Server, timeout time.Duration, log zerolog.Logger, started time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// RTMP first: publishes end and recordings are finalised, players are
 	// told and drain; the admin endpoint answers until then.
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Warn().Err(err).Dur("shutdown_timeout", timeout).Msg("graceful stop forced")
+	}
+	if media != nil {
+		_ = media.Shutdown(ctx)
 	}
 	if admin != nil {
 		_ = admin.Shutdown(ctx)
@@ -287,4 +343,25 @@ func removeOwnPIDFile(path string) {
 	if _, err := fmt.Sscan(string(b), &pid); err == nil && pid == os.Getpid() {
 		os.Remove(path)
 	}
+}
+
+// hlsRoot makes this process's directory for LL-HLS files under base, or
+// under $RUNTIME_DIRECTORY (systemd's RuntimeDirectory=) or the temp
+// directory. Each process has its own, so that two servers never share
+// one; a stream that moves in an upgrade keeps the directory it had.
+func hlsRoot(base string) (string, error) {
+	if base == "" {
+		base = os.Getenv("RUNTIME_DIRECTORY")
+	}
+	if base == "" {
+		base = os.TempDir()
+	}
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return "", fmt.Errorf("hls dir: %w", err)
+	}
+	dir, err := os.MkdirTemp(base, "mediad-hls-")
+	if err != nil {
+		return "", fmt.Errorf("hls dir: %w", err)
+	}
+	return dir, nil
 }

@@ -1,0 +1,602 @@
+// Package hls packages a live RTMP stream as Low-Latency HLS (RFC 8216bis
+// with its low-latency extensions): fMP4 segments cut at keyframes, parts of
+// about 200 ms, blocking playlist reload.
+//
+// A stream's media lives in files, in a directory of its own, and never in
+// the muxer's state: a segment is one file, its parts byte ranges of it.
+// What the muxer keeps in memory is an index (segments, parts, offsets),
+// which crosses a live upgrade as state.HLS. The new process opens the same
+// files and goes on with the same numbering, so to a viewer an upgrade is
+// a part that arrives a few milliseconds late.
+package hls
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+	"github.com/rs/zerolog"
+
+	"github.com/mediad/mediad/state"
+)
+
+// Config sets the shape of every stream's playlist.
+type Config struct {
+	// PartTarget is the longest a part may last: 200 ms by default.
+	PartTarget time.Duration
+	// SegmentTarget is the shortest a segment lasts: it is cut at the
+	// first keyframe after it, 1 s by default.
+	SegmentTarget time.Duration
+	// Window is how many complete segments the playlist lists: 7 by
+	// default, the least the issue asks.
+	Window int
+	// Keep is how long a segment's file stays after it left the window,
+	// so that a client holding an older playlist still finds it: 40 s.
+	Keep time.Duration
+	Log  zerolog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.PartTarget <= 0 {
+		c.PartTarget = 200 * time.Millisecond
+	}
+	if c.SegmentTarget <= 0 {
+		c.SegmentTarget = time.Second
+	}
+	if c.Window < 7 {
+		c.Window = 7
+	}
+	if c.Keep <= 0 {
+		c.Keep = 40 * time.Second
+	}
+}
+
+// Track numbers in state.HLS.Tracks and fMP4 track ids.
+const (
+	trackVideo = 0
+	trackAudio = 1
+)
+
+// sample is a frame waiting for its part. data is shared with the RTMP
+// fan-out, except after a restore, when it was read back from disk.
+type sample struct {
+	track uint8
+	dts   int64
+	cts   int32
+	key   bool
+	data  []byte
+}
+
+// Muxer is one broadcast's LL-HLS packager. Write runs on the publisher's
+// goroutine; the playlist and file methods run on HTTP handlers.
+type Muxer struct {
+	cfg Config
+	dir string
+	log zerolog.Logger
+
+	// Publisher-goroutine state: codec configuration as received.
+	videoFourCC        string
+	videoCfg, audioCfg []byte
+	video, audio       codecs.Codec
+	segFile            *os.File
+
+	mu sync.Mutex
+	// changed is closed and replaced whenever a part is added or the
+	// muxer stops, waking blocked requests.
+	changed     chan struct{}
+	st          state.HLS
+	pending     []sample
+	unsupported error
+	ended       bool // the broadcast is over: ENDLIST
+	detached    bool // the stream lives in another process now
+}
+
+// New starts the muxer of a broadcast in dir, which it creates.
+func New(cfg Config, dir string) (*Muxer, error) {
+	cfg.setDefaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("hls dir: %w", err)
+	}
+	m := &Muxer{cfg: cfg, dir: dir, log: cfg.Log, changed: make(chan struct{})}
+	m.st.Dir = dir
+	return m, nil
+}
+
+// Dir is where the stream's files are.
+func (m *Muxer) Dir() string { return m.dir }
+
+// Write takes one RTMP audio (8) or video (9) message at timestamp ts. It
+// never fails the broadcast: a codec HLS cannot carry turns the stream's
+// HLS off with one log line, and a write error is logged and the part
+// dropped.
+func (m *Muxer) Write(typ uint8, ts uint32, payload []byte, now time.Time) {
+	if m.unsupportedErr() != nil {
+		return
+	}
+	var (
+		f   frame
+		err error
+	)
+	switch typ {
+	case typeVideo:
+		f, err = parseVideo(payload)
+	case typeAudio:
+		f, err = parseAudio(payload)
+	default:
+		return
+	}
+	if err != nil {
+		if errors.Is(err, ErrUnsupported) {
+			m.setUnsupported(err)
+		} else {
+			m.log.Debug().Err(err).Msg("hls: message skipped")
+		}
+		return
+	}
+	if f.skip {
+		return
+	}
+	if f.config {
+		m.configure(typ, f)
+		return
+	}
+	tr := uint8(trackAudio)
+	if typ == typeVideo {
+		tr = trackVideo
+		if m.video == nil {
+			return
+		}
+	} else if m.audio == nil {
+		return
+	}
+	m.add(sample{track: tr, dts: m.unwrap(tr, ts), cts: f.cts, key: f.key, data: f.data}, now)
+}
+
+func (m *Muxer) unsupportedErr() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.unsupported
+}
+
+func (m *Muxer) setUnsupported(err error) {
+	m.mu.Lock()
+	first := m.unsupported == nil
+	m.unsupported = err
+	m.signalLocked()
+	m.mu.Unlock()
+	if first {
+		m.log.Warn().Err(err).Msg("hls: this stream cannot be served as HLS; RTMP and HTTP-FLV carry it on")
+	}
+}
+
+// Unsupported says why the stream has no HLS, or nil.
+func (m *Muxer) Unsupported() error { return m.unsupportedErr() }
+
+// configure applies a sequence header. A configuration that differs from
+// the one in use starts the playlist over, after a discontinuity.
+func (m *Muxer) configure(typ uint8, f frame) {
+	if typ == typeVideo {
+		if m.video != nil && f.fourcc == m.videoFourCC && bytes.Equal(f.data, m.videoCfg) {
+			return
+		}
+		c, err := videoCodec(f.fourcc, f.data)
+		if err != nil {
+			if errors.Is(err, ErrUnsupported) {
+				m.setUnsupported(err)
+			} else {
+				m.log.Warn().Err(err).Msg("hls: bad video sequence header ignored")
+			}
+			return
+		}
+		changed := m.video != nil
+		m.video, m.videoFourCC, m.videoCfg = c, f.fourcc, f.data
+		if changed {
+			m.restart("video")
+		}
+		return
+	}
+	if m.audio != nil && bytes.Equal(f.data, m.audioCfg) {
+		return
+	}
+	c, err := audioCodec(f.data)
+	if err != nil {
+		m.log.Warn().Err(err).Msg("hls: bad audio sequence header ignored")
+		return
+	}
+	changed := m.audio != nil
+	m.audio, m.audioCfg = c, f.data
+	if changed {
+		m.restart("audio")
+	}
+}
+
+// restart ends the open segment and empties the window after a codec
+// change: the next keyframe opens a segment with a new init file, marked
+// as a discontinuity. Numbering goes on.
+func (m *Muxer) restart(what string) {
+	m.log.Info().Str("track", what).Msg("hls: codec configuration changed: the playlist starts over at the next keyframe")
+	m.closeSegFile()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pending = nil
+	now := time.Now()
+	for _, s := range m.st.Segments {
+		if len(s.Parts) > 0 {
+			m.st.Gone = append(m.st.Gone, state.HLSGone{MSN: s.MSN, Expiry: now.Add(m.cfg.Keep).UnixNano()})
+		}
+	}
+	m.st.Segments = nil
+	m.st.InitStale = true
+	m.signalLocked()
+}
+
+// unwrap puts an RTMP timestamp on the track's 64-bit time line. RTMP
+// timestamps wrap after 2^32 ms (49.7 days), which a 24/7 channel reaches.
+func (m *Muxer) unwrap(tr uint8, ts uint32) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := &m.st.Tracks[tr]
+	if !t.Seen {
+		t.Seen, t.LastTS = true, ts
+		return int64(ts)
+	}
+	d := int64(ts) - int64(t.LastTS)
+	switch {
+	case d < -(1 << 31):
+		t.Epoch++
+	case d > 1<<31:
+		t.Epoch--
+	}
+	t.LastTS = ts
+	return t.Epoch<<32 + int64(ts)
+}
+
+// add queues a frame and cuts parts and segments: a part ends before the
+// frame that would take it past the part target, a segment at the first
+// keyframe past the segment target. The video track leads; a stream
+// without video is cut on audio alone, where every frame is a sync point.
+func (m *Muxer) add(s sample, now time.Time) {
+	m.mu.Lock()
+	t := &m.st.Tracks[s.track]
+	if s.dts < t.LastDTS {
+		// A publisher's clock that steps back: keep decode order.
+		s.dts = t.LastDTS
+	}
+	t.LastDTS = s.dts
+	lead := s.track == trackVideo || m.video == nil
+	open := m.openLocked()
+	m.mu.Unlock()
+
+	if open == nil {
+		// Every segment starts with a keyframe: nothing before the first.
+		if !lead || !s.key {
+			return
+		}
+		if err := m.openSegment(s.dts, now); err != nil {
+			m.log.Error().Err(err).Msg("hls: opening a segment failed; retrying at the next keyframe")
+			return
+		}
+		m.mu.Lock()
+		m.pending = append(m.pending, s)
+		m.mu.Unlock()
+		return
+	}
+	if lead {
+		m.mu.Lock()
+		partStart := m.st.PartStart
+		segStart := partStart - m.openDurationLocked()
+		last, ok := m.lastPendingLocked(s.track)
+		m.mu.Unlock()
+		cut := s.key && time.Duration(s.dts-segStart)*time.Millisecond >= m.cfg.SegmentTarget
+		step := int64(0)
+		if ok {
+			step = s.dts - last
+		}
+		full := ok && time.Duration(s.dts-partStart+step)*time.Millisecond > m.cfg.PartTarget
+		if cut || full {
+			m.flush(s.dts)
+		}
+		if cut {
+			m.closeSegment()
+			if err := m.openSegment(s.dts, now); err != nil {
+				m.log.Error().Err(err).Msg("hls: opening a segment failed; retrying at the next keyframe")
+				return
+			}
+		}
+	}
+	m.mu.Lock()
+	m.pending = append(m.pending, s)
+	m.mu.Unlock()
+}
+
+func (m *Muxer) openLocked() *state.HLSSegment {
+	if n := len(m.st.Segments); n > 0 && !m.st.Segments[n-1].Closed {
+		return &m.st.Segments[n-1]
+	}
+	return nil
+}
+
+func (m *Muxer) openDurationLocked() int64 {
+	var d int64
+	if s := m.openLocked(); s != nil {
+		for _, p := range s.Parts {
+			d += p.DurationMS
+		}
+	}
+	return d
+}
+
+func (m *Muxer) lastPendingLocked(tr uint8) (int64, bool) {
+	for i := len(m.pending) - 1; i >= 0; i-- {
+		if m.pending[i].track == tr {
+			return m.pending[i].dts, true
+		}
+	}
+	return 0, false
+}
+
+func (m *Muxer) segPath(msn uint64) string {
+	return filepath.Join(m.dir, "s"+strconv.FormatUint(msn, 10)+".m4s")
+}
+
+func (m *Muxer) initPath(n uint32) string {
+	return filepath.Join(m.dir, "init"+strconv.FormatUint(uint64(n), 10)+".mp4")
+}
+
+// openSegment starts segment after the last one at dts, writing a new
+// init file first if the codecs changed.
+func (m *Muxer) openSegment(dts int64, now time.Time) error {
+	m.mu.Lock()
+	msn := m.st.Removed
+	if n := len(m.st.Segments); n > 0 {
+		msn = m.st.Segments[n-1].MSN + 1
+	} else if n := len(m.st.Gone); n > 0 {
+		msn = m.st.Gone[n-1].MSN + 1
+	}
+	initN, disc := m.st.Init, false
+	stale := initN == 0 || m.st.InitStale
+	m.mu.Unlock()
+	if stale {
+		n, err := m.writeInit(initN + 1)
+		if err != nil {
+			return err
+		}
+		initN, disc = n, n > 1
+	}
+	f, err := os.OpenFile(m.segPath(msn), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("segment %d: %w", msn, err)
+	}
+	m.segFile = f
+	m.mu.Lock()
+	m.st.Init, m.st.InitStale = initN, false
+	m.st.PartStart = dts
+	m.st.Segments = append(m.st.Segments, state.HLSSegment{MSN: msn, Start: now.UnixNano(), Init: initN, Discontinuity: disc})
+	m.mu.Unlock()
+	return nil
+}
+
+// writeInit writes the init file for the codecs in use as number n.
+func (m *Muxer) writeInit(n uint32) (uint32, error) {
+	var init fmp4.Init
+	if m.video != nil {
+		init.Tracks = append(init.Tracks, &fmp4.InitTrack{ID: trackVideo + 1, TimeScale: 1000, Codec: m.video})
+	}
+	if m.audio != nil {
+		init.Tracks = append(init.Tracks, &fmp4.InitTrack{ID: trackAudio + 1, TimeScale: 1000, Codec: m.audio})
+	}
+	var buf seekablebuffer.Buffer
+	if err := init.Marshal(&buf); err != nil {
+		return 0, fmt.Errorf("init: %w", err)
+	}
+	if err := writeFileAtomic(m.initPath(n), buf.Bytes()); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// flush writes the frames before end as the open segment's next part.
+// Each frame lasts until the next frame of its track; the last video frame
+// until end. The last audio frame waits for its successor in the next
+// part.
+func (m *Muxer) flush(end int64) {
+	m.mu.Lock()
+	open := m.openLocked()
+	if open == nil || len(m.pending) == 0 {
+		m.mu.Unlock()
+		return
+	}
+	partStart := m.st.PartStart
+	seq := m.st.NextSeq
+	pending := m.pending
+	m.mu.Unlock()
+
+	var (
+		tracks  [2]*fmp4.PartTrack
+		keep    []sample
+		lastIdx [2]int
+		indep   = m.video == nil
+		first   = true
+	)
+	lastIdx[0], lastIdx[1] = -1, -1
+	for i, s := range pending {
+		lastIdx[s.track] = i
+	}
+	for i, s := range pending {
+		// Duration: up to the next frame of the same track.
+		next := int64(-1)
+		for j := i + 1; j < len(pending); j++ {
+			if pending[j].track == s.track {
+				next = pending[j].dts
+				break
+			}
+		}
+		lead := s.track == trackVideo || m.video == nil
+		if next < 0 {
+			if !lead {
+				keep = append(keep, s)
+				continue
+			}
+			next = end
+		}
+		if !lead && s.dts >= end {
+			keep = append(keep, s)
+			continue
+		}
+		if lead && first {
+			indep = indep || s.key
+			first = false
+		}
+		t := tracks[s.track]
+		if t == nil {
+			t = &fmp4.PartTrack{ID: int(s.track) + 1, BaseTime: uint64(s.dts)}
+			tracks[s.track] = t
+		}
+		t.Samples = append(t.Samples, &fmp4.Sample{
+			Duration: uint32(next - s.dts), PTSOffset: s.cts,
+			IsNonSyncSample: !s.key, Payload: s.data,
+		})
+	}
+	part := fmp4.Part{SequenceNumber: seq}
+	for _, t := range tracks {
+		if t != nil {
+			part.Tracks = append(part.Tracks, t)
+		}
+	}
+	if len(part.Tracks) == 0 {
+		return
+	}
+	var buf seekablebuffer.Buffer
+	err := part.Marshal(&buf)
+	var off int64
+	if err == nil {
+		off, err = m.segFile.Seek(0, 2)
+	}
+	if err == nil {
+		_, err = m.segFile.Write(buf.Bytes())
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pending = append(keep, m.pending[len(pending):]...)
+	m.st.PartStart = end
+	if err != nil {
+		// The frames are lost to HLS, not to RTMP or the recording; the
+		// playlist goes on with the next part, which starts later.
+		m.log.Error().Err(err).Msg("hls: writing a part failed; its frames are missing from HLS")
+		if off > 0 {
+			_ = m.segFile.Truncate(off)
+		}
+		return
+	}
+	m.st.NextSeq++
+	open.Parts = append(open.Parts, state.HLSPart{Offset: off, Size: int64(buf.Len()), DurationMS: end - partStart, Independent: indep})
+	m.signalLocked()
+}
+
+// closeSegment ends the open segment and moves the window.
+func (m *Muxer) closeSegment() {
+	m.closeSegFile()
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	open := m.openLocked()
+	if open == nil {
+		return
+	}
+	open.Closed = true
+	var closed int
+	for _, s := range m.st.Segments {
+		if s.Closed {
+			closed++
+		}
+	}
+	for closed > m.cfg.Window {
+		m.st.Gone = append(m.st.Gone, state.HLSGone{MSN: m.st.Segments[0].MSN, Expiry: now.Add(m.cfg.Keep).UnixNano()})
+		m.st.Segments = m.st.Segments[1:]
+		closed--
+	}
+	m.removeExpiredLocked(now)
+	m.signalLocked()
+}
+
+// removeExpiredLocked deletes files that left the window long enough ago,
+// and init files no segment uses any more.
+func (m *Muxer) removeExpiredLocked(now time.Time) {
+	n := 0
+	for _, g := range m.st.Gone {
+		if g.Expiry > now.UnixNano() {
+			break
+		}
+		if err := os.Remove(m.segPath(g.MSN)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			m.log.Warn().Err(err).Msg("hls: removing an old segment")
+		}
+		m.st.Removed = g.MSN + 1
+		n++
+	}
+	m.st.Gone = m.st.Gone[n:]
+}
+
+func (m *Muxer) closeSegFile() {
+	if m.segFile != nil {
+		if err := m.segFile.Close(); err != nil {
+			m.log.Warn().Err(err).Msg("hls: closing a segment file")
+		}
+		m.segFile = nil
+	}
+}
+
+func (m *Muxer) signalLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// End marks the broadcast over: playlists end with ENDLIST, blocked
+// requests are answered, and the files are removed.
+func (m *Muxer) End() {
+	m.closeSegFile()
+	m.mu.Lock()
+	m.ended = true
+	m.signalLocked()
+	m.mu.Unlock()
+	if err := os.RemoveAll(m.dir); err != nil {
+		m.log.Warn().Err(err).Msg("hls: removing the stream's files")
+	}
+	// The app directory and the per-process root go with their last
+	// stream (Remove fails on a directory that is not empty).
+	_ = os.Remove(filepath.Dir(m.dir))
+	_ = os.Remove(filepath.Dir(filepath.Dir(m.dir)))
+}
+
+// Detach lets go of a muxer whose stream moved to another process, which
+// now owns its files: nothing is removed. Blocked requests are answered
+// with what this process last had.
+func (m *Muxer) Detach() {
+	m.closeSegFile()
+	m.mu.Lock()
+	m.detached = true
+	m.signalLocked()
+	m.mu.Unlock()
+}
+
+// Detached says whether the stream moved to another process.
+func (m *Muxer) Detached() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.detached
+}

@@ -1,0 +1,332 @@
+package hls
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+
+	"github.com/mediad/mediad/ingest/chunk"
+	"github.com/mediad/mediad/state"
+)
+
+// msg is one media message of the capture.
+type msg struct {
+	typ     uint8
+	ts      uint32
+	payload []byte
+}
+
+// captureMessages reads the audio and video messages of a real ffmpeg 5.1
+// publish (3 s of H.264 at 30 fps, GOP 30, and AAC): the RTMP handshake
+// is skipped, the chunk stream parsed.
+func captureMessages(t testing.TB) []msg {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "rtmp", "ffmpeg51_publish.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// C0, C1, C2.
+	b = b[1+1536+1536:]
+	var out []msg
+	r := chunk.NewReader(0)
+	if err := r.Feed(b, func(m *chunk.Message) error {
+		if m.TypeID == chunk.TypeAudio || m.TypeID == chunk.TypeVideo {
+			out = append(out, msg{m.TypeID, m.Timestamp, bytes.Clone(m.Payload)})
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) < 200 {
+		t.Fatalf("capture has %d media messages", len(out))
+	}
+	return out
+}
+
+// clock gives every message a wall-clock time on its own time line, so
+// that runs are reproducible to the byte.
+func clock(m msg) time.Time { return time.Unix(1800000000, 0).Add(time.Duration(m.ts) * time.Millisecond) }
+
+func newTestMuxer(t *testing.T, dir string) *Muxer {
+	t.Helper()
+	m, err := New(Config{}, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func feed(m *Muxer, msgs []msg) {
+	for _, x := range msgs {
+		m.Write(x.typ, x.ts, x.payload, clock(x))
+	}
+}
+
+func TestMuxerCutsPartsAndSegments(t *testing.T) {
+	msgs := captureMessages(t)
+	m := newTestMuxer(t, t.TempDir())
+	feed(m, msgs)
+	m.mu.Lock()
+	st := m.st
+	m.mu.Unlock()
+	// Keyframes at 0, 1 and 2 s: two closed segments and the open one.
+	if len(st.Segments) != 3 || !st.Segments[0].Closed || !st.Segments[1].Closed || st.Segments[2].Closed {
+		t.Fatalf("segments: %+v", st.Segments)
+	}
+	for _, s := range st.Segments {
+		if !s.Parts[0].Independent {
+			t.Errorf("segment %d does not start with an independent part", s.MSN)
+		}
+		var off int64
+		for i, p := range s.Parts {
+			if p.DurationMS > 200 || p.DurationMS <= 0 {
+				t.Errorf("segment %d part %d lasts %d ms, target 200", s.MSN, i, p.DurationMS)
+			}
+			if p.Offset != off {
+				t.Errorf("segment %d part %d at %d, want %d", s.MSN, i, p.Offset, off)
+			}
+			off += p.Size
+		}
+		if s.Closed {
+			if d := segDuration(s); d < 1000 || d > 1100 {
+				t.Errorf("segment %d lasts %d ms", s.MSN, d)
+			}
+			fi, err := os.Stat(m.segPath(s.MSN))
+			if err != nil || fi.Size() != off {
+				t.Errorf("segment %d file: %v, %d bytes, parts %d", s.MSN, err, fi.Size(), off)
+			}
+		}
+	}
+	b, moved, err := m.Playlist(context.Background(), Request{})
+	if err != nil || moved {
+		t.Fatal(err, moved)
+	}
+	var pl playlist.Media
+	if err := pl.Unmarshal(b); err != nil {
+		t.Fatalf("playlist does not parse: %v\n%s", err, b)
+	}
+	if pl.MediaSequence != 0 || len(pl.Segments) != 2 || pl.Map == nil || pl.Map.URI != "init1.mp4" ||
+		pl.PreloadHint == nil || !pl.ServerControl.CanBlockReload || pl.PartInf.PartTarget != 200*time.Millisecond {
+		t.Fatalf("playlist:\n%s", b)
+	}
+	if len(pl.Parts) != len(st.Segments[2].Parts) || pl.PreloadHint.URI != partURI(2, len(pl.Parts)) {
+		t.Errorf("trailing parts %d, hint %s:\n%s", len(pl.Parts), pl.PreloadHint.URI, b)
+	}
+}
+
+// TestMuxerExportRestoreIsInvisible cuts the feed at every kind of point,
+// hands the muxer over as an upgrade does, and checks that the files and
+// the playlist come out byte for byte as without the handover.
+func TestMuxerExportRestoreIsInvisible(t *testing.T) {
+	msgs := captureMessages(t)
+	ref := newTestMuxer(t, t.TempDir())
+	feed(ref, msgs)
+	want := snapshot(t, ref)
+
+	for _, cut := range []int{1, 2, 3, 40, 97, len(msgs) / 2, len(msgs) - 1} {
+		dir := t.TempDir()
+		a := newTestMuxer(t, dir)
+		feed(a, msgs[:cut])
+		st, err := a.Export()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Detach()
+		var vs, as []byte
+		for _, x := range msgs[:cut] {
+			if f, err := parse(x); err == nil && f.config {
+				if x.typ == typeVideo {
+					vs = x.payload
+				} else {
+					as = x.payload
+				}
+			}
+		}
+		b, err := Restore(Config{}, st, vs, as)
+		if err != nil {
+			t.Fatalf("cut %d: %v", cut, err)
+		}
+		feed(b, msgs[cut:])
+		got := snapshot(t, b)
+		if !slices.Equal(got.names, want.names) {
+			t.Fatalf("cut %d: files %v, want %v", cut, got.names, want.names)
+		}
+		for i := range got.files {
+			if !bytes.Equal(got.files[i], want.files[i]) {
+				t.Errorf("cut %d: %s differs", cut, got.names[i])
+			}
+		}
+		if !bytes.Equal(got.playlist, want.playlist) {
+			t.Errorf("cut %d: playlist\n%s\nwant\n%s", cut, got.playlist, want.playlist)
+		}
+	}
+}
+
+func parse(x msg) (frame, error) {
+	if x.typ == typeVideo {
+		return parseVideo(x.payload)
+	}
+	return parseAudio(x.payload)
+}
+
+type snap struct {
+	names    []string
+	files    [][]byte
+	playlist []byte
+}
+
+func snapshot(t *testing.T, m *Muxer) snap {
+	t.Helper()
+	var s snap
+	ents, err := os.ReadDir(m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if e.Name() == pendingFile {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(m.dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.names = append(s.names, e.Name())
+		s.files = append(s.files, b)
+	}
+	s.playlist, _, err = m.Playlist(context.Background(), Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestPlaylistBlocking(t *testing.T) {
+	msgs := captureMessages(t)
+	m := newTestMuxer(t, t.TempDir())
+	half := len(msgs) / 2
+	feed(m, msgs[:half])
+	m.mu.Lock()
+	open := *m.openLocked()
+	m.mu.Unlock()
+	next := Request{MSN: open.MSN, Part: uint64(len(open.Parts)), HasMSN: true, HasPart: true}
+
+	done := make(chan error, 1)
+	go func() {
+		b, _, err := m.Playlist(context.Background(), next)
+		if err == nil && !bytes.Contains(b, []byte(partURI(open.MSN, len(open.Parts)))) {
+			err = errors.New("answered without the part it waited for")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("answered before the part existed: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	feed(m, msgs[half:])
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		req  Request
+		want error
+	}{
+		{"three segments ahead", Request{MSN: open.MSN + 5, HasMSN: true}, ErrTooFarAhead},
+		{"parts far ahead", Request{MSN: 2, Part: 40, HasMSN: true, HasPart: true}, ErrTooFarAhead},
+		{"an old segment", Request{MSN: 0, HasMSN: true}, nil},
+	} {
+		_, _, err := m.Playlist(context.Background(), tc.req)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+
+	m.mu.Lock()
+	last := *m.openLocked()
+	m.mu.Unlock()
+	wait := Request{MSN: last.MSN, Part: uint64(len(last.Parts)), HasMSN: true, HasPart: true}
+	// A part that never comes: answered at the deadline, not held.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, _, err := m.Playlist(ctx, wait); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("pending request: %v", err)
+	}
+	// Detach answers waiting requests with what there is.
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		m.Detach()
+	}()
+	if _, moved, err := m.Playlist(context.Background(), wait); err != nil || !moved {
+		t.Errorf("after detach: moved %v, %v", moved, err)
+	}
+}
+
+func TestOpenFiles(t *testing.T) {
+	msgs := captureMessages(t)
+	m := newTestMuxer(t, t.TempDir())
+	feed(m, msgs)
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"init1.mp4", true}, {"init2.mp4", false}, {"s0.m4s", true}, {"s0.0.m4s", true}, {"s1.3.m4s", true},
+		{"s0.9.m4s", false}, {"s9.m4s", false}, {"../x", false}, {"s01.m4s", false}, {"s-1.m4s", false},
+	} {
+		f, err := m.Open(context.Background(), tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// TestSatisfied covers the delivery directives against a window whose
+// live segment 5 is open with two parts, after 4 closed with three.
+func TestSatisfied(t *testing.T) {
+	closed := func(msn uint64, n int) state.HLSSegment {
+		return state.HLSSegment{MSN: msn, Closed: true, Parts: make([]state.HLSPart, n)}
+	}
+	withOpen := []state.HLSSegment{closed(3, 3), closed(4, 3), {MSN: 5, Parts: make([]state.HLSPart, 2)}}
+	allClosed := []state.HLSSegment{closed(3, 3), closed(4, 3)}
+	for _, tc := range []struct {
+		name  string
+		segs  []state.HLSSegment
+		req   Request
+		ready bool
+		err   error
+	}{
+		{"no directive", withOpen, Request{}, true, nil},
+		{"before the window", withOpen, Request{MSN: 1, HasMSN: true}, true, nil},
+		{"closed segment", withOpen, Request{MSN: 4, HasMSN: true}, true, nil},
+		{"open segment whole", withOpen, Request{MSN: 5, HasMSN: true}, false, nil},
+		{"open segment listed part", withOpen, Request{MSN: 5, Part: 1, HasMSN: true, HasPart: true}, true, nil},
+		{"open segment next part", withOpen, Request{MSN: 5, Part: 2, HasMSN: true, HasPart: true}, false, nil},
+		{"open segment last allowed part", withOpen, Request{MSN: 5, Part: 4, HasMSN: true, HasPart: true}, false, nil},
+		{"open segment too far", withOpen, Request{MSN: 5, Part: 5, HasMSN: true, HasPart: true}, false, ErrTooFarAhead},
+		{"past a closed segment's parts", withOpen, Request{MSN: 4, Part: 4, HasMSN: true, HasPart: true}, true, nil},
+		{"past a closed segment into the wait", withOpen, Request{MSN: 4, Part: 5, HasMSN: true, HasPart: true}, false, nil},
+		{"next segment", withOpen, Request{MSN: 6, HasMSN: true}, false, nil},
+		{"two ahead", withOpen, Request{MSN: 7, HasMSN: true}, false, ErrTooFarAhead},
+		{"between segments: past the last part", allClosed, Request{MSN: 4, Part: 3, HasMSN: true, HasPart: true}, false, nil},
+		{"between segments: next part 2", allClosed, Request{MSN: 5, Part: 2, HasMSN: true, HasPart: true}, false, nil},
+		{"between segments: too far", allClosed, Request{MSN: 5, Part: 3, HasMSN: true, HasPart: true}, false, ErrTooFarAhead},
+		{"nothing closed yet", []state.HLSSegment{{MSN: 0, Parts: make([]state.HLSPart, 2)}}, Request{}, false, nil},
+	} {
+		m := &Muxer{st: state.HLS{Segments: tc.segs}}
+		ready, err := m.satisfiedLocked(tc.req)
+		if ready != tc.ready || !errors.Is(err, tc.err) {
+			t.Errorf("%s: ready %v err %v, want %v %v", tc.name, ready, err, tc.ready, tc.err)
+		}
+	}
+}
