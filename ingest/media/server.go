@@ -188,6 +188,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Names are checked element by element against the rules of stream
 	// names, so "..", "%2e%2e" and empty elements never reach the disk.
 	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	for _, el := range parts {
+		if el == "." || el == ".." {
+			http.Error(w, "bad path: no . or .. elements", http.StatusBadRequest)
+			return
+		}
+	}
 	switch {
 	case len(parts) == 2 && strings.HasSuffix(parts[1], ".flv"):
 		app, key := parts[0], strings.TrimSuffix(parts[1], ".flv")
