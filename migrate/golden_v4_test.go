@@ -18,7 +18,7 @@ var goldenV4 = map[string]string{
 	"flv-player.msgpack":            "c5809306801946a8adc4f0650b84274efd7eba762f771969c68b472c5ccaae0d",
 	"player.msgpack":                "549a2c1d2447973f7f9624d5efc22550149076f0baafb6fbfdcb386c588787fe",
 	"process.msgpack":               "536213fa88118dda63a35163c35f7bb1ff43c2e836881282424015249abc2b39",
-	"publisher-hls.msgpack":         "f1c95bb880018ce2a964632c89f5f7bab46669010230cd40e64e9029dbebf757",
+	"publisher-hls.msgpack":         "36ba9eefc0d5c5797d0db46054e6cee45a8f6c5b95936f52165f8cbb0900ac11",
 	"publisher-norecording.msgpack": "9c3e024a601a2b515f46e924165083d4fe24e1b28a763770ec2e4499b96c6eab",
 	"publisher.msgpack":             "18eda03d450234797d9d941bb772e4272323be34feecd1f29c35f4241bf10526",
 }
@@ -33,7 +33,7 @@ func goldenHLS() *state.HLS {
 	}
 	h := &state.HLS{
 		Dir: "/run/mediad/mediad-hls-123456/live/cam1", Init: 2, NextSeq: 10005,
-		Removed: 1992, Gone: []state.HLSGone{{MSN: 1992, Expiry: 1795000040000000000}},
+		Removed: 1992, Gone: []state.HLSGone{{MSN: 1992, Expiry: 1795000040000000000, Parts: []state.HLSPart{part(0, 11000, 200, true), part(11000, 9000, 180, false)}}},
 		Pending: []state.HLSSample{
 			{Track: 0, DTS: 1<<32 + 5000, CTS: 66, Key: false, Size: 4100},
 			{Track: 1, DTS: 1<<32 + 4990, Size: 371},

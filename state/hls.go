@@ -60,9 +60,12 @@ type HLSPart struct {
 }
 
 // HLSGone is a segment out of the window and when its file goes (Unix ns).
+// Its parts stay servable too: a playlist listed them a few seconds before
+// the segment left the window, and a client may hold that playlist.
 type HLSGone struct {
-	MSN    uint64 `msgpack:"msn"`
-	Expiry int64  `msgpack:"expiry"`
+	MSN    uint64    `msgpack:"msn"`
+	Expiry int64     `msgpack:"expiry"`
+	Parts  []HLSPart `msgpack:"parts"`
 }
 
 // HLSSample is one frame waiting for a part.

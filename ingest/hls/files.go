@@ -152,15 +152,21 @@ func (m *Muxer) locateLocked(nm name) (off, size int64, wait bool, err error) {
 		}
 		return 0, 0, false, ErrNotFound
 	}
-	// Out of the window but still on disk: whole segments only.
+	// Out of the window but still on disk.
 	for _, g := range m.st.Gone {
-		if g.MSN == nm.n && !nm.hasPart {
-			fi, err := os.Stat(m.segPath(g.MSN))
-			if err != nil {
-				return 0, 0, false, ErrNotFound
-			}
-			return 0, fi.Size(), false, nil
+		if g.MSN != nm.n {
+			continue
 		}
+		if nm.hasPart {
+			if nm.part < uint64(len(g.Parts)) {
+				return g.Parts[nm.part].Offset, g.Parts[nm.part].Size, false, nil
+			}
+			return 0, 0, false, ErrNotFound
+		}
+		for _, p := range g.Parts {
+			size += p.Size
+		}
+		return 0, size, false, nil
 	}
 	// The first part of the segment after the open one: a preload hint
 	// given just before a keyframe cut the segment.

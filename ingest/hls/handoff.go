@@ -28,6 +28,9 @@ func (m *Muxer) Export() (state.HLS, error) {
 		out.Segments[i].Parts = slices.Clone(out.Segments[i].Parts)
 	}
 	out.Gone = slices.Clone(m.st.Gone)
+	for i := range out.Gone {
+		out.Gone[i].Parts = slices.Clone(out.Gone[i].Parts)
+	}
 	var buf []byte
 	out.Pending = make([]state.HLSSample, len(m.pending))
 	for i, s := range m.pending {

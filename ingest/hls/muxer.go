@@ -230,7 +230,7 @@ func (m *Muxer) restart(what string) {
 	now := time.Now()
 	for _, s := range m.st.Segments {
 		if len(s.Parts) > 0 {
-			m.st.Gone = append(m.st.Gone, state.HLSGone{MSN: s.MSN, Expiry: now.Add(m.cfg.Keep).UnixNano()})
+			m.st.Gone = append(m.st.Gone, state.HLSGone{MSN: s.MSN, Expiry: now.Add(m.cfg.Keep).UnixNano(), Parts: s.Parts})
 		}
 	}
 	m.st.Segments = nil
@@ -527,7 +527,8 @@ func (m *Muxer) closeSegment() {
 		}
 	}
 	for closed > m.cfg.Window {
-		m.st.Gone = append(m.st.Gone, state.HLSGone{MSN: m.st.Segments[0].MSN, Expiry: now.Add(m.cfg.Keep).UnixNano()})
+		s := m.st.Segments[0]
+		m.st.Gone = append(m.st.Gone, state.HLSGone{MSN: s.MSN, Expiry: now.Add(m.cfg.Keep).UnixNano(), Parts: s.Parts})
 		m.st.Segments = m.st.Segments[1:]
 		closed--
 	}

@@ -330,3 +330,47 @@ func TestSatisfied(t *testing.T) {
 		}
 	}
 }
+
+// TestGoneSegmentsStayServable: a segment out of the window keeps its
+// file and its parts until its deadline, since a playlist listed them a
+// few seconds before.
+func TestGoneSegmentsStayServable(t *testing.T) {
+	msgs := captureMessages(t)
+	m := newTestMuxer(t, t.TempDir())
+	m.cfg.Window = 1
+	feed(m, msgs)
+	m.mu.Lock()
+	gone := slices.Clone(m.st.Gone)
+	m.mu.Unlock()
+	if len(gone) != 1 || gone[0].MSN != 0 || len(gone[0].Parts) != 5 {
+		t.Fatalf("gone: %+v", gone)
+	}
+	whole, err := os.ReadFile(m.segPath(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range gone[0].Parts {
+		f, err := m.Open(context.Background(), partURI(0, i))
+		if err != nil {
+			t.Fatalf("part %d of a gone segment: %v", i, err)
+		}
+		b := make([]byte, f.Size)
+		if _, err := f.Reader().Read(b); err != nil || !bytes.Equal(b, whole[p.Offset:p.Offset+p.Size]) {
+			t.Errorf("part %d: %v", i, err)
+		}
+		f.Close()
+	}
+	if _, err := m.Open(context.Background(), partURI(0, 5)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("part past a gone segment: %v", err)
+	}
+	// Past the deadline the file goes at the next segment's close.
+	m.mu.Lock()
+	m.removeExpiredLocked(time.Unix(0, gone[0].Expiry+1))
+	m.mu.Unlock()
+	if _, err := os.Stat(m.segPath(0)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("expired segment still on disk: %v", err)
+	}
+	if _, err := m.Open(context.Background(), segURI(0)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("expired segment: %v", err)
+	}
+}
