@@ -13,8 +13,8 @@ func FuzzWrite(f *testing.F) {
 	for _, x := range msgs[:8] {
 		f.Add(x.typ == typeVideo, x.ts, x.payload)
 	}
-	f.Add(true, uint32(0), []byte{0x1c, 0, 0, 0, 0})                      // legacy HEVC id: unsupported
-	f.Add(true, uint32(0), []byte{0x90, 'h', 'v', 'c', '1', 1, 0, 0})      // enhanced HEVC sequence start
+	f.Add(true, uint32(0), []byte{0x1c, 0, 0, 0, 0})                        // legacy HEVC id: unsupported
+	f.Add(true, uint32(0), []byte{0x90, 'h', 'v', 'c', '1', 1, 0, 0})       // enhanced HEVC sequence start
 	f.Add(true, uint32(0), []byte{0x90, 'a', 'v', '0', '1', 0x81, 0, 0, 0}) // enhanced AV1 sequence start
 	f.Add(false, uint32(0), []byte{0xaf, 0, 0x12})
 	f.Fuzz(func(t *testing.T, video bool, ts uint32, payload []byte) {

@@ -52,7 +52,9 @@ func captureMessages(t testing.TB) []msg {
 
 // clock gives every message a wall-clock time on its own time line, so
 // that runs are reproducible to the byte.
-func clock(m msg) time.Time { return time.Unix(1800000000, 0).Add(time.Duration(m.ts) * time.Millisecond) }
+func clock(m msg) time.Time {
+	return time.Unix(1800000000, 0).Add(time.Duration(m.ts) * time.Millisecond)
+}
 
 func newTestMuxer(t *testing.T, dir string) *Muxer {
 	t.Helper()
