@@ -7,8 +7,22 @@
 # player exit 0, one recording equal packet for packet to what was sent, the
 # player's copy equal from its first keyframe, statistics never going back.
 #
+# When the old build serves LL-HLS (its -help lists --media), two LL-HLS
+# viewers (cmd/hlsload, built from the working tree: blocking reloads,
+# parts and preload hints as hls.js in low-latency mode) watch the stream
+# across all three upgrades; any failed request, a part listed but missing,
+# an MSN that goes back or more than 1 s between two parts fails the entry.
+# A preload hint answered 404 (its segment was cut by a keyframe before
+# the part came) or 503 with Retry-After: 0 (the stream moved to the new
+# process while the hint waited) is not a failure: the part comes through
+# the playlist. Releases from before LL-HLS have no viewer to check; the
+# script says so for each.
+#
 #   scripts/cross-release.sh            # every entry
 #   RELEASES="1" scripts/cross-release.sh
+#   RELEASES_FILE=<(echo "4 $(git rev-parse HEAD)") scripts/cross-release.sh
+#                                       # another list (a commit with LL-HLS
+#                                       # exercises the viewer check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -21,8 +35,12 @@ on_fail() {
 		echo "--- server log (tail)"
 		tail -n 40 "$work/run/log"
 	fi
+	if [ -s "${work:-/nonexistent}/run/hlsload.err" ]; then
+		echo "--- hlsload stderr (tail)"
+		tail -n 20 "$work/run/hlsload.err"
+	fi
 }
-need_tools ffmpeg ffprobe curl git go tar
+need_tools ffmpeg ffprobe curl git go jq tar
 
 work=$(mktemp -d /tmp/mediad-cross.XXXXXX)
 pids=() # what this entry started; the PID file names the serving mediad
@@ -65,15 +83,35 @@ logged() {
 	grep "\"message\":\"$2\"" "$run/log" | grep -o "\"$1\":\"[^\"]*\"" | head -1 | cut -d'"' -f4
 }
 
-echo "==> building HEAD"
+echo "==> building HEAD and hlsload"
 go build -ldflags "-X main.version=head" -o "$work/head" ./cmd/mediad
+go build -o "$work/hlsload" ./cmd/hlsload
 
 echo "==> encoding the source clip"
 ffmpeg -hide_banner -loglevel error -nostdin -f lavfi -i testsrc2=size=320x180:rate=30 \
-	-f lavfi -i sine=frequency=1000:sample_rate=44100 -t 24 \
+	-f lavfi -i sine=frequency=1000:sample_rate=44100 -t 30 \
 	-c:v libx264 -preset veryfast -g 60 -pix_fmt yuv420p -c:a aac -b:a 64k -f flv "$work/src.flv"
 probe() { ffprobe -v error -show_packets -show_entries packet=codec_type,pts,dts,size,flags -of csv=p=0 "$@"; }
 probe "$work/src.flv" >"$work/src.csv"
+
+# The stream: hlsload names the streams it watches PREFIX-N.
+key=x-0
+
+# hls_ok REPORT: hlsload's final JSON report shows viewers that received
+# parts throughout, with no failed request (but hints' 404 and moved
+# 503), no listed part missing, no MSN going back and no gap over 1 s.
+# Prints why not otherwise.
+hls_ok() {
+	jq -r '
+		(.errors // {} | with_entries(select(.key != "hint_http_404" and .key != "hint_http_503"))) as $bad
+		| [ (if .viewers.failed > 0 then "\(.viewers.failed) viewers failed" else empty end),
+		    (if .parts_received == 0 then "no part received" else empty end),
+		    (if ($bad | length) > 0 then "failed requests: \($bad | tojson)" else empty end),
+		    (if .parts_missing > 0 then "\(.parts_missing) listed parts missing" else empty end),
+		    (if .msn_backwards > 0 then "\(.msn_backwards) MSN regressions" else empty end),
+		    (if .gap_ms.max > 1000 then "a gap of \(.gap_ms.max) ms between two parts" else empty end)
+		  ] | join("; ")' "$1"
+}
 
 entries=0
 while read -r version commit; do
@@ -93,8 +131,20 @@ while read -r version commit; do
 	run="$work/run"
 	rm -rf "$run" && mkdir -p "$run/rec"
 	cp "$work/old" "$run/mediad"
-	(cd "$run" && exec ./mediad --rtmp 127.0.0.1:0 --http 127.0.0.1:0 --record-dir "$run/rec" \
-		--segment 0 --pidfile "$run/pid" --log-format json >"$run/log" 2>&1) &
+	# -help exits non-zero on some releases: read it whole, then look.
+	help=$("$work/old" -help 2>&1 || true)
+	hls=()
+	if grep -q -- '-media' <<<"$help"; then
+		hls=(--media 127.0.0.1:0 --hls-dir "$run/hls")
+	else
+		say "release v$version has no HLS: HLS viewer check skipped for this entry"
+	fi
+	# The environment reaches HEAD when the old build starts it: a build
+	# from before LL-HLS knows no --media, and HEAD would otherwise listen
+	# on its default :8888, which may be taken (releases from before
+	# MEDIAD_* settings ignore them).
+	(cd "$run" && MEDIAD_MEDIA=127.0.0.1:0 MEDIAD_HLS_DIR="$run/hls" exec ./mediad --rtmp 127.0.0.1:0 --http 127.0.0.1:0 --record-dir "$run/rec" \
+		--segment 0 --pidfile "$run/pid" --log-format json "${hls[@]}" >"$run/log" 2>&1) &
 	pids+=($!)
 	# Every release logs "admin HTTP listening" before "mediad ready".
 	wait_until 15 '"mediad ready" in the server log' in_log "mediad ready"
@@ -102,15 +152,30 @@ while read -r version commit; do
 	http=$(logged addr "admin HTTP listening")
 	[ -n "$rtmp" ] && [ -n "$http" ] || fail "old build did not start"
 	curl -fs "http://$http/healthz" >/dev/null || fail "old build does not answer on $http"
+	media=
+	if [ "${#hls[@]}" -gt 0 ]; then
+		media=$(logged addr "media HTTP listening")
+		[ -n "$media" ] || fail "old build has --media but logged no media listener"
+	fi
 
-	ffmpeg -hide_banner -loglevel error -nostdin -i "rtmp://$rtmp/live/x" -c copy -f flv "$run/play.flv" &
+	ffmpeg -hide_banner -loglevel error -nostdin -i "rtmp://$rtmp/live/$key" -c copy -f flv "$run/play.flv" &
 	player=$!
 	pids+=($player)
 	wait_until 20 '"play started" in the server log (the player joins before the publish)' in_log "play started"
-	ffmpeg -hide_banner -loglevel error -nostdin -re -i "$work/src.flv" -c copy -f flv "rtmp://$rtmp/live/x" &
+	ffmpeg -hide_banner -loglevel error -nostdin -re -i "$work/src.flv" -c copy -f flv "rtmp://$rtmp/live/$key" &
 	publisher=$!
 	pids+=($publisher)
 	wait_until 20 '"publish started" in the server log' in_log "publish started"
+	viewers=
+	if [ -n "$media" ]; then
+		playlist_ready() { [ "$(http_code "http://$media/live/$key/index.m3u8")" = 200 ]; }
+		wait_until -p "$publisher" 20 "the LL-HLS playlist of live/$key on $media" playlist_ready
+		# It runs until the upgrades are over, then reports on SIGINT.
+		"$work/hlsload" -url "http://$media/live" -key-prefix "${key%-0}" -n 1 -viewers 2 -ramp 0 \
+			-duration 10m -timeout 10s -json -log-errors 20 >"$run/hlsload.json" 2>"$run/hlsload.err" &
+		viewers=$!
+		pids+=($viewers)
+	fi
 
 	frames() {
 		local n
@@ -142,6 +207,17 @@ while read -r version commit; do
 		[ "$last" -gt 0 ] || fail "no video frames counted after upgrade $step"
 		echo "    video frames counted: $before before, $last after"
 	done
+	if [ -n "$viewers" ]; then
+		alive "$publisher" || fail "the broadcast ended before the LL-HLS viewers were stopped: the clip is too short for the checks"
+		kill -INT "$viewers"
+		wait_until 20 "hlsload to write its final report" gone "$viewers"
+		wait "$viewers" || fail "hlsload exited non-zero: $(tail -n 5 "$run/hlsload.err")"
+		jq -s -e 'last | .kind == "final"' "$run/hlsload.json" >/dev/null || fail "hlsload wrote no final report"
+		jq -s last "$run/hlsload.json" >"$run/hls-final.json"
+		why=$(hls_ok "$run/hls-final.json")
+		[ -z "$why" ] || fail "LL-HLS viewers across v$version -> head -> v$version -> head: $why"
+		echo "    LL-HLS viewers: $(jq -r '"\(.parts_received) parts, largest gap \(.gap_ms.max) ms, \(.requests.blocking) blocking reloads, hints answered 404/503: \(.errors.hint_http_404 // 0)/\(.errors.hint_http_503 // 0)"' "$run/hls-final.json")"
+	fi
 	wait_until 60 "the publisher to exit" gone "$publisher"
 	wait "$publisher" || fail "publisher exited non-zero"
 	wait_until 20 "the player to exit at the end of the broadcast" gone "$player"
@@ -149,7 +225,7 @@ while read -r version commit; do
 	wait_until 20 '"recording finalised" in the server log' in_log "recording finalised"
 
 	shopt -s nullglob
-	recs=("$run"/rec/live/x/*.flv)
+	recs=("$run"/rec/live/$key/*.flv)
 	shopt -u nullglob
 	[ "${#recs[@]}" -eq 1 ] || fail "want one recording, found ${#recs[@]}"
 	probe "${recs[0]}" >"$run/rec.csv"
@@ -161,8 +237,10 @@ while read -r version commit; do
 	kill "$pid" || fail "SIGTERM to mediad pid $pid"
 	wait_until 40 "mediad pid $pid to exit after SIGTERM" gone "$pid"
 	pids=()
-	ok "$(wc -l <"$work/src.csv") packets recorded and played across v$version -> head -> v$version -> head"
-done <testdata/releases
+	checked="packets recorded and played"
+	[ -z "$viewers" ] || checked="packets recorded and played, LL-HLS watched,"
+	ok "$(wc -l <"$work/src.csv") $checked across v$version -> head -> v$version -> head"
+done <"${RELEASES_FILE:-testdata/releases}"
 
 [ "$entries" -gt 0 ] || fail "no entries in testdata/releases"
 echo "cross-release: $entries passed, 0 failed"
