@@ -309,8 +309,10 @@ func (sess *session) handOver() {
 			st.rec = nil
 		}
 		if st.hls != nil {
-			// The new process owns the files now.
+			// The new process owns the files now; requests that reach this
+			// process meanwhile get what it last had, and are sent on.
 			st.hls.Detach()
+			st.reg.keepHLS(st.App, st.Key, st.hls, false)
 			st.hls = nil
 		}
 		st.publisher = nil

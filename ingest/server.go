@@ -273,6 +273,9 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	// Files of broadcasts that ended go now; those of streams that moved
+	// belong to the new process.
+	s.registry.closePast()
 	return errors.Join(errs...)
 }
 

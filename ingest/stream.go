@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,10 +26,14 @@ type Registry struct {
 	streams map[string]*Stream
 	// gop bounds the streams' GOP caches (gopcache.go).
 	gop gopBudget
+	// pastHLS holds LL-HLS muxers of broadcasts that ended or moved away,
+	// by stream name; closed is set once the server closes.
+	pastHLS map[string]*pastHLS
+	closed  bool
 }
 
 func newRegistry(gopPerStream, gopTotal int64) *Registry {
-	r := &Registry{streams: make(map[string]*Stream)}
+	r := &Registry{streams: make(map[string]*Stream), pastHLS: make(map[string]*pastHLS)}
 	r.gop.perStream, r.gop.total = gopPerStream, gopTotal
 	return r
 }
@@ -254,7 +259,9 @@ func (st *Stream) startHLS(srv *Server) {
 	}
 	cfg := srv.cfg.HLS
 	cfg.Log = st.log
-	m, err := hls.New(cfg, filepath.Join(srv.cfg.HLSDir, st.App, st.Key))
+	// A directory per broadcast: a republish must not reuse the names of
+	// files that viewers of the last one may still fetch.
+	m, err := hls.New(cfg, filepath.Join(srv.cfg.HLSDir, st.App, st.Key, strconv.FormatInt(time.Now().UnixNano(), 36)))
 	if err != nil {
 		st.log.Error().Err(err).Msg("hls: cannot start; the stream goes on without HLS")
 		return
@@ -272,20 +279,80 @@ func (st *Stream) startHLS(srv *Server) {
 	}
 }
 
-// HLS returns the LL-HLS muxer of a live stream, or nil.
+// HLS returns the LL-HLS muxer of a stream: the live one, else the last
+// broadcast's for a while after it ended (its playlist ends with ENDLIST)
+// or after it moved to a new process (its playlist is what this process
+// last had); nil if none.
 func (r *Registry) HLS(app, key string) *hls.Muxer {
 	r.mu.Lock()
 	st := r.streams[streamName(app, key)]
+	past := r.pastHLS[streamName(app, key)]
 	r.mu.Unlock()
-	if st == nil {
-		return nil
+	if st != nil {
+		st.mu.Lock()
+		m := st.hls
+		if st.publisher == nil {
+			m = nil
+		}
+		st.mu.Unlock()
+		if m != nil {
+			return m
+		}
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.publisher == nil {
-		return nil
+	if past != nil {
+		return past.m
 	}
-	return st.hls
+	return nil
+}
+
+// pastHLS is a muxer no longer live here. An ended one has a timer that
+// removes its files.
+type pastHLS struct {
+	m     *hls.Muxer
+	timer *time.Timer
+}
+
+// keepHLS keeps a muxer that ended (files removed after its Keep) or
+// moved (files owned by the new process) reachable by name.
+func (r *Registry) keepHLS(app, key string, m *hls.Muxer, ended bool) {
+	name := streamName(app, key)
+	p := &pastHLS{m: m}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		if ended {
+			m.Remove()
+		}
+		return
+	}
+	if old := r.pastHLS[name]; old != nil && old.timer != nil && old.timer.Stop() {
+		old.m.Remove()
+	}
+	if ended {
+		p.timer = time.AfterFunc(m.Keep(), func() {
+			r.mu.Lock()
+			if r.pastHLS[name] == p {
+				delete(r.pastHLS, name)
+			}
+			r.mu.Unlock()
+			m.Remove()
+		})
+	}
+	r.pastHLS[name] = p
+}
+
+// closePast removes the files of ended broadcasts now: the server stops.
+func (r *Registry) closePast() {
+	r.mu.Lock()
+	r.closed = true
+	past := r.pastHLS
+	r.pastHLS = nil
+	r.mu.Unlock()
+	for _, p := range past {
+		if p.timer != nil && p.timer.Stop() {
+			p.m.Remove()
+		}
+	}
 }
 
 func (st *Stream) startRecording(srv *Server, log zerolog.Logger) {
@@ -424,6 +491,7 @@ func (st *Stream) unpublish(pub *session) {
 	st.closeRecording()
 	if st.hls != nil {
 		st.hls.End()
+		st.reg.keepHLS(st.App, st.Key, st.hls, true)
 		st.hls = nil
 	}
 	st.publisher = nil

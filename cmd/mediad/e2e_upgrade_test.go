@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -498,6 +499,8 @@ func waitExited(t *testing.T, pid int, timeout time.Duration) {
 	}
 }
 
+var hlsSegmentFile = regexp.MustCompile(`/s[0-9]+\.m4s$`)
+
 // fdSet counts a process's open descriptors by what they refer to: a path,
 // "socket", "pipe", or an anon_inode kind.
 type fdSet map[string]int
@@ -519,6 +522,10 @@ func openFDs(pid int) (fdSet, error) {
 			target = "socket"
 		case strings.HasPrefix(target, "pipe:"):
 			target = "pipe"
+		case hlsSegmentFile.MatchString(target):
+			// The open LL-HLS segment: one per stream, its name moving on
+			// every second.
+			target = "hls segment " + filepath.Dir(target)
 		}
 		set[target]++
 	}

@@ -302,10 +302,9 @@ func (m *Muxer) add(s sample, now time.Time) {
 		}
 		full := ok && time.Duration(s.dts-partStart+step)*time.Millisecond > m.cfg.PartTarget
 		if cut || full {
-			m.flush(s.dts)
+			m.flush(s.dts, false)
 		}
 		if cut {
-			m.closeSegment()
 			if err := m.openSegment(s.dts, now); err != nil {
 				m.log.Error().Err(err).Msg("hls: opening a segment failed; retrying at the next keyframe")
 				return
@@ -351,8 +350,10 @@ func (m *Muxer) initPath(n uint32) string {
 	return filepath.Join(m.dir, "init"+strconv.FormatUint(uint64(n), 10)+".mp4")
 }
 
-// openSegment starts segment after the last one at dts, writing a new
-// init file first if the codecs changed.
+// openSegment starts the segment after the last one at dts, writing a new
+// init file first if the codecs changed. The segment that was open closes
+// in the same step: a playlist never shows the live edge with no open
+// segment and no preload hint.
 func (m *Muxer) openSegment(dts int64, now time.Time) error {
 	m.mu.Lock()
 	msn := m.st.Removed
@@ -375,12 +376,15 @@ func (m *Muxer) openSegment(dts int64, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("segment %d: %w", msn, err)
 	}
+	m.closeSegFile()
 	m.segFile = f
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closeOpenLocked(time.Now())
 	m.st.Init, m.st.InitStale = initN, false
 	m.st.PartStart = dts
 	m.st.Segments = append(m.st.Segments, state.HLSSegment{MSN: msn, Start: now.UnixNano(), Init: initN, Discontinuity: disc})
-	m.mu.Unlock()
+	m.signalLocked()
 	return nil
 }
 
@@ -414,8 +418,8 @@ func writeFileAtomic(path string, b []byte) error {
 // flush writes the frames before end as the open segment's next part.
 // Each frame lasts until the next frame of its track; the last video frame
 // until end. The last audio frame waits for its successor in the next
-// part.
-func (m *Muxer) flush(end int64) {
+// part, unless final: then it lasts as long as the one before it.
+func (m *Muxer) flush(end int64, final bool) {
 	m.mu.Lock()
 	open := m.openLocked()
 	if open == nil || len(m.pending) == 0 {
@@ -449,13 +453,17 @@ func (m *Muxer) flush(end int64) {
 		}
 		lead := s.track == trackVideo || m.video == nil
 		if next < 0 {
-			if !lead {
+			switch {
+			case lead:
+				next = end
+			case final:
+				next = s.dts + m.lastStep(s.track, s.dts)
+			default:
 				keep = append(keep, s)
 				continue
 			}
-			next = end
 		}
-		if !lead && s.dts >= end {
+		if !lead && !final && s.dts >= end {
 			keep = append(keep, s)
 			continue
 		}
@@ -509,12 +517,8 @@ func (m *Muxer) flush(end int64) {
 	m.signalLocked()
 }
 
-// closeSegment ends the open segment and moves the window.
-func (m *Muxer) closeSegment() {
-	m.closeSegFile()
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
+// closeOpenLocked ends the open segment, if any, and moves the window.
+func (m *Muxer) closeOpenLocked(now time.Time) {
 	open := m.openLocked()
 	if open == nil {
 		return
@@ -567,21 +571,60 @@ func (m *Muxer) signalLocked() {
 	m.changed = make(chan struct{})
 }
 
-// End marks the broadcast over: playlists end with ENDLIST, blocked
-// requests are answered, and the files are removed.
+// lastStep is the time between the last two frames of a track before dts,
+// standing in for the duration of a frame that has no successor: 1 ms if
+// unknown.
+func (m *Muxer) lastStep(tr uint8, dts int64) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev := int64(-1)
+	for _, s := range m.pending {
+		if s.track == tr && s.dts < dts {
+			prev = s.dts
+		}
+	}
+	if prev < 0 || dts-prev <= 0 {
+		return 1
+	}
+	return dts - prev
+}
+
+// End marks the broadcast over: what is pending becomes the last part, the
+// playlist ends with ENDLIST, blocked requests are answered. The files
+// stay for Keep, for viewers still behind the live edge; Remove (or the
+// caller's timer) deletes them.
 func (m *Muxer) End() {
+	m.mu.Lock()
+	lead := uint8(trackVideo)
+	if m.video == nil {
+		lead = trackAudio
+	}
+	last, ok := m.lastPendingLocked(lead)
+	m.mu.Unlock()
+	if ok {
+		m.flush(last+m.lastStep(lead, last), true)
+	}
 	m.closeSegFile()
 	m.mu.Lock()
+	m.closeOpenLocked(time.Now())
 	m.ended = true
 	m.signalLocked()
 	m.mu.Unlock()
+}
+
+// Keep is how long files stay after the broadcast ends.
+func (m *Muxer) Keep() time.Duration { return m.cfg.Keep }
+
+// Remove deletes the broadcast's files, after End.
+func (m *Muxer) Remove() {
 	if err := os.RemoveAll(m.dir); err != nil {
 		m.log.Warn().Err(err).Msg("hls: removing the stream's files")
 	}
-	// The app directory and the per-process root go with their last
-	// stream (Remove fails on a directory that is not empty).
-	_ = os.Remove(filepath.Dir(m.dir))
-	_ = os.Remove(filepath.Dir(filepath.Dir(m.dir)))
+	// The key's and app's directories and the per-process root go with
+	// their last broadcast (Remove fails on a directory not empty).
+	for d, i := filepath.Dir(m.dir), 0; i < 3; d, i = filepath.Dir(d), i+1 {
+		_ = os.Remove(d)
+	}
 }
 
 // Detach lets go of a muxer whose stream moved to another process, which

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -374,5 +375,59 @@ func TestGoneSegmentsStayServable(t *testing.T) {
 	}
 	if _, err := m.Open(context.Background(), segURI(0)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("expired segment: %v", err)
+	}
+}
+
+// TestEndKeepsTheTail: at the end of a broadcast every frame fed is in a
+// part, the playlist ends with ENDLIST and answers blocked requests, and
+// the files stay until Remove.
+func TestEndKeepsTheTail(t *testing.T) {
+	msgs := captureMessages(t)
+	m := newTestMuxer(t, t.TempDir())
+	feed(m, msgs)
+	var frames int
+	for _, x := range msgs {
+		if f, err := parse(x); err == nil && !f.config && !f.skip {
+			frames++
+		}
+	}
+	m.End()
+	m.mu.Lock()
+	st := m.st
+	pending := len(m.pending)
+	m.mu.Unlock()
+	if pending != 0 || st.Segments[len(st.Segments)-1].Closed != true {
+		t.Fatalf("after End: %d pending, segments %+v", pending, st.Segments)
+	}
+	b, _, err := m.Playlist(context.Background(), Request{MSN: 9, HasMSN: true})
+	if err != nil || !bytes.Contains(b, []byte("#EXT-X-ENDLIST")) || bytes.Contains(b, []byte("PRELOAD-HINT")) {
+		t.Fatalf("ended playlist: %v\n%s", err, b)
+	}
+	// Every frame of the capture from the first keyframe is in a part.
+	all, err := os.ReadFile(m.initPath(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range st.Segments {
+		seg, err := os.ReadFile(m.segPath(s.MSN))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, seg...)
+	}
+	path := filepath.Join(t.TempDir(), "all.mp4")
+	if err := os.WriteFile(path, all, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "packet=stream_index", "-of", "csv=p=0", path).Output()
+	if err != nil {
+		t.Fatalf("ffprobe: %v", err)
+	}
+	if got := bytes.Count(out, []byte("\n")); got != frames {
+		t.Errorf("the broadcast's files hold %d frames, %d were fed (the capture starts on a keyframe)", got, frames)
+	}
+	m.Remove()
+	if _, err := os.Stat(m.dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("files left after Remove: %v", err)
 	}
 }

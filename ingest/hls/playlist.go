@@ -54,12 +54,17 @@ func (m *Muxer) Playlist(ctx context.Context, req Request) (b []byte, moved bool
 			m.mu.Unlock()
 			return nil, false, err
 		}
-		ready, err := m.satisfiedLocked(req)
+		// Over, or gone elsewhere: nothing more will come here, so what
+		// there is answers every request.
+		ready, err := m.ended || m.detached, error(nil)
+		if !ready {
+			ready, err = m.satisfiedLocked(req)
+		}
 		if err != nil {
 			m.mu.Unlock()
 			return nil, false, err
 		}
-		if ready || m.detached || m.ended {
+		if ready {
 			b, err := m.marshalLocked()
 			moved := m.detached
 			m.mu.Unlock()
