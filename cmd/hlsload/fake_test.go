@@ -36,7 +36,7 @@ func testInit(t testing.TB) []byte {
 	init := fmp4.Init{Tracks: []*fmp4.InitTrack{
 		{ID: 1, TimeScale: 1000, Codec: &codecs.H264{SPS: testSPS, PPS: []byte{0x08}}},
 		{ID: 2, TimeScale: 1000, Codec: &codecs.MPEG4Audio{Config: mpeg4audio.AudioSpecificConfig{
-			Type: 2, SampleRate: 44100, ChannelConfig: 2, ChannelCount: 2,
+			Type: 2, SampleRate: 44100, ChannelConfig: 2,
 		}}},
 	}}
 	var buf seekablebuffer.Buffer

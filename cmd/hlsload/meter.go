@@ -157,12 +157,6 @@ type meter struct {
 	life life
 }
 
-func (m *meter) do(f func(w *window)) {
-	m.mu.Lock()
-	f(&m.cur)
-	m.mu.Unlock()
-}
-
 func (m *meter) count(f func(t *tally)) {
 	m.mu.Lock()
 	f(&m.cur.tally)

@@ -172,14 +172,6 @@ func trailingPDT(b []byte) time.Time {
 	return time.Time{}
 }
 
-// last is the newest part listed, if the playlist lists parts.
-func (v *view) last() (partRef, bool) {
-	if len(v.parts) == 0 {
-		return partRef{}, false
-	}
-	return v.parts[len(v.parts)-1], true
-}
-
 // edge is the position just after the newest content: the open segment's
 // next part, or part 0 of the segment after the last complete one.
 func (v *view) edge() pos {
