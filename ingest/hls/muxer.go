@@ -97,6 +97,10 @@ type Muxer struct {
 	unsupported error
 	ended       bool // the broadcast is over: ENDLIST
 	detached    bool // the stream lives in another process now
+
+	// onChange, set only by tests, sees every state a request could see:
+	// it runs under mu at each signal.
+	onChange func()
 }
 
 // New starts the muxer of a broadcast in dir, which it creates.
@@ -280,7 +284,7 @@ func (m *Muxer) add(s sample, now time.Time) {
 		if !lead || !s.key {
 			return
 		}
-		if err := m.openSegment(s.dts, now); err != nil {
+		if err := m.openSegment(s.dts, now, nil); err != nil {
 			m.log.Error().Err(err).Msg("hls: opening a segment failed; retrying at the next keyframe")
 			return
 		}
@@ -301,14 +305,16 @@ func (m *Muxer) add(s sample, now time.Time) {
 			step = s.dts - last
 		}
 		full := ok && time.Duration(s.dts-partStart+step)*time.Millisecond > m.cfg.PartTarget
-		if cut || full {
-			m.flush(s.dts, false)
-		}
-		if cut {
-			if err := m.openSegment(s.dts, now); err != nil {
+		switch {
+		case cut:
+			// The last part and the cut land in the index in one step: a
+			// playlist in between would hint a part that never comes.
+			if err := m.openSegment(s.dts, now, m.writePart(s.dts, false)); err != nil {
 				m.log.Error().Err(err).Msg("hls: opening a segment failed; retrying at the next keyframe")
 				return
 			}
+		case full:
+			m.flush(s.dts, false)
 		}
 	}
 	m.mu.Lock()
@@ -351,10 +357,19 @@ func (m *Muxer) initPath(n uint32) string {
 }
 
 // openSegment starts the segment after the last one at dts, writing a new
-// init file first if the codecs changed. The segment that was open closes
-// in the same step: a playlist never shows the live edge with no open
-// segment and no preload hint.
-func (m *Muxer) openSegment(dts int64, now time.Time) error {
+// init file first if the codecs changed. The open segment's last part, w,
+// and its end go into the index in the same step as the new segment: a
+// playlist never shows the live edge with no open segment, or a preload
+// hint for a part that will not exist.
+func (m *Muxer) openSegment(dts int64, now time.Time, w *partWrite) (err error) {
+	defer func() {
+		if err != nil && w != nil {
+			m.mu.Lock()
+			m.commitLocked(w)
+			m.signalLocked()
+			m.mu.Unlock()
+		}
+	}()
 	m.mu.Lock()
 	msn := m.st.Removed
 	if n := len(m.st.Segments); n > 0 {
@@ -366,9 +381,9 @@ func (m *Muxer) openSegment(dts int64, now time.Time) error {
 	stale := initN == 0 || m.st.InitStale
 	m.mu.Unlock()
 	if stale {
-		n, err := m.writeInit(initN + 1)
-		if err != nil {
-			return err
+		n, werr := m.writeInit(initN + 1)
+		if werr != nil {
+			return werr
 		}
 		initN, disc = n, n > 1
 	}
@@ -380,6 +395,7 @@ func (m *Muxer) openSegment(dts int64, now time.Time) error {
 	m.segFile = f
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.commitLocked(w)
 	m.closeOpenLocked(time.Now())
 	m.st.Init, m.st.InitStale = initN, false
 	m.st.PartStart = dts
@@ -415,16 +431,38 @@ func writeFileAtomic(path string, b []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// flush writes the frames before end as the open segment's next part.
-// Each frame lasts until the next frame of its track; the last video frame
-// until end. The last audio frame waits for its successor in the next
-// part, unless final: then it lasts as long as the one before it.
+// flush writes the frames before end as the open segment's next part and
+// lists it.
 func (m *Muxer) flush(end int64, final bool) {
-	m.mu.Lock()
-	open := m.openLocked()
-	if open == nil || len(m.pending) == 0 {
-		m.mu.Unlock()
+	w := m.writePart(end, final)
+	if w == nil {
 		return
+	}
+	m.mu.Lock()
+	m.commitLocked(w)
+	m.signalLocked()
+	m.mu.Unlock()
+}
+
+// partWrite is a part in the open segment's file, not yet in the index.
+type partWrite struct {
+	keep  []sample // frames held back for the next part
+	taken int      // how many pending frames the part consumed
+	end   int64
+	part  state.HLSPart
+	err   error // the part could not be written: its frames are lost to HLS
+}
+
+// writePart writes the frames before end to the open segment's file, nil
+// if there is nothing to write. Each frame lasts until the next frame of
+// its track; the last video frame until end. The last audio frame waits
+// for its successor in the next part, unless final: then it lasts as long
+// as the one before it.
+func (m *Muxer) writePart(end int64, final bool) *partWrite {
+	m.mu.Lock()
+	if m.openLocked() == nil || len(m.pending) == 0 {
+		m.mu.Unlock()
+		return nil
 	}
 	partStart := m.st.PartStart
 	seq := m.st.NextSeq
@@ -488,7 +526,7 @@ func (m *Muxer) flush(end int64, final bool) {
 		}
 	}
 	if len(part.Tracks) == 0 {
-		return
+		return nil
 	}
 	var buf seekablebuffer.Buffer
 	err := part.Marshal(&buf)
@@ -499,22 +537,32 @@ func (m *Muxer) flush(end int64, final bool) {
 	if err == nil {
 		_, err = m.segFile.Write(buf.Bytes())
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.pending = append(keep, m.pending[len(pending):]...)
-	m.st.PartStart = end
-	if err != nil {
+	if err != nil && off > 0 {
+		_ = m.segFile.Truncate(off)
+	}
+	return &partWrite{
+		keep: keep, taken: len(pending), end: end, err: err,
+		part: state.HLSPart{Offset: off, Size: int64(buf.Len()), DurationMS: end - partStart, Independent: indep},
+	}
+}
+
+// commitLocked lists a written part in the open segment.
+func (m *Muxer) commitLocked(w *partWrite) {
+	if w == nil {
+		return
+	}
+	m.pending = append(w.keep, m.pending[w.taken:]...)
+	m.st.PartStart = w.end
+	if w.err != nil {
 		// The frames are lost to HLS, not to RTMP or the recording; the
 		// playlist goes on with the next part, which starts later.
-		m.log.Error().Err(err).Msg("hls: writing a part failed; its frames are missing from HLS")
-		if off > 0 {
-			_ = m.segFile.Truncate(off)
-		}
+		m.log.Error().Err(w.err).Msg("hls: writing a part failed; its frames are missing from HLS")
 		return
 	}
 	m.st.NextSeq++
-	open.Parts = append(open.Parts, state.HLSPart{Offset: off, Size: int64(buf.Len()), DurationMS: end - partStart, Independent: indep})
-	m.signalLocked()
+	if open := m.openLocked(); open != nil {
+		open.Parts = append(open.Parts, w.part)
+	}
 }
 
 // closeOpenLocked ends the open segment, if any, and moves the window.
@@ -569,6 +617,9 @@ func (m *Muxer) closeSegFile() {
 func (m *Muxer) signalLocked() {
 	close(m.changed)
 	m.changed = make(chan struct{})
+	if m.onChange != nil {
+		m.onChange()
+	}
 }
 
 // lastStep is the time between the last two frames of a track before dts,
@@ -601,11 +652,13 @@ func (m *Muxer) End() {
 	}
 	last, ok := m.lastPendingLocked(lead)
 	m.mu.Unlock()
+	var w *partWrite
 	if ok {
-		m.flush(last+m.lastStep(lead, last), true)
+		w = m.writePart(last+m.lastStep(lead, last), true)
 	}
 	m.closeSegFile()
 	m.mu.Lock()
+	m.commitLocked(w)
 	m.closeOpenLocked(time.Now())
 	m.ended = true
 	m.signalLocked()

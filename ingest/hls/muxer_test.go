@@ -431,3 +431,43 @@ func TestEndKeepsTheTail(t *testing.T) {
 		t.Errorf("files left after Remove: %v", err)
 	}
 }
+
+// A preload hint names the part the playlist's next version lists. Each
+// state a blocked request can wake up to is looked at: a hint whose part
+// never came (the segment closed first) is what a player gets 404 for.
+func TestEveryPreloadHintComes(t *testing.T) {
+	msgs := captureMessages(t)
+	m := newTestMuxer(t, t.TempDir())
+	var hints []string
+	m.onChange = func() {
+		b, err := m.marshalLocked()
+		if err != nil {
+			return // no complete segment yet: no playlist
+		}
+		_, rest, ok := bytes.Cut(b, []byte(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="`))
+		if !ok {
+			return
+		}
+		uri, _, _ := bytes.Cut(rest, []byte(`"`))
+		if len(hints) == 0 || hints[len(hints)-1] != string(uri) {
+			hints = append(hints, string(uri))
+		}
+	}
+	feed(m, msgs)
+	m.mu.Lock()
+	m.onChange = nil
+	m.mu.Unlock()
+	if len(hints) < 8 {
+		t.Fatalf("%d preload hints over %d messages", len(hints), len(msgs))
+	}
+	// The last hint is the part still being filled.
+	for _, h := range hints[:len(hints)-1] {
+		nm, _ := parseName(h)
+		m.mu.Lock()
+		_, size, wait, err := m.locateLocked(nm)
+		m.mu.Unlock()
+		if err != nil || wait || size == 0 {
+			t.Errorf("hinted %s: size %d, wait %v, err %v", h, size, wait, err)
+		}
+	}
+}
