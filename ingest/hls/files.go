@@ -2,6 +2,7 @@ package hls
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,9 @@ type File struct {
 	f         *os.File
 	Off, Size int64
 	ModTime   time.Time
+	// Moved: the part was written by the stream's new process. The caller
+	// closes the connection so that the client's next request reaches it.
+	Moved bool
 }
 
 // Reader reads the range.
@@ -113,7 +117,7 @@ func (m *Muxer) Open(ctx context.Context, file string) (*File, error) {
 		}
 		switch {
 		case moved:
-			return nil, ErrMoved
+			return m.openMoved(ctx, nm, deadline.C)
 		case ended:
 			return nil, fmt.Errorf("%w: %s", ErrNotFound, file)
 		}
@@ -177,4 +181,129 @@ func (m *Muxer) locateLocked(nm name) (off, size int64, wait bool, err error) {
 		return 0, 0, true, nil
 	}
 	return 0, 0, false, ErrNotFound
+}
+
+// movedPollInterval is how often a request for a part that the stream's
+// new process will write looks at the file.
+const movedPollInterval = 5 * time.Millisecond
+
+// openMoved answers a request for a part that did not exist when the
+// stream moved to the new process, which writes it to the same file. The
+// new process's index is out of reach, but a part is self-delimiting: the
+// fMP4 boxes up to and including its mdat, starting where the part before
+// ends. So the request is answered the moment the part is on disk, with no
+// error for the client to back off from (hls.js waits a second before it
+// retries a part).
+func (m *Muxer) openMoved(ctx context.Context, nm name, deadline <-chan time.Time) (*File, error) {
+	if !nm.hasPart {
+		return nil, ErrMoved
+	}
+	m.mu.Lock()
+	var (
+		msn   uint64
+		start int64
+		skip  uint64
+		known bool
+	)
+	if open := m.openLocked(); open != nil {
+		switch {
+		case nm.n == open.MSN && nm.part >= uint64(len(open.Parts)):
+			msn, skip, known = open.MSN, nm.part-uint64(len(open.Parts)), true
+			if n := len(open.Parts); n > 0 {
+				start = open.Parts[n-1].Offset + open.Parts[n-1].Size
+			}
+		case nm.n == open.MSN+1:
+			msn, skip, known = nm.n, nm.part, true
+		}
+	}
+	m.mu.Unlock()
+	if !known {
+		return nil, ErrMoved
+	}
+	t := time.NewTicker(movedPollInterval)
+	defer t.Stop()
+	for {
+		f, err := m.partOnDisk(msn, start, skip)
+		if err != nil || f != nil {
+			return f, err
+		}
+		select {
+		case <-t.C:
+		case <-deadline:
+			return nil, ErrMoved
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// partOnDisk finds the part that follows skip parts from start in segment
+// msn's file: nil while it is not completely written. Once the next
+// segment's file exists, this one is complete, and a part it lacks never
+// comes.
+func (m *Muxer) partOnDisk(msn uint64, start int64, skip uint64) (*File, error) {
+	f, err := os.Open(m.segPath(msn))
+	if err != nil {
+		return nil, nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	size := fi.Size()
+	off := start
+	for i := uint64(0); ; i++ {
+		n, err := partLen(f, off, size)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		if n == 0 {
+			break
+		}
+		if i == skip {
+			return &File{f: f, Off: off, Size: n, ModTime: fi.ModTime(), Moved: true}, nil
+		}
+		off += n
+	}
+	f.Close()
+	if _, err := os.Stat(m.segPath(msn + 1)); err == nil {
+		return nil, ErrNotFound
+	}
+	return nil, nil
+}
+
+// partLen is the length of the part at off: its boxes up to and including
+// the first mdat, 0 if they do not all lie before size yet.
+func partLen(r io.ReaderAt, off, size int64) (int64, error) {
+	var hdr [16]byte
+	for pos := off; ; {
+		if pos+8 > size {
+			return 0, nil
+		}
+		if _, err := r.ReadAt(hdr[:8], pos); err != nil {
+			return 0, fmt.Errorf("part at %d: %w", off, err)
+		}
+		n := int64(binary.BigEndian.Uint32(hdr[:4]))
+		if n == 1 {
+			if pos+16 > size {
+				return 0, nil
+			}
+			if _, err := r.ReadAt(hdr[8:16], pos+8); err != nil {
+				return 0, fmt.Errorf("part at %d: %w", off, err)
+			}
+			n = int64(binary.BigEndian.Uint64(hdr[8:16]))
+		}
+		if n < 8 {
+			return 0, fmt.Errorf("part at %d: box of %d bytes", off, n)
+		}
+		if pos+n > size {
+			return 0, nil
+		}
+		pos += n
+		if string(hdr[4:8]) == "mdat" {
+			return pos - off, nil
+		}
+	}
 }

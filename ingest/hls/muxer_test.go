@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -469,5 +470,81 @@ func TestEveryPreloadHintComes(t *testing.T) {
 		if err != nil || wait || size == 0 {
 			t.Errorf("hinted %s: size %d, wait %v, err %v", h, size, wait, err)
 		}
+	}
+}
+
+// After a stream moved, the old process answers a request for the part it
+// had hinted with the part the new process writes to the shared file:
+// byte for byte what the new process serves under that name.
+func TestMovedPartComesFromTheNewProcess(t *testing.T) {
+	msgs := captureMessages(t)
+	nextSeg := 0
+	for cut := 90; cut < len(msgs)-20; cut += 5 {
+		dir := t.TempDir()
+		a := newTestMuxer(t, dir)
+		feed(a, msgs[:cut])
+		st, err := a.Export()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Detach()
+		pl, moved, err := a.Playlist(context.Background(), Request{})
+		if err != nil || !moved {
+			t.Fatalf("cut %d: stale playlist: moved %v, err %v", cut, moved, err)
+		}
+		_, rest, ok := bytes.Cut(pl, []byte(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="`))
+		if !ok {
+			t.Fatalf("cut %d: no preload hint in\n%s", cut, pl)
+		}
+		hint, _, _ := bytes.Cut(rest, []byte(`"`))
+		if nm, _ := parseName(string(hint)); nm.part == 0 {
+			nextSeg++
+		}
+		type result struct {
+			b   []byte
+			err error
+		}
+		got := make(chan result, 1)
+		go func() {
+			f, err := a.Open(context.Background(), string(hint))
+			if err != nil {
+				got <- result{err: err}
+				return
+			}
+			defer f.Close()
+			if !f.Moved {
+				err = errors.New("not marked moved")
+			}
+			b, rerr := io.ReadAll(f.Reader())
+			got <- result{b, errors.Join(err, rerr)}
+		}()
+		var vs, as []byte
+		for _, x := range msgs[:cut] {
+			if f, err := parse(x); err == nil && f.config {
+				if x.typ == typeVideo {
+					vs = x.payload
+				} else {
+					as = x.payload
+				}
+			}
+		}
+		b, err := Restore(Config{}, st, vs, as)
+		if err != nil {
+			t.Fatalf("cut %d: %v", cut, err)
+		}
+		feed(b, msgs[cut:])
+		f, err := b.Open(context.Background(), string(hint))
+		if err != nil {
+			t.Fatalf("cut %d: new process's %s: %v", cut, hint, err)
+		}
+		want, _ := io.ReadAll(f.Reader())
+		f.Close()
+		r := <-got
+		if r.err != nil || !bytes.Equal(r.b, want) {
+			t.Errorf("cut %d: old process's %s: %d bytes, err %v; new process's %d bytes", cut, hint, len(r.b), r.err, len(want))
+		}
+	}
+	if nextSeg == 0 {
+		t.Error("no cut left a hint for the next segment's first part")
 	}
 }

@@ -330,6 +330,10 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request, app, key, name str
 	}
 	defer f.Close()
 	h := w.Header()
+	if f.Moved {
+		s.movedResponses.Add(1)
+		h.Set("Connection", "close")
+	}
 	switch {
 	case strings.HasSuffix(name, ".mp4"):
 		h.Set("Content-Type", "video/mp4")
