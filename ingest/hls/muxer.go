@@ -98,6 +98,10 @@ type Muxer struct {
 	ended       bool // the broadcast is over: ENDLIST
 	detached    bool // the stream lives in another process now
 
+	// The playlist as last built, until the next change.
+	playlist    []byte
+	playlistErr error
+
 	// onChange, set only by tests, sees every state a request could see:
 	// it runs under mu at each signal.
 	onChange func()
@@ -617,6 +621,7 @@ func (m *Muxer) closeSegFile() {
 func (m *Muxer) signalLocked() {
 	close(m.changed)
 	m.changed = make(chan struct{})
+	m.playlist, m.playlistErr = nil, nil
 	if m.onChange != nil {
 		m.onChange()
 	}

@@ -160,7 +160,17 @@ func partURI(msn uint64, i int) string {
 	return "s" + strconv.FormatUint(msn, 10) + "." + strconv.Itoa(i) + ".m4s"
 }
 
+// marshalLocked is the playlist as it stands. Every viewer of a stream
+// asks for the same one after each part, so it is built once per change
+// (signalLocked drops it) and shared: callers must not modify it.
 func (m *Muxer) marshalLocked() ([]byte, error) {
+	if m.playlist == nil {
+		m.playlist, m.playlistErr = m.buildLocked()
+	}
+	return m.playlist, m.playlistErr
+}
+
+func (m *Muxer) buildLocked() ([]byte, error) {
 	target := m.targetSecondsLocked()
 	holdBack := 5 * m.cfg.PartTarget
 	pl := playlist.Media{
