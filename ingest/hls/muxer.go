@@ -400,7 +400,7 @@ func (m *Muxer) openSegment(dts int64, now time.Time, w *partWrite) (err error) 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.commitLocked(w)
-	m.closeOpenLocked(time.Now())
+	m.closeOpenLocked(now)
 	m.st.Init, m.st.InitStale = initN, false
 	m.st.PartStart = dts
 	m.st.Segments = append(m.st.Segments, state.HLSSegment{MSN: msn, Start: now.UnixNano(), Init: initN, Discontinuity: disc})
