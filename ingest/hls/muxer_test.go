@@ -582,3 +582,24 @@ func TestExportedIndexIsSmall(t *testing.T) {
 		t.Errorf("index of %d bytes with %d gone segments", len(b), len(st.Gone))
 	}
 }
+
+// BenchmarkMuxer is the publisher goroutine's cost of LL-HLS: one
+// iteration is the 3 s capture (H.264 at 30 fps and AAC), cut into parts
+// and segments written to disk.
+func BenchmarkMuxer(b *testing.B) {
+	msgs := captureMessages(b)
+	m, err := New(Config{}, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	loop := msgs[len(msgs)-1].ts + 33
+	b.ReportAllocs()
+	b.ResetTimer()
+	for k := uint32(0); k < uint32(b.N); k++ {
+		for _, x := range msgs {
+			x.ts += k * loop
+			m.Write(x.typ, x.ts, x.payload, clock(x))
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/(float64(loop)/1000), "µs/media-s")
+}
