@@ -390,23 +390,7 @@ func startFLVFeed(t *testing.T, srv *Server, addr, web, key string) *flvFeed {
 			}
 		}
 	}()
-	go func() {
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-f.stop:
-				f.pubDone <- nil
-				return
-			case <-tick.C:
-			}
-			if err := f.pub.sendMedia(f.msid, chunk.TypeVideo, uint32(i*10), videoFrame(i%25 == 0, f.frameLen+i%4000, i)); err != nil {
-				f.pubDone <- err
-				return
-			}
-			f.sent.Add(1)
-		}
-	}()
+	go func() { f.pubDone <- publishFrames(f.pub, f.msid, f.frameLen, f.stop, &f.sent) }()
 	return f
 }
 

@@ -58,27 +58,28 @@ func startFeed(t *testing.T, addr, key string) *liveFeed {
 			}
 		}
 	}()
-	go func() {
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-f.stop:
-				f.pubDone <- nil
-				return
-			case <-tick.C:
-			}
-			// Frame i carries timestamp 10*i, so the player can tell gaps
-			// and duplicates; the payload varies in size to cross chunk
-			// boundaries at changing offsets.
-			if err := f.pub.sendMedia(f.msid, chunk.TypeVideo, uint32(i*10), videoFrame(i%25 == 0, f.frameLen+i%4000, i)); err != nil {
-				f.pubDone <- err
-				return
-			}
-			f.sent.Add(1)
-		}
-	}()
+	go func() { f.pubDone <- publishFrames(f.pub, f.msid, f.frameLen, f.stop, &f.sent) }()
 	return f
+}
+
+// publishFrames sends a video frame every millisecond until stop, counting
+// them in sent. Frame i carries timestamp 10*i, so a viewer can tell gaps
+// and duplicates; the payload varies in size to cross chunk boundaries at
+// changing offsets.
+func publishFrames(pub *testClient, msid uint32, frameLen int, stop <-chan struct{}, sent *atomic.Int64) error {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return nil
+		case <-tick.C:
+		}
+		if err := pub.sendMedia(msid, chunk.TypeVideo, uint32(i*10), videoFrame(i%25 == 0, frameLen+i%4000, i)); err != nil {
+			return err
+		}
+		sent.Add(1)
+	}
 }
 
 func (f *liveFeed) received() int {

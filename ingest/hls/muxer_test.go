@@ -143,16 +143,7 @@ func TestMuxerExportRestoreIsInvisible(t *testing.T) {
 			t.Fatal(err)
 		}
 		a.Detach()
-		var vs, as []byte
-		for _, x := range msgs[:cut] {
-			if f, err := parse(x); err == nil && f.config {
-				if x.typ == typeVideo {
-					vs = x.payload
-				} else {
-					as = x.payload
-				}
-			}
-		}
+		vs, as := seqHeaders(msgs[:cut])
 		b, err := Restore(Config{}, st, vs, as)
 		if err != nil {
 			t.Fatalf("cut %d: %v", cut, err)
@@ -171,6 +162,21 @@ func TestMuxerExportRestoreIsInvisible(t *testing.T) {
 			t.Errorf("cut %d: playlist\n%s\nwant\n%s", cut, got.playlist, want.playlist)
 		}
 	}
+}
+
+// seqHeaders are the last video and audio sequence headers in msgs: what
+// the publisher's state carries across an upgrade.
+func seqHeaders(msgs []msg) (video, audio []byte) {
+	for _, x := range msgs {
+		if f, err := parse(x); err == nil && f.config {
+			if x.typ == typeVideo {
+				video = x.payload
+			} else {
+				audio = x.payload
+			}
+		}
+	}
+	return video, audio
 }
 
 func parse(x msg) (frame, error) {
@@ -518,16 +524,7 @@ func TestMovedPartComesFromTheNewProcess(t *testing.T) {
 			b, rerr := io.ReadAll(f.Reader())
 			got <- result{b, errors.Join(err, rerr)}
 		}()
-		var vs, as []byte
-		for _, x := range msgs[:cut] {
-			if f, err := parse(x); err == nil && f.config {
-				if x.typ == typeVideo {
-					vs = x.payload
-				} else {
-					as = x.payload
-				}
-			}
-		}
+		vs, as := seqHeaders(msgs[:cut])
 		b, err := Restore(Config{}, st, vs, as)
 		if err != nil {
 			t.Fatalf("cut %d: %v", cut, err)
