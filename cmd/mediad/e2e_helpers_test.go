@@ -192,19 +192,12 @@ func (p flvPacket) String() string {
 // probePackets lists a file's packets. Any ffprobe diagnostic is an error:
 // a recording must read back cleanly.
 func probePackets(path string) ([]flvPacket, error) {
-	cmd := exec.Command("ffprobe", "-v", "error", "-show_packets",
-		"-show_entries", "packet=codec_type,pts,dts,flags,size", "-of", "csv=p=0", path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	lines, err := ffprobeLines(path, "-show_packets", "-show_entries", "packet=codec_type,pts,dts,flags,size")
 	if err != nil {
-		return nil, fmt.Errorf("ffprobe %s: %w\n%s", path, err, stderr.Bytes())
-	}
-	if stderr.Len() > 0 {
-		return nil, fmt.Errorf("ffprobe %s reported errors:\n%s", path, stderr.Bytes())
+		return nil, err
 	}
 	var pkts []flvPacket
-	for i, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for i, line := range lines {
 		if line == "" {
 			continue
 		}
@@ -215,6 +208,23 @@ func probePackets(path string) ([]flvPacket, error) {
 		pkts = append(pkts, p)
 	}
 	return pkts, nil
+}
+
+// ffprobeLines runs ffprobe on path with args, output as CSV, and returns
+// its lines. Any ffprobe diagnostic is an error.
+func ffprobeLines(path string, args ...string) ([]string, error) {
+	args = append(append([]string{"-v", "error"}, args...), "-of", "csv=p=0", path)
+	cmd := exec.Command("ffprobe", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("ffprobe %s: %w\n%s", path, err, stderr.Bytes())
+	}
+	if stderr.Len() > 0 {
+		return nil, fmt.Errorf("ffprobe %s reported errors:\n%s", path, stderr.Bytes())
+	}
+	return strings.Split(strings.TrimSpace(string(out)), "\n"), nil
 }
 
 // parsePacketLine reads "codec_type,pts,dts,size,flags": ffprobe prints the

@@ -70,19 +70,13 @@ func hlsSource(t *testing.T) (*sourceMedia, []hashedPacket) {
 // probeHashed lists a file's packets with their payload's MD5. Any
 // ffprobe diagnostic is an error.
 func probeHashed(path string) ([]hashedPacket, error) {
-	cmd := exec.Command("ffprobe", "-v", "error", "-show_packets", "-show_data_hash", "MD5",
-		"-show_entries", "packet=codec_type,pts,dts,flags,size,data_hash", "-of", "csv=p=0", path)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	lines, err := ffprobeLines(path, "-show_packets", "-show_data_hash", "MD5",
+		"-show_entries", "packet=codec_type,pts,dts,flags,size,data_hash")
 	if err != nil {
-		return nil, fmt.Errorf("ffprobe %s: %w\n%s", path, err, stderr.Bytes())
-	}
-	if stderr.Len() > 0 {
-		return nil, fmt.Errorf("ffprobe %s reported errors:\n%s", path, stderr.Bytes())
+		return nil, err
 	}
 	var pkts []hashedPacket
-	for i, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for i, line := range lines {
 		if line == "" {
 			continue
 		}
