@@ -284,9 +284,9 @@ func (st *Stream) startHLS(srv *Server) {
 // or after it moved to a new process (its playlist is what this process
 // last had); nil if none.
 func (r *Registry) HLS(app, key string) *hls.Muxer {
+	name := streamName(app, key)
 	r.mu.Lock()
-	st := r.streams[streamName(app, key)]
-	past := r.pastHLS[streamName(app, key)]
+	st := r.streams[name]
 	r.mu.Unlock()
 	if st != nil {
 		st.mu.Lock()
@@ -299,8 +299,13 @@ func (r *Registry) HLS(app, key string) *hls.Muxer {
 			return m
 		}
 	}
-	if past != nil {
-		return past.m
+	// Looked up after the live stream: a muxer leaves the stream (ended
+	// or moved) only once it is kept here, so one that was just let go is
+	// found, not answered 404.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p := r.pastHLS[name]; p != nil {
+		return p.m
 	}
 	return nil
 }

@@ -749,8 +749,8 @@ type hlsReport struct {
 	endedAt             time.Time
 }
 
-// report judges what the viewer fetched: every URI listed answered 200;
-// a hint that did not was for a part that never came; each complete
+// report judges what the viewer fetched: every URI listed or hinted
+// answered 200; each complete
 // segment is its parts end to end; the parts' fMP4 sequence numbers
 // increase by one; a late fetch answered 200 with the same bytes.
 func (v *hlsViewer) report() hlsReport {
@@ -778,14 +778,11 @@ func (v *hlsViewer) report() hlsReport {
 			continue
 		}
 		if r.hinted && !r.listed {
-			// A hint for a part that never came: the segment was cut by a
-			// keyframe before it. Only a 404 says so, and only then.
-			pos, ok := parsePartName(u)
-			if n := v.chk.completeParts(pos.msn); ok && r.status == http.StatusNotFound && n >= 0 && pos.part >= n {
+			// mediad hints only a part that comes: the part before a
+			// keyframe cut and the cut reach the playlist together. A hint
+			// whose segment the viewer never saw complete is not judged.
+			if pos, ok := parsePartName(u); ok && v.chk.completeParts(pos.msn) < 0 {
 				continue
-			}
-			if ok && v.chk.completeParts(pos.msn) < 0 {
-				continue // never learnt whether it came
 			}
 		}
 		rep.failed++
