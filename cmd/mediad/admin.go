@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -67,6 +68,12 @@ func adminHandler(a adminState) http.Handler {
 			UpgradeCounts: a.ledger.Counts(),
 		})
 	})
+	// Profiles of the running server, for the operator (the admin listener
+	// is loopback by default): go tool pprof http://ADDR/debug/pprof/profile
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.Handle("GET /metrics", metricsHandler(newCollector(srv, a.ledger, ready), a.tookOver))
 	// POST /api/drain takes this process out of rotation before a stop:
 	// /readyz fails from now on, so a load balancer sends newcomers

@@ -438,6 +438,12 @@ func TestE2EHLSPacketExactUpgrades(t *testing.T) {
 	}
 	t.Logf("LL-HLS viewer: %d playlists validated (%d requests, %d answers without the part asked for, asked again); %d URIs fetched (%v), %d not 200; %d fetched again up to %.1f s after last listed, %d not 200 or other bytes; %d 503 Retry-After: 0 asked again; %d segments equal to their parts end to end, %d parts' fMP4 sequence numbers consecutive",
 		rep.playlists, rep.requests, rep.stale, rep.fetched, rep.byKind, rep.failed, len(rep.late), oldest.Seconds(), lateFailed, rep.moved, rep.segmentsCompared, rep.partsSequenced)
+	if rep.resent > 0 {
+		t.Logf("LL-HLS viewer: %d requests sent again after their connection closed with no answer", rep.resent)
+	}
+	if rep.resent > len(spans) {
+		t.Errorf("LL-HLS viewer: %d requests closed with no answer, more than one per upgrade (%d)", rep.resent, len(spans))
+	}
 	t.Logf("late fetches (200 with the first fetch's bytes / fetched):%s", lateTable(rep.late))
 	t.Logf("blocking requests: %d, longest %v (%s); %d pending during an upgrade, longest %v (%s, %d requests); bound %v",
 		len(rep.waits), longest.d().Round(time.Millisecond), longest.what, overlapping, longestUpg.d().Round(time.Millisecond), longestUpg.what, longestUpg.requests, upgradeAnswerBound)
