@@ -183,95 +183,185 @@ func (m *Muxer) locateLocked(nm name) (off, size int64, wait bool, err error) {
 	return 0, 0, false, ErrNotFound
 }
 
-// movedPollInterval is how often a request for a part that the stream's
-// new process will write looks at the file.
+// movedPollInterval is how often the files are looked at for parts that
+// the stream's new process writes, while requests wait for them here.
 const movedPollInterval = 5 * time.Millisecond
 
+// movedParts is what this process learns, after the stream moved, of the
+// parts the new process writes: the new process's index is out of reach,
+// but a part is self-delimiting (its fMP4 boxes up to and including its
+// mdat, starting where the part before ends). One watcher per stream reads
+// the files, however many requests wait.
+type movedParts struct {
+	waiters  int  // requests waiting for a part
+	watching bool // the watcher runs
+	started  bool
+	first    uint64 // the segment open when the stream moved
+	// The segment being read: the one open when the stream moved, then
+	// the next (the only two a playlist of this process can hint).
+	msn   uint64
+	next  int   // index of its next part
+	off   int64 // where that part starts
+	found []movedPart
+	done  bool // the second segment is complete too, or reading failed
+	err   error
+}
+
+type movedPart struct {
+	msn      uint64
+	idx      int
+	off, len int64
+}
+
 // openMoved answers a request for a part that did not exist when the
-// stream moved to the new process, which writes it to the same file. The
-// new process's index is out of reach, but a part is self-delimiting: the
-// fMP4 boxes up to and including its mdat, starting where the part before
-// ends. So the request is answered the moment the part is on disk, with no
-// error for the client to back off from (hls.js waits a second before it
-// retries a part).
+// stream moved to the new process, which writes it to the same file: the
+// request is answered the moment the part is on disk, with no error for
+// the client to back off from (hls.js waits a second before it retries a
+// part).
 func (m *Muxer) openMoved(ctx context.Context, nm name, deadline <-chan time.Time) (*File, error) {
-	if !nm.hasPart {
-		return nil, ErrMoved
-	}
 	m.mu.Lock()
-	var (
-		msn   uint64
-		start int64
-		skip  uint64
-		known bool
-	)
-	if open := m.openLocked(); open != nil {
-		switch {
-		case nm.n == open.MSN && nm.part >= uint64(len(open.Parts)):
-			msn, skip, known = open.MSN, nm.part-uint64(len(open.Parts)), true
-			if n := len(open.Parts); n > 0 {
-				start = open.Parts[n-1].Offset + open.Parts[n-1].Size
-			}
-		case nm.n == open.MSN+1:
-			msn, skip, known = nm.n, nm.part, true
-		}
-	}
-	m.mu.Unlock()
-	if !known {
+	open := m.openLocked()
+	if !nm.hasPart || open == nil || nm.n != open.MSN && nm.n != open.MSN+1 {
+		m.mu.Unlock()
 		return nil, ErrMoved
 	}
-	t := time.NewTicker(movedPollInterval)
-	defer t.Stop()
+	mp := &m.moved
+	if !mp.watching && !mp.done {
+		if !mp.started {
+			mp.started, mp.first = true, open.MSN
+			mp.msn, mp.next = open.MSN, len(open.Parts)
+			if n := len(open.Parts); n > 0 {
+				mp.off = open.Parts[n-1].Offset + open.Parts[n-1].Size
+			}
+		}
+		mp.watching = true
+		go m.watchMoved()
+	}
+	mp.waiters++
+	defer func() {
+		m.mu.Lock()
+		mp.waiters--
+		m.mu.Unlock()
+	}()
 	for {
-		f, err := m.partOnDisk(msn, start, skip)
-		if err != nil || f != nil {
-			return f, err
+		for _, p := range mp.found {
+			if p.msn == nm.n && uint64(p.idx) == nm.part {
+				m.mu.Unlock()
+				f, err := os.Open(m.segPath(p.msn))
+				if err != nil {
+					return nil, fmt.Errorf("%w: %s", ErrNotFound, m.segPath(p.msn))
+				}
+				return &File{f: f, Off: p.off, Size: p.len, Moved: true}, nil
+			}
+		}
+		// A part of a segment read to its end never comes.
+		complete := mp.done || nm.n < mp.msn
+		err := mp.err
+		ch := m.changed
+		m.mu.Unlock()
+		switch {
+		case err != nil:
+			return nil, err
+		case complete:
+			return nil, ErrNotFound
 		}
 		select {
-		case <-t.C:
+		case <-ch:
 		case <-deadline:
 			return nil, ErrMoved
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+		m.mu.Lock()
 	}
 }
 
-// partOnDisk finds the part that follows skip parts from start in segment
-// msn's file: nil while it is not completely written. Once the next
-// segment's file exists, this one is complete, and a part it lacks never
-// comes.
-func (m *Muxer) partOnDisk(msn uint64, start int64, skip uint64) (*File, error) {
-	f, err := os.Open(m.segPath(msn))
-	if err != nil {
-		return nil, nil
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	size := fi.Size()
-	off := start
-	for i := uint64(0); ; i++ {
-		n, err := partLen(f, off, size)
-		if err != nil {
+// watchMoved reads the files for parts while requests wait for them. It
+// stops once none waits (a later request starts it again where it left
+// off) or both segments are complete.
+func (m *Muxer) watchMoved() {
+	t := time.NewTicker(movedPollInterval)
+	defer t.Stop()
+	var f *os.File
+	defer func() {
+		if f != nil {
 			f.Close()
-			return nil, err
 		}
-		if n == 0 {
-			break
+	}()
+	var size int64 = -1
+	for range t.C {
+		m.mu.Lock()
+		mp := &m.moved
+		if mp.waiters == 0 {
+			mp.watching = false
+			m.mu.Unlock()
+			return
 		}
-		if i == skip {
-			return &File{f: f, Off: off, Size: n, ModTime: fi.ModTime(), Moved: true}, nil
+		msn, off, next := mp.msn, mp.off, mp.next
+		m.mu.Unlock()
+
+		if f == nil {
+			if f, _ = os.Open(m.segPath(msn)); f == nil {
+				continue // not created yet
+			}
 		}
-		off += n
+		fi, err := f.Stat()
+		if err == nil && fi.Size() == size {
+			// Nothing new. Once the next segment's file exists this one
+			// is complete: the new process writes its last part first.
+			if _, serr := os.Stat(m.segPath(msn + 1)); serr != nil {
+				continue
+			}
+			if fi, err = f.Stat(); err == nil && fi.Size() == size {
+				m.mu.Lock()
+				if msn == mp.first {
+					mp.msn, mp.next, mp.off = msn+1, 0, 0
+				} else {
+					mp.done, mp.watching = true, false
+				}
+				done := mp.done
+				m.signalLocked()
+				m.mu.Unlock()
+				f.Close()
+				f, size = nil, -1
+				if done {
+					return
+				}
+				continue
+			}
+		}
+		var parts []movedPart
+		if err == nil {
+			size = fi.Size()
+			for {
+				n, perr := partLen(f, off, size)
+				if perr != nil {
+					err = perr
+					break
+				}
+				if n == 0 {
+					break
+				}
+				parts = append(parts, movedPart{msn: msn, idx: next, off: off, len: n})
+				off += n
+				next++
+			}
+		}
+		if err == nil && len(parts) == 0 {
+			continue
+		}
+		m.mu.Lock()
+		mp.found = append(mp.found, parts...)
+		mp.off, mp.next = off, next
+		if err != nil {
+			mp.err, mp.done, mp.watching = fmt.Errorf("reading parts the new process wrote: %w", err), true, false
+		}
+		m.signalLocked()
+		m.mu.Unlock()
+		if err != nil {
+			return
+		}
 	}
-	f.Close()
-	if _, err := os.Stat(m.segPath(msn + 1)); err == nil {
-		return nil, ErrNotFound
-	}
-	return nil, nil
 }
 
 // partLen is the length of the part at off: its boxes up to and including

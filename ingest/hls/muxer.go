@@ -97,6 +97,7 @@ type Muxer struct {
 	unsupported error
 	ended       bool // the broadcast is over: ENDLIST
 	detached    bool // the stream lives in another process now
+	moved       movedParts
 
 	// The playlist as last built, until the next change.
 	playlist    []byte
