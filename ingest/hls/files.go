@@ -105,6 +105,12 @@ func (m *Muxer) Open(ctx context.Context, file string) (*File, error) {
 		moved, ended := m.detached, m.ended
 		ch := m.changed
 		m.mu.Unlock()
+		if moved && (wait || errors.Is(err, ErrNotFound)) {
+			// Whatever this process does not have, the new process may
+			// write: a client can reach this process on a connection it
+			// kept alive, with a name from the new process's playlist.
+			return m.openMoved(ctx, nm, deadline.C)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s", err, file)
 		}
@@ -115,10 +121,7 @@ func (m *Muxer) Open(ctx context.Context, file string) (*File, error) {
 			}
 			return &File{f: f, Off: off, Size: size}, nil
 		}
-		switch {
-		case moved:
-			return m.openMoved(ctx, nm, deadline.C)
-		case ended:
+		if ended {
 			return nil, fmt.Errorf("%w: %s", ErrNotFound, file)
 		}
 		select {
