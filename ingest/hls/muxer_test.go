@@ -135,14 +135,7 @@ func TestMuxerExportRestoreIsInvisible(t *testing.T) {
 	want := snapshot(t, ref)
 
 	for _, cut := range []int{1, 2, 3, 40, 97, len(msgs) / 2, len(msgs) - 1} {
-		dir := t.TempDir()
-		a := newTestMuxer(t, dir)
-		feed(a, msgs[:cut])
-		st, err := a.Export()
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.Detach()
+		_, st := handOverAt(t, msgs, cut)
 		vs, as := seqHeaders(msgs[:cut])
 		b, err := Restore(Config{}, st, vs, as)
 		if err != nil {
@@ -162,6 +155,20 @@ func TestMuxerExportRestoreIsInvisible(t *testing.T) {
 			t.Errorf("cut %d: playlist\n%s\nwant\n%s", cut, got.playlist, want.playlist)
 		}
 	}
+}
+
+// handOverAt feeds msgs[:cut] to a muxer in a directory of its own, then
+// exports it and lets it go, as the old process of an upgrade does.
+func handOverAt(t *testing.T, msgs []msg, cut int) (*Muxer, state.HLS) {
+	t.Helper()
+	a := newTestMuxer(t, t.TempDir())
+	feed(a, msgs[:cut])
+	st, err := a.Export()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Detach()
+	return a, st
 }
 
 // seqHeaders are the last video and audio sequence headers in msgs: what
@@ -487,14 +494,7 @@ func TestMovedPartComesFromTheNewProcess(t *testing.T) {
 	msgs := captureMessages(t)
 	nextSeg, notFound := 0, 0
 	for cut := 90; cut < len(msgs)-20; cut += 5 {
-		dir := t.TempDir()
-		a := newTestMuxer(t, dir)
-		feed(a, msgs[:cut])
-		st, err := a.Export()
-		if err != nil {
-			t.Fatal(err)
-		}
-		a.Detach()
+		a, st := handOverAt(t, msgs, cut)
 		pl, moved, err := a.Playlist(context.Background(), Request{})
 		if err != nil || !moved {
 			t.Fatalf("cut %d: stale playlist: moved %v, err %v", cut, moved, err)
