@@ -1,6 +1,7 @@
 package hls
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -17,9 +18,11 @@ import (
 // reaches the new process.
 var ErrMoved = errors.New("the stream moved to a new process during the request")
 
-// File is a byte range of a file in the stream's directory.
+// File is a byte range of a file in the stream's directory, or a part's
+// bytes in memory.
 type File struct {
 	f         *os.File
+	data      []byte
 	Off, Size int64
 	ModTime   time.Time
 	// Moved: the part was written by the stream's new process. The caller
@@ -28,10 +31,30 @@ type File struct {
 }
 
 // Reader reads the range.
-func (f *File) Reader() io.ReadSeeker { return io.NewSectionReader(f.f, f.Off, f.Size) }
+func (f *File) Reader() io.ReadSeeker {
+	if f.f == nil {
+		return bytes.NewReader(f.data)
+	}
+	return io.NewSectionReader(f.f, f.Off, f.Size)
+}
+
+// WriteTo writes the whole range to w: from memory in one write, or from
+// the file.
+func (f *File) WriteTo(w io.Writer) (int64, error) {
+	if f.f == nil {
+		n, err := w.Write(f.data)
+		return int64(n), err
+	}
+	return io.Copy(w, io.NewSectionReader(f.f, f.Off, f.Size))
+}
 
 // Close releases the file.
-func (f *File) Close() error { return f.f.Close() }
+func (f *File) Close() error {
+	if f.f == nil {
+		return nil
+	}
+	return f.f.Close()
+}
 
 // name is a parsed file name: init<N>.mp4, s<MSN>.m4s or s<MSN>.<P>.m4s.
 type name struct {
@@ -102,6 +125,10 @@ func (m *Muxer) Open(ctx context.Context, file string) (*File, error) {
 	for {
 		m.mu.Lock()
 		off, size, wait, err := m.locateLocked(nm)
+		var data []byte
+		if err == nil && !wait && nm.hasPart {
+			data = m.recentLocked(nm.n, nm.part)
+		}
 		moved, ended := m.detached, m.ended
 		ch := m.changed
 		m.mu.Unlock()
@@ -113,6 +140,9 @@ func (m *Muxer) Open(ctx context.Context, file string) (*File, error) {
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s", err, file)
+		}
+		if data != nil {
+			return &File{data: data, Size: int64(len(data))}, nil
 		}
 		if !wait {
 			f, err := os.Open(m.segPath(nm.n))

@@ -41,7 +41,14 @@ type Config struct {
 	// Keep is how long a segment's file stays after it left the window,
 	// so that a client holding an older playlist still finds it: 40 s.
 	Keep time.Duration
-	Log  zerolog.Logger
+	// MemParts is how many of the newest parts are also kept in memory
+	// and served from there: 6 by default (1.2 s at 200 ms parts), which
+	// covers what players at the live edge ask for. Every viewer of a
+	// live stream asks for the same newest part within milliseconds; from
+	// memory that costs one write, from the file an open, a read and a
+	// close each. Older parts come from the file. Negative: none.
+	MemParts int
+	Log      zerolog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -56,6 +63,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Keep <= 0 {
 		c.Keep = 40 * time.Second
+	}
+	switch {
+	case c.MemParts == 0:
+		c.MemParts = 6
+	case c.MemParts < 0:
+		c.MemParts = 0
 	}
 }
 
@@ -98,6 +111,10 @@ type Muxer struct {
 	ended       bool // the broadcast is over: ENDLIST
 	detached    bool // the stream lives in another process now
 	moved       movedParts
+	// recent: the newest parts' bytes, oldest first, at most
+	// cfg.MemParts. They are in the files too; a restored muxer starts
+	// with none.
+	recent []memPart
 
 	// The playlist as last built, until the next change.
 	playlist    []byte
@@ -455,7 +472,15 @@ type partWrite struct {
 	taken int      // how many pending frames the part consumed
 	end   int64
 	part  state.HLSPart
-	err   error // the part could not be written: its frames are lost to HLS
+	data  []byte // the part's bytes, as written
+	err   error  // the part could not be written: its frames are lost to HLS
+}
+
+// memPart is a part's bytes kept in memory.
+type memPart struct {
+	msn  uint64
+	idx  int
+	data []byte
 }
 
 // writePart writes the frames before end to the open segment's file, nil
@@ -546,7 +571,7 @@ func (m *Muxer) writePart(end int64, final bool) *partWrite {
 		_ = m.segFile.Truncate(off)
 	}
 	return &partWrite{
-		keep: keep, taken: len(pending), end: end, err: err,
+		keep: keep, taken: len(pending), end: end, err: err, data: buf.Bytes(),
 		part: state.HLSPart{Offset: off, Size: int64(buf.Len()), DurationMS: end - partStart, Independent: indep},
 	}
 }
@@ -567,7 +592,31 @@ func (m *Muxer) commitLocked(w *partWrite) {
 	m.st.NextSeq++
 	if open := m.openLocked(); open != nil {
 		open.Parts = append(open.Parts, w.part)
+		m.rememberLocked(memPart{msn: open.MSN, idx: len(open.Parts) - 1, data: w.data})
 	}
+}
+
+// rememberLocked keeps a part's bytes in memory, letting go of the oldest
+// beyond cfg.MemParts.
+func (m *Muxer) rememberLocked(p memPart) {
+	if m.cfg.MemParts == 0 {
+		return
+	}
+	if len(m.recent) == m.cfg.MemParts {
+		m.recent[0] = memPart{}
+		m.recent = m.recent[1:]
+	}
+	m.recent = append(m.recent, p)
+}
+
+// recentLocked is a part's bytes if they are in memory.
+func (m *Muxer) recentLocked(msn uint64, idx uint64) []byte {
+	for i := len(m.recent) - 1; i >= 0; i-- {
+		if p := m.recent[i]; p.msn == msn && uint64(p.idx) == idx {
+			return p.data
+		}
+	}
+	return nil
 }
 
 // closeOpenLocked ends the open segment, if any, and moves the window.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -632,4 +633,69 @@ func BenchmarkMuxer(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/(float64(loop)/1000), "µs/media-s")
+}
+
+// TestNewestPartsComeFromMemory: the newest MemParts parts are served from
+// memory, every older one from its file, and both give the bytes the
+// file holds.
+func TestNewestPartsComeFromMemory(t *testing.T) {
+	msgs := captureMessages(t)
+	for _, tc := range []struct {
+		memParts int
+		want     int // parts served from memory
+	}{{0, 6}, {3, 3}, {-1, 0}} {
+		dir := t.TempDir()
+		m, err := New(Config{MemParts: tc.memParts}, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		feed(m, msgs)
+		type ref struct {
+			msn  uint64
+			idx  int
+			part state.HLSPart
+		}
+		var all []ref
+		m.mu.Lock()
+		for _, s := range m.st.Segments {
+			for i, p := range s.Parts {
+				all = append(all, ref{s.MSN, i, p})
+			}
+		}
+		m.mu.Unlock()
+		if len(all) < 10 {
+			t.Fatalf("only %d parts listed", len(all))
+		}
+		var fromMem []int
+		for i, r := range all {
+			name := fmt.Sprintf("s%d.%d.m4s", r.msn, r.idx)
+			f, err := m.Open(context.Background(), name)
+			if err != nil {
+				t.Fatalf("MemParts %d: %s: %v", tc.memParts, name, err)
+			}
+			if f.f == nil {
+				fromMem = append(fromMem, i)
+			}
+			var got bytes.Buffer
+			if _, err := f.WriteTo(&got); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			disk, err := os.ReadFile(m.segPath(r.msn))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := disk[r.part.Offset : r.part.Offset+r.part.Size]; !bytes.Equal(got.Bytes(), want) {
+				t.Errorf("MemParts %d: %s: %d bytes served, the file's range has %d and differs", tc.memParts, name, got.Len(), len(want))
+			}
+		}
+		if len(fromMem) != tc.want {
+			t.Fatalf("MemParts %d: %d parts from memory, want %d", tc.memParts, len(fromMem), tc.want)
+		}
+		for k, i := range fromMem {
+			if want := len(all) - tc.want + k; i != want {
+				t.Errorf("MemParts %d: part %d of %d from memory, want the newest %d", tc.memParts, i, len(all), tc.want)
+			}
+		}
+	}
 }
