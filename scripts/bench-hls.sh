@@ -13,8 +13,8 @@
 # padding past the video would leave a hole in the video where it loops,
 # which viewers would see as a long part. Each run:
 #
-#   1. starts mediad (recording off, LL-HLS files under the run's
-#      directory, explicit loopback ports, --pidfile, no per-client
+#   1. starts mediad (recording off, LL-HLS files on the tmpfs HLS_FS,
+#      explicit loopback ports, --pidfile, no per-client
 #      connection limit on the media listener: every viewer comes from
 #      127.0.0.1), and reads its idle RSS;
 #   2. starts rtmpload: N publishers replaying the clip at real time,
@@ -61,6 +61,14 @@
 #                      process has gone
 #   RUNS [1]           repeat; the summary gives the median of each figure
 #   KEEP [0]           1 keeps the temporary directory (logs, reports)
+#   HLS_FS [/dev/shm]  a tmpfs for the LL-HLS files, as mediad has under
+#                      systemd ($RUNTIME_DIRECTORY, /run/mediad). On a
+#                      disk file system every segment's creation goes
+#                      through the journal: at 100 streams that alone
+#                      costs mediad some 5% of a core.
+#   PROFILE [0]        1: CPU profiles of the steady window, mediad's from
+#                      /debug/pprof (run-K/mediad.pprof) and each hlsload's
+#                      (run-K/hls-I.pprof, whole run); implies KEEP=1
 #
 # Examples: N=5 V=2 WINDOW=10 scripts/bench-hls.sh
 #           N=100 V=10 RUNS=3 UPGRADE=1 scripts/bench-hls.sh
@@ -82,6 +90,9 @@ SPAN=${SPAN:-5}
 PAUSE=${PAUSE:-5}
 RUNS=${RUNS:-1}
 KEEP=${KEEP:-0}
+PROFILE=${PROFILE:-0}
+HLS_FS=${HLS_FS:-/dev/shm}
+[[ $PROFILE == 1 ]] && KEEP=1
 
 NAME=bench-hls
 # shellcheck source=scripts/bench-lib.sh
@@ -113,7 +124,11 @@ procs=$(( (N + per_proc - 1) / per_proc ))
 need_srv=$(( N * (2 * V + 4) + 256 ))
 ((need_srv <= fd_limit)) || echo "$NAME: mediad may need ~$need_srv descriptors (limit $fd_limit)" >&2
 
+[[ -d $HLS_FS && -w $HLS_FS ]] || die "HLS_FS=$HLS_FS is not a writable directory (set HLS_FS to a tmpfs mount)"
+[[ $(stat -f -c %T "$HLS_FS") == tmpfs ]] || die "HLS_FS=$HLS_FS is not a tmpfs but $(stat -f -c %T "$HLS_FS") (set HLS_FS to a tmpfs mount)"
+
 bench_start
+extra_dir=$(mktemp -d "$HLS_FS/$NAME.XXXXXX")
 echo "$NAME: building hlsload" >&2
 (cd "$repo" && go build -o "$tmp/hlsload" ./cmd/hlsload)
 "$tmp/mediad" --help 2>&1 | grep -q -- '-media' || die "this mediad has no --media listener"
@@ -173,9 +188,11 @@ start_mediad() {
 		hp=$(free_port)
 		mp=$(free_port)
 		((rp != hp && hp != mp && rp != mp)) || continue
-		mkdir -p "$dir/hls"
+		local hls_dir
+		hls_dir="$extra_dir/$(basename "$dir")"
+		mkdir -p "$hls_dir"
 		"$tmp/mediad" --rtmp "127.0.0.1:$rp" --http "127.0.0.1:$hp" --media "127.0.0.1:$mp" \
-			--media-max-conns-per-client 0 --hls-dir "$dir/hls" --record-dir '' --log-format json \
+			--media-max-conns-per-client 0 --hls-dir "$hls_dir" --record-dir '' --log-format json \
 			--upgrade-timeout 120s --idle-timeout 60s --pidfile "$dir/mediad.pid" >"$dir/mediad.log" 2>&1 &
 		mediad_pid=$!
 		if wait_log "$dir/mediad.log" "mediad ready" rtmp >/dev/null; then
@@ -291,12 +308,13 @@ run_once() {
 	rss_pub=$(rss_kib "$pid")
 
 	# Viewers.
-	local i first n flv=()
+	local i first n flv=() prof=()
 	[[ $VIEWER == flv ]] && flv=(-flv)
 	for i in $(seq 0 $((procs - 1))); do
 		first=$(( i * per_proc ))
 		n=$(( N - first < per_proc ? N - first : per_proc ))
-		"$tmp/hlsload" -url "http://$media/live" -first "$first" -n "$n" -viewers "$V" "${flv[@]}" \
+		((PROFILE)) && prof=(-cpuprofile "$rundir/hls-$i.pprof")
+		"$tmp/hlsload" -url "http://$media/live" -first "$first" -n "$n" -viewers "$V" "${flv[@]}" "${prof[@]}" \
 			-ramp "${RAMP}s" -duration "${bound}s" -json >"$rundir/hls-$i.json" 2>"$rundir/hls-$i.log" &
 		hls_pids+=($!)
 	done
@@ -305,7 +323,14 @@ run_once() {
 
 	local c0 c1 t0 t1 s0 s1 g0=0 g1=0 rss_view
 	c0=$(cpu_ticks "$pid"); s0=$(sys_ticks); t0=$(now)
+	local prof_pid=""
+	if ((PROFILE)); then
+		curl -fsS --max-time $((WINDOW + 30)) -o "$rundir/mediad.pprof" \
+			"http://$admin/debug/pprof/profile?seconds=$((WINDOW - 1))" &
+		prof_pid=$!
+	fi
 	sleep "$WINDOW"
+	[[ -n $prof_pid ]] && { wait "$prof_pid" || echo "$NAME: run $run: mediad's profile failed" >&2; }
 	c1=$(cpu_ticks "$pid"); s1=$(sys_ticks); t1=$(now)
 	rss_view=$(rss_kib "$pid")
 	mark # report 1: the steady window

@@ -51,6 +51,8 @@ bench_cleanup() {
 	[[ -n $mediad_pid ]] && kill "$mediad_pid" 2>/dev/null || true
 	stop_upgraded
 	wait 2>/dev/null || true
+	# Files a script put elsewhere than $tmp (a tmpfs, say): never kept.
+	[[ -n ${extra_dir:-} ]] && rm -rf "$extra_dir"
 	if [[ $KEEP == 1 ]]; then
 		echo "$NAME: kept $tmp" >&2
 	else

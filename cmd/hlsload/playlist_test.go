@@ -88,20 +88,26 @@ func TestParseView(t *testing.T) {
 	}
 }
 
-func TestTrailingPDT(t *testing.T) {
+// TestOpenSegmentPDT: the open segment's EXT-X-PROGRAM-DATE-TIME, which
+// comes before its parts, is read (gohlslib drops it).
+func TestOpenSegmentPDT(t *testing.T) {
 	tests := []struct {
 		name, text string
 		want       time.Time
 	}{
-		{"none after the last segment", llPlaylist, time.Time{}},
+		{"none given", llPlaylist, time.Time{}},
 		{"open segment's", "#EXTM3U\n#EXTINF:1,\ns1.m4s\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:02.5Z\n#EXT-X-PART:DURATION=0.2,URI=\"a\"\n", t2026.Add(2500 * time.Millisecond)},
-		{"offset zone", "#EXTM3U\n#EXTINF:1,\ns1.m4s\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T01:00:02.000+0100\n", t2026.Add(2 * time.Second)},
-		{"no segment", "#EXTM3U\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:02Z\n", time.Time{}},
-		{"trailing blank lines", "#EXTM3U\n#EXTINF:1,\ns1.m4s\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:03Z\n\n\n", t2026.Add(3 * time.Second)},
+		{"offset zone", "#EXTM3U\n#EXTINF:1,\ns1.m4s\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T01:00:02.000+0100\n#EXT-X-PART:DURATION=0.2,URI=\"a\"\n", t2026.Add(2 * time.Second)},
+		{"CRLF and blank lines", "#EXTM3U\r\n#EXTINF:1,\r\ns1.m4s\r\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:03Z\r\n\r\n#EXT-X-PART:DURATION=0.2,URI=\"a\"\r\n\r\n", t2026.Add(3 * time.Second)},
 	}
 	for _, tt := range tests {
-		if got := trailingPDT([]byte(tt.text)); !got.Equal(tt.want) {
-			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		v, err := parseView([]byte(tt.text))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		open := v.segments[len(v.segments)-1]
+		if open.closed || !open.pdt.Equal(tt.want) {
+			t.Errorf("%s: open segment %+v, want PDT %v", tt.name, open, tt.want)
 		}
 	}
 }
@@ -113,6 +119,12 @@ func TestParseViewErrors(t *testing.T) {
 	}{
 		{"no segment yet", "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-PART:DURATION=0.2,URI=\"s0.0.m4s\"\n", errNoSegment},
 		{"not a playlist", "<html>", nil},
+		{"empty", "", nil},
+		{"segment without EXTINF", "#EXTM3U\ns1.m4s\n", nil},
+		{"part without URI", "#EXTM3U\n#EXTINF:1,\ns1.m4s\n#EXT-X-PART:DURATION=0.2\n", nil},
+		{"bad duration", "#EXTM3U\n#EXTINF:x,\ns1.m4s\n", nil},
+		{"unterminated quote", "#EXTM3U\n#EXT-X-MAP:URI=\"init\n#EXTINF:1,\ns1.m4s\n", nil},
+		{"bad media sequence", "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:-1\n#EXTINF:1,\ns1.m4s\n", nil},
 	} {
 		_, err := parseView([]byte(tt.text))
 		if err == nil || tt.want != nil && err != tt.want {

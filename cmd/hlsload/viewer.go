@@ -44,7 +44,7 @@ func (k reqKind) String() string { return kindNames[k] }
 // result is one finished request, sent back to the viewer's goroutine.
 type result struct {
 	kind    reqKind
-	url     string
+	url     *url.URL
 	uri     string  // part, hint, init: as listed
 	part    partRef // kPart
 	target  pos     // kBlocking
@@ -84,12 +84,14 @@ var partBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // hlsViewer is one LL-HLS viewer. Its fields belong to its run goroutine;
 // requests run on goroutines of their own and report on results.
 type hlsViewer struct {
-	cfg    *runConfig
-	m      *meter
-	t      *tracker
-	client *http.Client
-	plURL  *url.URL
-	stop   context.Context
+	cfg   *runConfig
+	m     *meter
+	t     *tracker
+	plURL *url.URL
+	stop  context.Context
+	// Playlist requests and part requests each take their own keep-alive
+	// connection, as a browser's two requests in flight would.
+	plLane, partLane *lane
 	// leave: stop at the first decodable part.
 	leave bool
 
@@ -137,8 +139,9 @@ func newHLSViewer(cfg *runConfig, key string, m *meter, stop context.Context) *h
 		cfg:       cfg,
 		m:         m,
 		t:         newTracker(m),
-		client:    newHTTPClient(m),
 		plURL:     cfg.base.JoinPath(key, "index.m3u8"),
+		plLane:    newLane(cfg.base.Host, m),
+		partLane:  newLane(cfg.base.Host, m),
 		stop:      stop,
 		leave:     cfg.leaveAfterJoin,
 		results:   make(chan result, 2),
@@ -151,7 +154,8 @@ func newHLSViewer(cfg *runConfig, key string, m *meter, stop context.Context) *h
 // decodable part. It returns an error only if the viewer never received
 // a part.
 func (v *hlsViewer) run() error {
-	defer v.client.CloseIdleConnections()
+	defer v.plLane.close()
+	defer v.partLane.close()
 	v.t.joinStart = time.Now()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -209,13 +213,13 @@ func (v *hlsViewer) schedule(now time.Time) {
 		switch {
 		case pl == nil || v.needPlain || !pl.canBlock:
 			v.m.count(func(t *tally) { t.Playlists++ })
-			v.issue(result{kind: kPlaylist}, v.plURL.String())
+			v.issue(result{kind: kPlaylist}, v.plURL)
 		default:
 			target := pl.edge()
 			u := *v.plURL
 			u.RawQuery = "_HLS_msn=" + strconv.FormatUint(target.msn, 10) + "&_HLS_part=" + strconv.Itoa(target.part)
 			v.m.count(func(t *tally) { t.Blocking++ })
-			v.issue(result{kind: kBlocking, target: target}, u.String())
+			v.issue(result{kind: kBlocking, target: target}, &u)
 		}
 	}
 	if v.partBusy || now.Before(v.partAt) || !v.t.started {
@@ -238,18 +242,20 @@ func (v *hlsViewer) schedule(now time.Time) {
 	}
 }
 
-func (v *hlsViewer) resolve(uri string) string {
+func (v *hlsViewer) resolve(uri string) *url.URL {
 	u, err := v.plURL.Parse(uri)
 	if err != nil {
-		return v.plURL.JoinPath("..", uri).String()
+		return v.plURL.JoinPath("..", uri)
 	}
-	return u.String()
+	return u
 }
 
 // issue starts a request; its result comes back on v.results.
-func (v *hlsViewer) issue(res result, u string) {
+func (v *hlsViewer) issue(res result, u *url.URL) {
+	l := v.partLane
 	if res.kind == kPlaylist || res.kind == kBlocking {
 		v.plBusy = true
+		l = v.plLane
 	} else {
 		v.partBusy = true
 	}
@@ -259,7 +265,7 @@ func (v *hlsViewer) issue(res result, u string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(v.stop, v.cfg.timeout)
 		defer cancel()
-		r := fetch(ctx, v.client, res, u, vt, hasVT)
+		r := fetch(ctx, l, res, u.RequestURI(), vt, hasVT)
 		r.start = start
 		v.results <- r
 	}()
@@ -268,43 +274,49 @@ func (v *hlsViewer) issue(res result, u string) {
 // fetch performs one request. Playlists and init sections are returned
 // whole; part bodies are read into a pooled buffer, and their first video
 // sample checked.
-func fetch(ctx context.Context, client *http.Client, res result, u string, vt videoTrack, hasVT bool) result {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		res.err = err
-		return res
+func fetch(ctx context.Context, l *lane, res result, target string, vt videoTrack, hasVT bool) result {
+	var (
+		buf   *bytes.Buffer
+		limit int64 = maxPlaylistBytes
+	)
+	if res.kind == kPart || res.kind == kHint {
+		buf = partBufs.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer partBufs.Put(buf)
+		limit = maxPartBytes
+	} else {
+		buf = bytes.NewBuffer(make([]byte, 0, 4<<10))
 	}
-	resp, err := client.Do(req)
-	res.headers = time.Now()
-	if err != nil {
-		res.err = err
-		return res
+	resp, err := l.get(ctx, target, buf, limit)
+	res.headers, res.status, res.n = resp.headers, resp.status, resp.n
+	res.done = time.Now()
+	if res.headers.IsZero() {
+		res.headers = res.done
 	}
-	defer resp.Body.Close()
-	res.status = resp.StatusCode
-	if resp.StatusCode != http.StatusOK {
-		// Small error bodies: read them so that the connection is reused.
-		n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		res.n = n
-		res.done = time.Now()
+	res.err = err
+	if err != nil || resp.status != http.StatusOK {
 		return res
 	}
 	switch res.kind {
 	case kPlaylist, kBlocking, kInit:
-		res.body, err = io.ReadAll(io.LimitReader(resp.Body, maxPlaylistBytes))
-		res.n = int64(len(res.body))
+		res.body = buf.Bytes()
 	default:
-		buf := partBufs.Get().(*bytes.Buffer)
-		buf.Reset()
-		res.n, err = buf.ReadFrom(io.LimitReader(resp.Body, maxPartBytes))
-		if err == nil && hasVT {
+		if hasVT {
 			res.sync = firstSync(buf.Bytes(), vt)
 		}
-		partBufs.Put(buf)
 	}
-	res.done = time.Now()
-	res.err = err
 	return res
+}
+
+// stopped says whether the run is over: cancelled, or past its deadline
+// (a connection's deadline, set from it, can fire before the context's
+// own timer has marked it done).
+func stopped(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // handle applies a finished request.
@@ -314,7 +326,7 @@ func (v *hlsViewer) handle(res result) {
 	} else {
 		v.partBusy = false
 	}
-	if v.stop.Err() != nil {
+	if stopped(v.stop) {
 		return // cancelled by the end of the run
 	}
 	v.m.count(func(t *tally) { t.Bytes += uint64(res.n) })

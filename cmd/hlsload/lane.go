@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httputil"
+	"strconv"
+	"time"
+)
+
+// A lane is one keep-alive HTTP/1.1 connection that carries one kind of a
+// viewer's requests (playlists, or parts), one at a time. The request's
+// goroutine writes the request and reads the response itself: one write
+// and usually one read per request. net/http's client spends about twice
+// the CPU per request on its connection goroutines and the channels
+// between them, and this client shares the machine's cores with the
+// server it measures.
+type lane struct {
+	host string // host:port
+	m    *meter
+	conn net.Conn
+	br   *bufio.Reader
+	req  []byte
+}
+
+func newLane(host string, m *meter) *lane { return &lane{host: host, m: m} }
+
+// errBodyTooLarge: the response is longer than the caller takes.
+var errBodyTooLarge = errors.New("response body over the limit")
+
+// response is what get learned of a response.
+type response struct {
+	status  int
+	headers time.Time // when the status line and headers were read
+	n       int64     // body bytes read
+}
+
+// get sends GET target (path and query) and reads the response's body
+// into body, at most limit bytes. A connection the server closed while
+// it sat idle is replaced once, as net/http does for idempotent requests.
+func (l *lane) get(ctx context.Context, target string, body *bytes.Buffer, limit int64) (response, error) {
+	for attempt := 0; ; attempt++ {
+		reused := l.conn != nil
+		resp, sent, err := l.try(ctx, target, body, limit)
+		if err == nil {
+			return resp, nil
+		}
+		l.close()
+		if reused && !sent && attempt == 0 && ctx.Err() == nil {
+			continue
+		}
+		return resp, err
+	}
+}
+
+// close drops the connection; the next request dials a new one.
+func (l *lane) close() {
+	if l.conn != nil {
+		l.conn.Close()
+		l.conn, l.br = nil, nil
+	}
+}
+
+// try is one attempt. sent says whether any byte of a response came back:
+// until then, a failure on a reused connection is the server having closed
+// it, not an answer.
+func (l *lane) try(ctx context.Context, target string, body *bytes.Buffer, limit int64) (resp response, sent bool, err error) {
+	if l.conn == nil {
+		d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+		c, err := d.DialContext(ctx, "tcp", l.host)
+		if err != nil {
+			return resp, true, ctxErr(ctx, err)
+		}
+		l.m.count(func(t *tally) { t.Dials++ })
+		l.conn, l.br = c, bufio.NewReaderSize(c, 16<<10)
+	}
+	c := l.conn
+	if d, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(d)
+	} else {
+		_ = c.SetDeadline(time.Time{})
+	}
+	// Cancelling the context ends a blocked read or write at once.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	l.req = append(l.req[:0], "GET "...)
+	l.req = append(l.req, target...)
+	l.req = append(l.req, " HTTP/1.1\r\nHost: "...)
+	l.req = append(l.req, l.host...)
+	l.req = append(l.req, "\r\nUser-Agent: hlsload\r\n\r\n"...)
+	if _, err := c.Write(l.req); err != nil {
+		return resp, false, ctxErr(ctx, err)
+	}
+
+	line, err := l.br.ReadSlice('\n')
+	if err != nil {
+		return resp, len(line) > 0, ctxErr(ctx, err)
+	}
+	// HTTP/1.x NNN reason
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return resp, true, fmt.Errorf("bad status line %q", bytes.TrimSpace(line))
+	}
+	status, err := strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return resp, true, fmt.Errorf("bad status line %q", bytes.TrimSpace(line))
+	}
+	keepAlive := line[7] == '1'
+	length, chunked := int64(-1), false
+	for {
+		h, err := l.br.ReadSlice('\n')
+		if err != nil {
+			return resp, true, ctxErr(ctx, fmt.Errorf("reading headers: %w", err))
+		}
+		h = bytes.TrimRight(h, "\r\n")
+		if len(h) == 0 {
+			break
+		}
+		k, v, ok := bytes.Cut(h, []byte(":"))
+		if !ok {
+			return resp, true, fmt.Errorf("bad header line %q", h)
+		}
+		v = bytes.TrimSpace(v)
+		switch {
+		case asciiEqualFold(k, "content-length"):
+			if length, err = strconv.ParseInt(string(v), 10, 64); err != nil || length < 0 {
+				return resp, true, fmt.Errorf("bad Content-Length %q", v)
+			}
+		case asciiEqualFold(k, "transfer-encoding"):
+			chunked = asciiEqualFold(v, "chunked")
+		case asciiEqualFold(k, "connection"):
+			if asciiEqualFold(v, "close") {
+				keepAlive = false
+			}
+		}
+	}
+	resp.status, resp.headers = status, time.Now()
+
+	var r io.Reader
+	switch {
+	case chunked:
+		r = httputil.NewChunkedReader(l.br)
+	case length >= 0:
+		if length > limit {
+			return resp, true, fmt.Errorf("%w: %d bytes, limit %d", errBodyTooLarge, length, limit)
+		}
+		r = io.LimitReader(l.br, length)
+	default:
+		// No length: the body ends when the server closes.
+		r, keepAlive = l.br, false
+	}
+	resp.n, err = body.ReadFrom(io.LimitReader(r, limit+1))
+	switch {
+	case err != nil:
+		return resp, true, ctxErr(ctx, fmt.Errorf("reading body: %w", err))
+	case resp.n > limit:
+		return resp, true, fmt.Errorf("%w: limit %d", errBodyTooLarge, limit)
+	case length >= 0 && resp.n < length:
+		return resp, true, fmt.Errorf("reading body: %w after %d of %d bytes", io.ErrUnexpectedEOF, resp.n, length)
+	}
+	if chunked {
+		// The chunked reader stops after the last chunk; the trailer, if
+		// any, and the blank line that ends the response follow.
+		for {
+			t, err := l.br.ReadSlice('\n')
+			if err != nil {
+				return resp, true, ctxErr(ctx, fmt.Errorf("reading trailer: %w", err))
+			}
+			if len(bytes.TrimRight(t, "\r\n")) == 0 {
+				break
+			}
+		}
+	}
+	if !keepAlive {
+		l.close()
+	}
+	return resp, true, nil
+}
+
+// ctxErr reports a cancelled or expired context as such, rather than as
+// the deadline it set on the connection.
+func ctxErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w (%v)", cerr, err)
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+	}
+	return err
+}
+
+// asciiEqualFold compares a header name or token with a lower-case
+// string, ignoring ASCII case.
+func asciiEqualFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
