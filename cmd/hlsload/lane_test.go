@@ -123,7 +123,7 @@ func TestLaneGet(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newRawOrigin(t, tc.answers...)
 			m := &meter{}
-			l := newLane(o.ln.Addr().String(), m)
+			l := newLane(o.ln.Addr().String(), m, context.Background(), 5*time.Second)
 			defer l.close()
 			limit := tc.limit
 			if limit == 0 {
@@ -131,9 +131,7 @@ func TestLaneGet(t *testing.T) {
 			}
 			for i, want := range tc.want {
 				var body bytes.Buffer
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				resp, err := l.get(ctx, "/a/b?x=1", &body, limit)
-				cancel()
+				resp, err := l.get("/a/b?x=1", &body, limit)
 				if tc.errs != nil && i < len(tc.errs) {
 					if err == nil || tc.errs[i] != nil && !errors.Is(err, tc.errs[i]) {
 						t.Fatalf("request %d: error %v, want %v", i, err, tc.errs[i])
@@ -157,17 +155,17 @@ func TestLaneGet(t *testing.T) {
 	}
 }
 
-// TestLaneCancel: cancelling a request ends it at once, as the end of a
-// run must end every blocking reload in flight.
+// TestLaneCancel: the end of the run ends the request in flight at once,
+// as it must end every blocking reload.
 func TestLaneCancel(t *testing.T) {
 	o := newRawOrigin(t, "hang")
-	l := newLane(o.ln.Addr().String(), &meter{})
-	defer l.close()
 	ctx, cancel := context.WithCancel(context.Background())
+	l := newLane(o.ln.Addr().String(), &meter{}, ctx, time.Minute)
+	defer l.close()
 	errc := make(chan error, 1)
 	go func() {
 		var body bytes.Buffer
-		_, err := l.get(ctx, "/wait", &body, 1<<20)
+		_, err := l.get("/wait", &body, 1<<20)
 		errc <- err
 	}()
 	<-o.paths
@@ -179,5 +177,18 @@ func TestLaneCancel(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a cancelled request did not end")
+	}
+}
+
+// TestLaneTimeout: a request that gets no answer fails at its timeout, as
+// a timeout.
+func TestLaneTimeout(t *testing.T) {
+	o := newRawOrigin(t, "hang")
+	l := newLane(o.ln.Addr().String(), &meter{}, context.Background(), 100*time.Millisecond)
+	defer l.close()
+	var body bytes.Buffer
+	_, err := l.get("/wait", &body, 1<<20)
+	if classify(err) != "timeout" {
+		t.Fatalf("error %v (%s), want a timeout", err, classify(err))
 	}
 }

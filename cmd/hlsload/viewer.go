@@ -49,8 +49,9 @@ type result struct {
 	part    partRef // kPart
 	target  pos     // kBlocking
 	status  int
-	body    []byte // playlists and init sections
-	n       int64  // body bytes
+	body    []byte        // playlists and init sections
+	buf     *bytes.Buffer // holds a playlist's body: back to plBufs once parsed
+	n       int64         // body bytes
 	sync    syncState
 	start   time.Time // the request was issued
 	headers time.Time // the response headers arrived
@@ -79,7 +80,10 @@ func backoff(fails int) time.Duration {
 	return min(d, backoffMax)
 }
 
-var partBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+var (
+	partBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	plBufs   = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 16<<10)) }}
+)
 
 // hlsViewer is one LL-HLS viewer. Its fields belong to its run goroutine;
 // requests run on goroutines of their own and report on results.
@@ -140,8 +144,8 @@ func newHLSViewer(cfg *runConfig, key string, m *meter, stop context.Context) *h
 		m:         m,
 		t:         newTracker(m),
 		plURL:     cfg.base.JoinPath(key, "index.m3u8"),
-		plLane:    newLane(cfg.base.Host, m),
-		partLane:  newLane(cfg.base.Host, m),
+		plLane:    newLane(cfg.base.Host, m, stop, cfg.timeout),
+		partLane:  newLane(cfg.base.Host, m, stop, cfg.timeout),
 		stop:      stop,
 		leave:     cfg.leaveAfterJoin,
 		results:   make(chan result, 2),
@@ -263,9 +267,7 @@ func (v *hlsViewer) issue(res result, u *url.URL) {
 	res.url = u
 	start := time.Now()
 	go func() {
-		ctx, cancel := context.WithTimeout(v.stop, v.cfg.timeout)
-		defer cancel()
-		r := fetch(ctx, l, res, u.RequestURI(), vt, hasVT)
+		r := fetch(l, res, u.RequestURI(), vt, hasVT)
 		r.start = start
 		v.results <- r
 	}()
@@ -274,7 +276,7 @@ func (v *hlsViewer) issue(res result, u *url.URL) {
 // fetch performs one request. Playlists and init sections are returned
 // whole; part bodies are read into a pooled buffer, and their first video
 // sample checked.
-func fetch(ctx context.Context, l *lane, res result, target string, vt videoTrack, hasVT bool) result {
+func fetch(l *lane, res result, target string, vt videoTrack, hasVT bool) result {
 	var (
 		buf   *bytes.Buffer
 		limit int64 = maxPlaylistBytes
@@ -284,10 +286,14 @@ func fetch(ctx context.Context, l *lane, res result, target string, vt videoTrac
 		buf.Reset()
 		defer partBufs.Put(buf)
 		limit = maxPartBytes
+	} else if res.kind == kInit {
+		buf = new(bytes.Buffer)
 	} else {
-		buf = bytes.NewBuffer(make([]byte, 0, 4<<10))
+		buf = plBufs.Get().(*bytes.Buffer)
+		buf.Reset()
+		res.buf = buf
 	}
-	resp, err := l.get(ctx, target, buf, limit)
+	resp, err := l.get(target, buf, limit)
 	res.headers, res.status, res.n = resp.headers, resp.status, resp.n
 	res.done = time.Now()
 	if res.headers.IsZero() {
@@ -325,6 +331,10 @@ func (v *hlsViewer) handle(res result) {
 		v.plBusy = false
 	} else {
 		v.partBusy = false
+	}
+	if res.buf != nil {
+		// parseView copies what it keeps.
+		defer plBufs.Put(res.buf)
 	}
 	if stopped(v.stop) {
 		return // cancelled by the end of the run
