@@ -78,14 +78,32 @@ func (l *lane) get(target string, body *bytes.Buffer, limit int64) (response, er
 			return resp, nil
 		}
 		l.close()
-		if reused && !sent && attempt == 0 && !stopped(l.stop) {
+		if reused && !sent && attempt == 0 && !l.isStopped() {
 			continue
 		}
 		return resp, l.stopErr(err)
 	}
 }
 
-// close drops the connection; the next request dials a new one.
+func (l *lane) isStopped() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stopped
+}
+
+// interrupt makes the request in flight, if any, fail at once and any
+// later one fail: the viewer is leaving.
+func (l *lane) interrupt() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+	if l.conn != nil {
+		_ = l.conn.SetDeadline(time.Unix(1, 0))
+	}
+}
+
+// close drops the connection; the next request dials a new one. Only the
+// goroutine that owns the lane's request calls it.
 func (l *lane) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()

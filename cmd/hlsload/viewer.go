@@ -158,8 +158,7 @@ func newHLSViewer(cfg *runConfig, key string, m *meter, stop context.Context) *h
 // decodable part. It returns an error only if the viewer never received
 // a part.
 func (v *hlsViewer) run() error {
-	defer v.plLane.close()
-	defer v.partLane.close()
+	defer v.finish()
 	v.t.joinStart = time.Now()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -184,6 +183,26 @@ func (v *hlsViewer) run() error {
 			return v.outcome()
 		}
 	}
+}
+
+// finish ends the requests still in flight, waits for them, and closes
+// the connections: a lane belongs to one request at a time.
+func (v *hlsViewer) finish() {
+	v.plLane.interrupt()
+	v.partLane.interrupt()
+	for v.plBusy || v.partBusy {
+		res := <-v.results
+		if res.kind == kPlaylist || res.kind == kBlocking {
+			v.plBusy = false
+		} else {
+			v.partBusy = false
+		}
+		if res.buf != nil {
+			plBufs.Put(res.buf)
+		}
+	}
+	v.plLane.close()
+	v.partLane.close()
 }
 
 func (v *hlsViewer) outcome() error {

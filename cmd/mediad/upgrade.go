@@ -213,6 +213,7 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 		return err
 	}
 	v.NewPID, v.NewVersion = hello.PID, hello.Build
+	helloAt := time.Now()
 	// A child that stops reading must not block our sends past the
 	// upgrade's deadline.
 	if err := conn.SetWriteDeadline(deadline); err != nil {
@@ -236,7 +237,8 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 		waitChild()
 		return err
 	}
-	u.log.Info().Int("sessions", len(parked.Items)).Float64("park_ms", ms(time.Since(parkStart))).Uint32("state_version", ver).Msg("sessions parked")
+	parkDur := time.Since(parkStart)
+	u.log.Info().Int("sessions", len(parked.Items)).Float64("park_ms", ms(parkDur)).Uint32("state_version", ver).Msg("sessions parked")
 	abort := func(err error) error {
 		parked.Resume()
 		_ = conn.Abort(err.Error())
@@ -282,6 +284,7 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	if err := conn.SendEnd(); err != nil {
 		return abort(childFailure("sending sessions", err))
 	}
+	sentAt := time.Now()
 	n, err := conn.WaitPrepared(deadline)
 	if err != nil {
 		return abort(childFailure("preparing sessions", err))
@@ -295,6 +298,7 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	if err := handoff.Fault(handoff.FaultOldBeforeCommit); err != nil {
 		return abort(err)
 	}
+	preparedAt := time.Now()
 	if err := conn.Commit(); err != nil {
 		parked.Resume()
 		waitChild()
@@ -304,6 +308,13 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 		parked.Resume()
 		return fmt.Errorf("new process failed after commit, before ready: %w", childErr)
 	}
+	readyAt := time.Now()
+	// Where an upgrade's time goes, for whoever tunes it: start to hello
+	// (the new binary starting), park, migrate and send, the new process
+	// preparing the sessions, and commit to ready.
+	u.log.Info().Float64("hello_ms", ms(helloAt.Sub(v.Started))).Float64("park_ms", ms(parkDur)).
+		Float64("send_ms", ms(sentAt.Sub(parkStart)-parkDur)).Float64("prepare_ms", ms(preparedAt.Sub(sentAt))).
+		Float64("ready_ms", ms(readyAt.Sub(preparedAt))).Msg("upgrade phases")
 	parked.Commit()
 	v.SessionsMoved = len(parked.Items)
 	v.DurationMS = ms(time.Since(v.Started))

@@ -83,7 +83,54 @@ func Restore(cfg Config, st state.HLS, videoSeq, audioSeq []byte) (*Muxer, error
 		}
 		m.segFile = f
 	}
+	m.loadRecent()
 	return m, nil
+}
+
+// loadRecent reads the newest parts back into memory, as the old process
+// had them: right after an upgrade every viewer asks for them at once.
+// A part that cannot be read is left to the file.
+func (m *Muxer) loadRecent() {
+	type ref struct {
+		msn  uint64
+		idx  int
+		part state.HLSPart
+	}
+	var refs []ref
+	for i := len(m.st.Segments) - 1; i >= 0 && len(refs) < m.cfg.MemParts; i-- {
+		s := m.st.Segments[i]
+		for j := len(s.Parts) - 1; j >= 0 && len(refs) < m.cfg.MemParts; j-- {
+			refs = append(refs, ref{s.MSN, j, s.Parts[j]})
+		}
+	}
+	var (
+		f   *os.File
+		msn uint64
+	)
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	for i := len(refs) - 1; i >= 0; i-- {
+		r := refs[i]
+		if f == nil || r.msn != msn {
+			if f != nil {
+				f.Close()
+			}
+			var err error
+			if f, err = os.Open(m.segPath(r.msn)); err != nil {
+				f = nil
+				continue
+			}
+			msn = r.msn
+		}
+		b := make([]byte, r.part.Size)
+		if _, err := f.ReadAt(b, r.part.Offset); err != nil {
+			continue
+		}
+		m.rememberLocked(memPart{msn: r.msn, idx: r.idx, data: b})
+	}
 }
 
 // timeZero stands for "now" where a call makes no segment.

@@ -644,58 +644,79 @@ func TestNewestPartsComeFromMemory(t *testing.T) {
 		memParts int
 		want     int // parts served from memory
 	}{{0, 6}, {3, 3}, {-1, 0}} {
-		dir := t.TempDir()
-		m, err := New(Config{MemParts: tc.memParts}, dir)
+		m, err := New(Config{MemParts: tc.memParts}, t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
 		feed(m, msgs)
-		type ref struct {
-			msn  uint64
-			idx  int
-			part state.HLSPart
+		checkFromMemory(t, m, tc.want)
+	}
+}
+
+// TestRestoredMuxerHasTheNewestParts: a muxer restored in the new process
+// serves the newest parts from memory at once, as the old one did.
+func TestRestoredMuxerHasTheNewestParts(t *testing.T) {
+	msgs := captureMessages(t)
+	_, st := handOverAt(t, msgs, len(msgs)*2/3)
+	video, audio := seqHeaders(msgs)
+	m, err := Restore(Config{}, st, video, audio)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFromMemory(t, m, 6)
+	feed(m, msgs[len(msgs)*2/3:])
+	checkFromMemory(t, m, 6)
+}
+
+// checkFromMemory opens every listed part: each must hold the bytes its
+// file holds, and exactly the newest want must come from memory.
+func checkFromMemory(t *testing.T, m *Muxer, want int) {
+	t.Helper()
+	type ref struct {
+		msn  uint64
+		idx  int
+		part state.HLSPart
+	}
+	var all []ref
+	m.mu.Lock()
+	for _, s := range m.st.Segments {
+		for i, p := range s.Parts {
+			all = append(all, ref{s.MSN, i, p})
 		}
-		var all []ref
-		m.mu.Lock()
-		for _, s := range m.st.Segments {
-			for i, p := range s.Parts {
-				all = append(all, ref{s.MSN, i, p})
-			}
+	}
+	m.mu.Unlock()
+	if len(all) < 10 {
+		t.Fatalf("only %d parts listed", len(all))
+	}
+	var fromMem []int
+	for i, r := range all {
+		name := fmt.Sprintf("s%d.%d.m4s", r.msn, r.idx)
+		f, err := m.Open(context.Background(), name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
 		}
-		m.mu.Unlock()
-		if len(all) < 10 {
-			t.Fatalf("only %d parts listed", len(all))
+		if f.f == nil {
+			fromMem = append(fromMem, i)
 		}
-		var fromMem []int
-		for i, r := range all {
-			name := fmt.Sprintf("s%d.%d.m4s", r.msn, r.idx)
-			f, err := m.Open(context.Background(), name)
-			if err != nil {
-				t.Fatalf("MemParts %d: %s: %v", tc.memParts, name, err)
-			}
-			if f.f == nil {
-				fromMem = append(fromMem, i)
-			}
-			var got bytes.Buffer
-			if _, err := f.WriteTo(&got); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
-			disk, err := os.ReadFile(m.segPath(r.msn))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := disk[r.part.Offset : r.part.Offset+r.part.Size]; !bytes.Equal(got.Bytes(), want) {
-				t.Errorf("MemParts %d: %s: %d bytes served, the file's range has %d and differs", tc.memParts, name, got.Len(), len(want))
-			}
+		var got bytes.Buffer
+		if _, err := f.WriteTo(&got); err != nil {
+			t.Fatal(err)
 		}
-		if len(fromMem) != tc.want {
-			t.Fatalf("MemParts %d: %d parts from memory, want %d", tc.memParts, len(fromMem), tc.want)
+		f.Close()
+		disk, err := os.ReadFile(m.segPath(r.msn))
+		if err != nil {
+			t.Fatal(err)
 		}
-		for k, i := range fromMem {
-			if want := len(all) - tc.want + k; i != want {
-				t.Errorf("MemParts %d: part %d of %d from memory, want the newest %d", tc.memParts, i, len(all), tc.want)
-			}
+		if w := disk[r.part.Offset : r.part.Offset+r.part.Size]; !bytes.Equal(got.Bytes(), w) {
+			t.Errorf("%s: %d bytes served, the file's range has %d and differs", name, got.Len(), len(w))
+		}
+	}
+	if len(fromMem) != want {
+		t.Fatalf("%d parts from memory, want %d", len(fromMem), want)
+	}
+	for k, i := range fromMem {
+		if w := len(all) - want + k; i != w {
+			t.Errorf("part %d of %d from memory, want the newest %d", i, len(all), want)
 		}
 	}
 }
