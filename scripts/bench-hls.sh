@@ -314,7 +314,7 @@ run_once() {
 		first=$(( i * per_proc ))
 		n=$(( N - first < per_proc ? N - first : per_proc ))
 		((PROFILE)) && prof=(-cpuprofile "$rundir/hls-$i.pprof")
-		"$tmp/hlsload" -url "http://$media/live" -first "$first" -n "$n" -viewers "$V" "${flv[@]}" "${prof[@]}" \
+		"$tmp/hlsload" -url "http://$media/live" -first "$first" -n "$n" -viewers "$V" "${flv[@]}" "${prof[@]}" -log-errors 50 \
 			-ramp "${RAMP}s" -duration "${bound}s" -json >"$rundir/hls-$i.json" 2>"$rundir/hls-$i.log" &
 		hls_pids+=($!)
 	done
