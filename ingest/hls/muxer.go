@@ -112,8 +112,8 @@ type Muxer struct {
 	detached    bool // the stream lives in another process now
 	moved       movedParts
 	// recent: the newest parts' bytes, oldest first, at most
-	// cfg.MemParts. They are in the files too; a restored muxer starts
-	// with none.
+	// cfg.MemParts. They are in the files too; a restored muxer reads
+	// them back from there (loadRecent).
 	recent []memPart
 
 	// The playlist as last built, until the next change.
