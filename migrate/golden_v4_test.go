@@ -102,8 +102,12 @@ func TestGoldenV4HLSAndFLV(t *testing.T) {
 	}
 
 	fe := readGolden(t, "v4", "flv-player.msgpack", goldenV4)
+	cur, err := Convert(fe, state.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var fp state.FLVPlayer
-	if err := state.Decode(fe, &fp); err != nil {
+	if err := state.Decode(cur, &fp); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(fp, goldenFLVPlayer()) {

@@ -31,6 +31,9 @@ var steps = []step{
 	{from: 1, up: map[state.Kind]fn{state.KindPublisher: upPublisher1}, down: map[state.Kind]fn{state.KindPublisher: downPublisher2}},
 	{from: 2}, // v2v3.go: no session changes
 	{from: 3, down: map[state.Kind]fn{state.KindPublisher: downPublisher4}},
+	{from: 4,
+		up:   map[state.Kind]fn{state.KindProcess: upProcess4, state.KindConn: upConn4, state.KindPublisher: upPublisher4},
+		down: map[state.Kind]fn{state.KindProcess: downProcess5, state.KindConn: downConn5, state.KindPublisher: downPublisher5}},
 }
 
 // introduced holds the version in which each kind appeared; a kind absent
@@ -41,6 +44,7 @@ var steps = []step{
 var introduced = map[state.Kind]uint32{
 	state.KindProcess:   3,
 	state.KindFLVPlayer: 4,
+	state.KindRelay:     5,
 }
 
 // Convert takes an envelope of any known version to version to, one step

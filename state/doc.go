@@ -9,9 +9,10 @@
 // statistics in a publisher's stream; 3, the process envelope (KindProcess),
 // which carries the service's counters, histograms and upgrade history and
 // has no form in older versions; 4, a stream's LL-HLS muxer (HLS, an index
-// of files that stay on disk) and HTTP-FLV viewers (KindFLVPlayer).
+// of files that stay on disk) and HTTP-FLV viewers (KindFLVPlayer); 5, push
+// relays (KindRelay) and the webhook outbox in the process envelope.
 package state
 
 // Version is the schema version this build writes. It is the version of
 // every envelope produced by Encode.
-const Version = 4
+const Version = 5

@@ -32,6 +32,9 @@ type Process struct {
 	// Current describes the upgrade carrying this envelope, for the new
 	// process to record once it serves.
 	Current Upgrade `msgpack:"current"`
+	// Outbox holds the webhook notifications not yet delivered (version
+	// 5); nil when there are none and no counters.
+	Outbox *Outbox `msgpack:"outbox,omitempty"`
 }
 
 // Histogram is a cumulative histogram in Prometheus's form: Counts[i]

@@ -26,6 +26,9 @@ type Session struct {
 	// LastRead is the wall-clock time (Unix ns) of the last read from the
 	// socket in the old process: the start of the stall.
 	LastRead int64 `msgpack:"last_read"`
+	// Pending is a publish or play waiting for its webhook's answer
+	// (version 5).
+	Pending *PendingCommand `msgpack:"pending,omitempty"`
 }
 
 // Publisher is a publishing connection and the stream it feeds.
@@ -67,6 +70,10 @@ type Stream struct {
 
 	// HLS is the stream's LL-HLS muxer, nil when HLS is off (version 4).
 	HLS *HLS `msgpack:"hls,omitempty"`
+	// Query is the publish's query string, without "?", and PublisherAddr
+	// the publisher's address, for the webhooks (version 5).
+	Query         string `msgpack:"query,omitempty"`
+	PublisherAddr string `msgpack:"publisher_addr,omitempty"`
 }
 
 // RateWindow is the number of one-second buckets behind a stream's
@@ -114,4 +121,13 @@ type QueuedMessage struct {
 	CSID    uint32 `msgpack:"csid"`
 	Msid0   bool   `msgpack:"msid0"`
 	Payload []byte `msgpack:"payload"`
+}
+
+// PendingCommand is a publish or play that waits for its on_publish or
+// on_play webhook (version 5): the new process asks again.
+type PendingCommand struct {
+	Play bool   `msgpack:"play"`
+	Msid uint32 `msgpack:"msid"`
+	// Name is the stream name as the client sent it, KEY?query.
+	Name string `msgpack:"name"`
 }
