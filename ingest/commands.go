@@ -8,6 +8,7 @@ import (
 
 	"github.com/mediad/mediad/ingest/amf0"
 	"github.com/mediad/mediad/ingest/chunk"
+	"github.com/mediad/mediad/ingest/webhook"
 )
 
 // Window and bandwidth we announce at connect: large enough that clients
@@ -189,7 +190,7 @@ func validName(s string) bool {
 func (s *session) onPublish(msid uint32, c *commandArgs) error {
 	name, _ := c.stringArg(1)
 	key, query := parseStreamName(name)
-	if s.role != roleNone {
+	if s.role != roleNone || s.pending != nil {
 		_ = s.onStatus(msid, "error", "NetStream.Publish.BadName", "connection already has a stream")
 		return fmt.Errorf("publish %s/%s: connection is already a %s", s.app, key, s.role)
 	}
@@ -201,11 +202,24 @@ func (s *session) onPublish(msid uint32, c *commandArgs) error {
 		_ = s.onStatus(msid, "error", "NetStream.Publish.Unauthorized", "publishing to "+s.app+"/"+key+" is not authorised")
 		return fmt.Errorf("publish %s/%s: not authorised", s.app, key)
 	}
+	if s.srv.hooked(webhook.EventPublish) {
+		s.startDecision(false, msid, name)
+		return nil
+	}
+	_, rawQuery := splitName(name)
+	return s.beginPublish(msid, key, query, rawQuery)
+}
+
+// beginPublish starts a publish that has been allowed.
+func (s *session) beginPublish(msid uint32, key string, query url.Values, rawQuery string) error {
 	st, err := s.srv.registry.publish(s.app, key, s)
 	if err != nil {
 		_ = s.onStatus(msid, "error", "NetStream.Publish.BadName", "stream "+s.app+"/"+key+" is already being published")
 		return fmt.Errorf("publish %s/%s: %w", s.app, key, err)
 	}
+	st.mu.Lock()
+	st.query, st.pubAddr, st.pubID = rawQuery, s.conn.RemoteAddr().String(), s.id
+	st.mu.Unlock()
 	s.setRole(rolePublisher)
 	s.pubMsid = msid
 	s.stream = st
@@ -218,6 +232,7 @@ func (s *session) onPublish(msid uint32, c *commandArgs) error {
 	}
 	st.startRecording(s.srv, s.log)
 	st.startHLS(s.srv)
+	st.startPush(s.srv, nil)
 	s.log.Info().Str("encoder", s.flashVer).Msg("publish started")
 	return nil
 }
@@ -225,7 +240,7 @@ func (s *session) onPublish(msid uint32, c *commandArgs) error {
 func (s *session) onPlay(msid uint32, c *commandArgs) error {
 	name, _ := c.stringArg(1)
 	key, _ := parseStreamName(name)
-	if s.role != roleNone {
+	if s.role != roleNone || s.pending != nil {
 		_ = s.onStatus(msid, "error", "NetStream.Play.Failed", "connection already has a stream")
 		return fmt.Errorf("play %s/%s: connection is already a %s", s.app, key, s.role)
 	}
@@ -233,6 +248,17 @@ func (s *session) onPlay(msid uint32, c *commandArgs) error {
 		_ = s.onStatus(msid, "error", "NetStream.Play.StreamNotFound", "invalid stream key")
 		return fmt.Errorf("play %s/%q: invalid stream key", s.app, key)
 	}
+	if s.srv.hooked(webhook.EventPlay) {
+		s.startDecision(true, msid, name)
+		return nil
+	}
+	_, rawQuery := splitName(name)
+	return s.beginPlay(msid, key, rawQuery)
+}
+
+// beginPlay starts a play that has been allowed.
+func (s *session) beginPlay(msid uint32, key, rawQuery string) error {
+	s.playQuery = rawQuery
 	s.log = s.log.With().Str("key", key).Logger()
 	s.setRole(rolePlayer)
 	s.player = newPlayer(s, msid)

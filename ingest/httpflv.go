@@ -20,6 +20,7 @@ import (
 
 	"github.com/mediad/mediad/ingest/chunk"
 	"github.com/mediad/mediad/ingest/flv"
+	"github.com/mediad/mediad/ingest/webhook"
 	"github.com/mediad/mediad/state"
 )
 
@@ -76,6 +77,18 @@ func (s *Server) ServeFLV(w http.ResponseWriter, r *http.Request, app, key strin
 		http.Error(w, fmt.Sprintf("stream %s/%s is not live", app, key), http.StatusNotFound)
 		return
 	}
+	id := s.nextID.Add(1)
+	if s.hooked(webhook.EventPlay) {
+		// The viewer is not a session yet: its own request waits, nothing
+		// else does.
+		allowed, err := s.cfg.Hooks.Decide(r.Context(), webhook.EventPlay,
+			webhook.Subject{App: app, Key: key, Query: r.URL.RawQuery, Addr: r.RemoteAddr, StreamID: id})
+		if !allowed {
+			s.log.Info().Err(err).Str("app", app).Str("key", key).Str("peer", r.RemoteAddr).Msg("http-flv: play refused by the on_play webhook")
+			http.Error(w, "play refused", http.StatusForbidden)
+			return
+		}
+	}
 	if r.Method == http.MethodHead {
 		h := w.Header()
 		h.Set("Content-Type", "video/x-flv")
@@ -102,7 +115,8 @@ func (s *Server) ServeFLV(w http.ResponseWriter, r *http.Request, app, key strin
 		conn.Close()
 		return
 	}
-	sess := newFLVSession(s, conn, s.nextID.Add(1), app, key)
+	sess := newFLVSession(s, conn, id, app, key)
+	sess.playQuery = r.URL.RawQuery
 	for {
 		err := s.adopt(sess)
 		if errors.Is(err, errParkedNow) {

@@ -91,7 +91,12 @@ func (s *Server) Park(ctx context.Context) (*Parked, error) {
 	// turns player meanwhile is caught below.
 	var feeders, players []*session
 	for sess := range s.sessions {
-		if r := role(sess.roleA.Load()); r == rolePlayer || r == roleFLVPlayer {
+		if sess.tlsRelay {
+			// Its TLS keys cannot move: it carries on until the commit,
+			// when its stream's hand-over closes it (push.go).
+			continue
+		}
+		if r := role(sess.roleA.Load()); r == rolePlayer || r == roleFLVPlayer || r == roleRelay {
 			players = append(players, sess)
 		} else {
 			feeders = append(feeders, sess)
@@ -299,13 +304,15 @@ func (sess *session) park() bool {
 // recording are closed here (the new process holds its own descriptors, so
 // the peer sees nothing), the stream leaves this registry silently.
 func (sess *session) handOver() {
+	sess.dropDecision()
 	switch sess.role {
 	case rolePublisher:
 		st := sess.stream
 		st.mu.Lock()
 		if st.rec != nil {
-			// Flushed at export, so Close writes nothing more.
-			_ = st.rec.Close()
+			// Flushed at export, so Release writes nothing more; the
+			// segment is not done, it goes on in the new process.
+			_ = st.rec.Release()
 			st.rec = nil
 		}
 		if st.hls != nil {
@@ -315,18 +322,20 @@ func (sess *session) handOver() {
 			st.reg.keepHLS(st.App, st.Key, st.hls, false)
 			st.hls = nil
 		}
+		st.movePushLocked()
 		st.publisher = nil
 		st.players = nil
 		st.gop.reset(&st.reg.gop)
 		st.mu.Unlock()
 		sess.srv.registry.forget(st)
-	case rolePlayer, roleFLVPlayer:
+	case rolePlayer, roleFLVPlayer, roleRelay:
 		sess.player.stop()
 		sess.stream.mu.Lock()
 		sess.stream.players = nil
 		sess.stream.mu.Unlock()
 		sess.srv.registry.forget(sess.stream)
 	}
+	sess.movedOut.Store(true)
 	sess.wmu.Lock()
 	sess.wclosed = true
 	sess.wmu.Unlock()
@@ -394,6 +403,14 @@ func (sess *session) export() (ParkedSession, error) {
 		if err != nil {
 			return fail(err)
 		}
+	case roleRelay:
+		rs, err := sess.exportRelay(ss)
+		if err == nil {
+			item.Envelope, err = state.Encode(state.KindRelay, rs)
+		}
+		if err != nil {
+			return fail(err)
+		}
 	case rolePlayer:
 		pl := sess.player.export()
 		pl.Session = ss
@@ -431,6 +448,7 @@ func (sess *session) sessionState() state.Session {
 		NextMsid:         sess.nextMsid,
 		AckWindow:        sess.ackWindow,
 		LastAck:          sess.lastAck,
+		Pending:          sess.pendingState(),
 	}
 	if !sess.lastRead.IsZero() {
 		ss.LastRead = sess.lastRead.UnixNano()
@@ -454,6 +472,7 @@ func (st *Stream) export() (state.Stream, *os.File, error) {
 		VideoBytes:  st.stats.VideoBytes,
 		AudioBytes:  st.stats.AudioBytes,
 		Encoder:     st.stats.Encoder,
+		Query:       st.query, PublisherAddr: st.pubAddr,
 	}
 	if !st.stats.TracksSince.IsZero() {
 		out.TracksSince = st.stats.TracksSince.UnixNano()

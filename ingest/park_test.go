@@ -29,10 +29,16 @@ type liveFeed struct {
 }
 
 func startFeed(t *testing.T, addr, key string) *liveFeed {
+	return startFeedVia(t, addr, addr, key)
+}
+
+// startFeedVia publishes to pubAddr and plays from playAddr: a relay
+// between the two servers carries the frames.
+func startFeedVia(t *testing.T, pubAddr, playAddr, key string) *liveFeed {
 	f := &liveFeed{t: t, stop: make(chan struct{}), pubDone: make(chan error, 1), plDone: make(chan struct{}), frameLen: 3000}
-	f.pl = dialClient(t, addr)
+	f.pl = dialClient(t, playAddr)
 	f.pl.play("live", key)
-	f.pub = dialClient(t, addr)
+	f.pub = dialClient(t, pubAddr)
 	var code string
 	f.msid, code = f.pub.publish("live", key)
 	if code != "NetStream.Publish.Start" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mediad/mediad/ingest/amf0"
 	"github.com/mediad/mediad/ingest/chunk"
+	"github.com/mediad/mediad/ingest/relay"
 )
 
 // msgKind tells the fan-out what it may drop.
@@ -52,6 +53,10 @@ type player struct {
 	// flv frames the queue as FLV tags (an HTTP-FLV viewer, httpflv.go)
 	// instead of RTMP chunks.
 	flv bool
+	// relay publishes the queue to a downstream server (push.go): no
+	// status messages, metadata as @setDataFrame, never dropped for
+	// being slow, only its GOPs are.
+	relay bool
 
 	mu      sync.Mutex
 	queue   []outMsg
@@ -68,6 +73,9 @@ type player struct {
 	exported bool
 	fedLate  bool
 	writing  bool // a batch taken from the queue is being written
+	// drops counts skip-aheads over the player's life: GOPs a relay's
+	// target lost for being too slow.
+	drops uint64
 
 	wake    chan struct{}
 	quit    chan struct{}
@@ -88,6 +96,7 @@ func newPlayer(s *session, msid uint32) *player {
 		limit:   s.srv.cfg.PlayerQueueBytes,
 		max:     s.srv.cfg.MaxSkips,
 		flv:     s.role == roleFLVPlayer,
+		relay:   s.role == roleRelay,
 		waitKey: true,
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
@@ -177,6 +186,13 @@ func (p *player) skipLocked() {
 	}
 	p.waitKey = true
 	p.skips++
+	p.drops++
+	if p.relay {
+		// A relay's target may be slow for a while; it loses GOPs, never
+		// the connection, and never holds anyone else up.
+		p.sess.log.Warn().Uint64("drops", p.drops).Msg("relay target too slow: dropped the queued GOP, resuming at the next keyframe")
+		return
+	}
 	p.sess.log.Warn().Int("skips", p.skips).Msg("player too slow: skipped ahead to the next keyframe")
 	if p.skips > p.max {
 		p.sess.log.Warn().Msg("player dropped: it never caught up")
@@ -190,7 +206,7 @@ func (p *player) skipLocked() {
 // enqueueStatus and enqueueUserControl queue RTMP control messages, which
 // an FLV body has no place for: an HTTP-FLV viewer gets none.
 func (p *player) enqueueStatus(code, desc string) {
-	if p.flv {
+	if p.flv || p.relay {
 		return
 	}
 	payload, err := amf0.AppendAll(nil, "onStatus", 0.0, nil, statusObject("status", code, desc))
@@ -201,7 +217,7 @@ func (p *player) enqueueStatus(code, desc string) {
 }
 
 func (p *player) enqueueUserControl(event uint16) {
-	if p.flv {
+	if p.flv || p.relay {
 		return
 	}
 	payload := make([]byte, 6)
@@ -214,7 +230,7 @@ func (p *player) enqueueUserControl(event uint16) {
 // it is written, as a file ends. An RTMP player is told in-band instead
 // and stays for the next publish, so this does nothing to it.
 func (p *player) endOfStream() {
-	if !p.flv {
+	if !p.flv && !p.relay {
 		return
 	}
 	p.mu.Lock()
@@ -321,6 +337,13 @@ func (p *player) fedAfterExport() bool {
 	return p.fedLate
 }
 
+// dropCount is how many times the player was skipped ahead.
+func (p *player) dropCount() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.drops
+}
+
 // resume restarts a paused writer.
 func (p *player) resume() {
 	p.mu.Lock()
@@ -372,7 +395,13 @@ func (p *player) write(batch []outMsg) error {
 		if m.msid0 {
 			msid = 0
 		}
-		iov, hdr = s.w.Buffers(iov, hdr, &chunk.Message{CSID: csid, Timestamp: m.ts, TypeID: m.typ, StreamID: msid, Payload: m.payload})
+		payload := m.payload
+		if p.relay && m.typ == chunk.TypeDataAMF0 && m.kind == kindConfig {
+			// A publisher sets metadata with @setDataFrame; what the
+			// stream keeps is the frame without the setter.
+			payload = relay.SetDataFrame(payload)
+		}
+		iov, hdr = s.w.Buffers(iov, hdr, &chunk.Message{CSID: csid, Timestamp: m.ts, TypeID: m.typ, StreamID: msid, Payload: payload})
 	}
 	p.iov = iov
 	err := s.writeLocked(net.Buffers(iov))

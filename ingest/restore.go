@@ -22,7 +22,10 @@ type Restored struct {
 	srv      *Server
 	sessions []*session
 	streams  []*Stream
-	started  bool
+	// relays are the restored relays' sessions, adopted by their
+	// streams' links at Start.
+	relays  []*session
+	started bool
 	// Session goroutines exist from Restore on, waiting at gate, so that
 	// Start only has to open it.
 	gate      chan struct{}
@@ -63,7 +66,7 @@ func (s *Server) Restore(items []ParkedSession) (*Restored, error) {
 	}()
 	// Publishers first: players attach to the streams they rebuild.
 	order := make([]int, 0, len(items))
-	for _, kind := range []state.Kind{state.KindPublisher, state.KindPlayer, state.KindFLVPlayer, state.KindConn} {
+	for _, kind := range []state.Kind{state.KindPublisher, state.KindPlayer, state.KindFLVPlayer, state.KindRelay, state.KindConn} {
 		for i, it := range items {
 			if it.Envelope.Kind == kind {
 				order = append(order, i)
@@ -73,7 +76,7 @@ func (s *Server) Restore(items []ParkedSession) (*Restored, error) {
 	if len(order) != len(items) {
 		for _, it := range items {
 			switch it.Envelope.Kind {
-			case state.KindPublisher, state.KindPlayer, state.KindFLVPlayer, state.KindConn:
+			case state.KindPublisher, state.KindPlayer, state.KindFLVPlayer, state.KindRelay, state.KindConn:
 			default:
 				return nil, fmt.Errorf("restore: unknown session kind %q", it.Envelope.Kind)
 			}
@@ -111,6 +114,15 @@ func (r *Restored) restoreOne(it *ParkedSession) error {
 		if err != nil {
 			return err
 		}
+		// A publish or play waiting for its webhook: asked again once the
+		// session runs here. Only a connection without a stream can wait.
+		if pc := ss.Pending; pc != nil {
+			if !ss.Connected {
+				sess.conn.Close()
+				return errors.New("a publish or play pending before connect")
+			}
+			sess.resumeDecision = pc
+		}
 		r.sessions = append(r.sessions, sess)
 	case state.KindPublisher:
 		var ps state.Publisher
@@ -147,6 +159,10 @@ func (r *Restored) restoreOne(it *ParkedSession) error {
 			sess.stallFrom = time.Unix(0, ps.Session.LastRead)
 		}
 		sess.stream = st
+		st.pubID = sess.id
+		if st.pubAddr == "" {
+			st.pubAddr = ps.Session.Peer
+		}
 		sess.log = sess.log.With().Str("key", ps.Stream.Key).Logger()
 		st.log = sess.log
 		if err := r.srv.registry.restorePublisher(st, sess); err != nil {
@@ -183,6 +199,8 @@ func (r *Restored) restoreOne(it *ParkedSession) error {
 		r.sessions = append(r.sessions, sess)
 	case state.KindFLVPlayer:
 		return r.restoreFLVPlayer(it)
+	case state.KindRelay:
+		return r.restoreRelay(it)
 	}
 	return nil
 }
@@ -267,7 +285,7 @@ func (s *Server) restoreStream(ss state.Stream, recFile *os.File) (*Stream, erro
 		return nil, fmt.Errorf("%d rate buckets, at most %d", len(ss.RateBuckets), state.RateWindow)
 	}
 	st := &Stream{
-		App: ss.App, Key: ss.Key, reg: s.registry,
+		App: ss.App, Key: ss.Key, reg: s.registry, query: ss.Query, pubAddr: ss.PublisherAddr,
 		metadata: ss.Metadata, videoSeq: ss.VideoSeq, audioSeq: ss.AudioSeq,
 		started: time.Unix(0, ss.Started),
 		stats: StreamStats{
@@ -335,6 +353,7 @@ func (r *Restored) Start() {
 			}
 		}
 	}
+	r.startPush()
 }
 
 // Discard drops restored sessions without a word to their peers: used when
@@ -364,8 +383,9 @@ func (r *Restored) Discard() {
 	for _, st := range r.streams {
 		st.mu.Lock()
 		if st.rec != nil {
-			// Close writes nothing: the restored recorder has no buffered data.
-			_ = st.rec.Close()
+			// Release writes nothing: the restored recorder has no
+			// buffered data, and the old process goes on with the segment.
+			_ = st.rec.Release()
 			st.rec = nil
 		}
 		if st.hls != nil {

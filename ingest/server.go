@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mediad/mediad/ingest/hls"
+	"github.com/mediad/mediad/ingest/relay"
+	"github.com/mediad/mediad/ingest/webhook"
 )
 
 // ErrServerClosed is returned by Serve after Close.
@@ -62,6 +65,15 @@ type Config struct {
 	HLS    hls.Config
 	// Auth decides who may publish. Nil allows everyone.
 	Auth *Auth
+	// Push lists the relay targets (push.go): every live stream of an app
+	// a target applies to is published there too.
+	Push []relay.Target
+	// PushTLS is the base TLS configuration of rtmps targets; nil means
+	// the system's roots. The server name always comes from the URL.
+	PushTLS *tls.Config
+	// Hooks calls the webhooks (hooks.go); nil calls none. The caller
+	// owns it: starts it, hands its outbox over in an upgrade, closes it.
+	Hooks *webhook.Hooks
 	// Logger receives one line per session event. The zero Logger is silent.
 	Logger zerolog.Logger
 }

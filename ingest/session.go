@@ -17,6 +17,7 @@ import (
 
 	"github.com/mediad/mediad/ingest/chunk"
 	"github.com/mediad/mediad/ingest/handshake"
+	"github.com/mediad/mediad/state"
 )
 
 // Outbound chunk stream ids. Every message opens with a format-0 header, so
@@ -51,6 +52,9 @@ const (
 	// roleFLVPlayer is an HTTP-FLV viewer (httpflv.go): a player from its
 	// first byte on, with no RTMP around its queue.
 	roleFLVPlayer
+	// roleRelay is a push relay (push.go): a connection we dialled to a
+	// downstream server, publishing one of our streams there.
+	roleRelay
 )
 
 // session owns one client connection. Its goroutine (run) is the only reader
@@ -104,6 +108,28 @@ type session struct {
 	// stallFrom is the old process's last read, for a restored session
 	// until its first read here.
 	stallFrom time.Time
+
+	// A relay's target (push.go); relayState holds a restored relay's
+	// counters until its link takes them. tlsRelay: the connection is TLS,
+	// so it never parks (its keys cannot move).
+	push       *pushLink
+	relayState *state.Relay
+	tlsRelay   bool
+	// movedOut is set once the session has been handed to a new process;
+	// endErr is why it ended otherwise. Both are read after done closes.
+	movedOut atomic.Bool
+	endErr   error
+	// written counts bytes written to the connection.
+	written atomic.Uint64
+
+	// A publish or play waiting for its webhook (hooks.go): pending is
+	// the session goroutine's, decided is how the answer comes back.
+	// resumeDecision is one that came from an old process, to ask again.
+	pending        *decision
+	decided        atomic.Pointer[decision]
+	resumeDecision *state.PendingCommand
+	// playQuery is the query of a play, for on_play_done.
+	playQuery string
 }
 
 func newSession(srv *Server, c net.Conn, id uint64) *session {
@@ -125,6 +151,7 @@ func newSession(srv *Server, c net.Conn, id uint64) *session {
 func (s *session) run() {
 	defer close(s.done)
 	err := s.serve()
+	s.endErr = err
 	if errors.Is(err, errMoved) {
 		// The new process owns the connection now: no goodbyes, no
 		// unpublish, nothing written.
@@ -156,6 +183,8 @@ func (r role) String() string {
 		return "player"
 	case roleFLVPlayer:
 		return "flv-player"
+	case roleRelay:
+		return "relay"
 	}
 	return "none"
 }
@@ -175,6 +204,10 @@ func (s *session) phase() string {
 func (s *session) serve() error {
 	if err := s.flushOut(); err != nil {
 		return err
+	}
+	if pc := s.resumeDecision; pc != nil {
+		s.resumeDecision = nil
+		s.startDecision(pc.Play, pc.Msid, pc.Name)
 	}
 	buf := s.rbuf
 	for {
@@ -196,6 +229,12 @@ func (s *session) serve() error {
 			}
 			continue
 		}
+		if d := s.decided.Swap(nil); d != nil {
+			if err := s.finishDecision(d); err != nil {
+				return err
+			}
+			continue
+		}
 		n, err := s.conn.Read(buf)
 		if n > 0 {
 			s.srv.bytesIn.Add(uint64(n))
@@ -210,7 +249,7 @@ func (s *session) serve() error {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && (s.parkReq.Load() != nil || s.stopReq.Load() != 0 || s.complete.Load()) {
+			if errors.Is(err, os.ErrDeadlineExceeded) && (s.parkReq.Load() != nil || s.stopReq.Load() != 0 || s.complete.Load() || s.decided.Load() != nil) {
 				continue
 			}
 			// ffmpeg ends with a reset when our last replies are unread: for
@@ -231,8 +270,9 @@ func (s *session) serve() error {
 func (s *session) deadline() time.Time {
 	now := time.Now()
 	switch {
-	case s.role == roleFLVPlayer:
-		// A viewer owes us nothing after its request.
+	case s.role == roleFLVPlayer, s.role == roleRelay:
+		// A viewer owes us nothing after its request, a downstream
+		// nothing while we publish.
 		return time.Time{}
 	case !s.hs.Done() || !s.connected:
 		return now.Add(s.srv.cfg.HandshakeTimeout)
@@ -301,6 +341,9 @@ func (s *session) handle(m *chunk.Message) error {
 	case chunk.TypeUserControl:
 		return s.handleUserControl(m.Payload)
 	case chunk.TypeCommandAMF0, chunk.TypeCommandAMF3:
+		if s.role == roleRelay {
+			return s.relayCommand(m)
+		}
 		return s.handleCommand(m)
 	case chunk.TypeDataAMF0, chunk.TypeDataAMF3:
 		return s.handleData(m)
@@ -400,6 +443,7 @@ func (s *session) writeLocked(bufs net.Buffers) error {
 	}
 	n, err := bufs.WriteTo(s.conn)
 	s.srv.bytesOut.Add(uint64(n))
+	s.written.Add(uint64(n))
 	if err == nil {
 		s.out = s.out[:0]
 		return nil
@@ -439,12 +483,16 @@ func (s *session) setChunkSize(n uint32) error {
 // socket is closed last so that goodbye messages queued for a player are
 // not cut short by our own hand.
 func (s *session) teardown() {
+	s.dropDecision()
 	switch s.role {
 	case rolePublisher:
 		s.stream.unpublish(s)
-	case rolePlayer, roleFLVPlayer:
+	case rolePlayer, roleFLVPlayer, roleRelay:
 		s.stream.removePlayer(s.player)
 		s.player.stop()
+		if s.role != roleRelay {
+			s.playDone()
+		}
 	}
 	s.wmu.Lock()
 	s.wclosed = true

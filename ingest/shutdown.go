@@ -30,7 +30,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		switch role(sess.roleA.Load()) {
 		case rolePublisher:
 			pubs = append(pubs, sess)
-		case rolePlayer, roleFLVPlayer:
+		case rolePlayer, roleFLVPlayer, roleRelay:
 			players = append(players, sess)
 		default:
 			others = append(others, sess)

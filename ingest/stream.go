@@ -167,6 +167,8 @@ type StreamInfo struct {
 	FLVPlayers int         `json:"flv_players"`
 	Recording  string      `json:"recording,omitempty"`
 	Stats      StreamStats `json:"stats"`
+	// Relays are the stream's push targets (push.go).
+	Relays []RelayInfo `json:"relays,omitempty"`
 }
 
 // List describes every stream, sorted by name.
@@ -216,6 +218,12 @@ type Stream struct {
 	// gop is the current GOP for joining players; it stays in this
 	// process (see gopcache.go).
 	gop gopCache
+	// push holds the stream's relays while it is live here (push.go).
+	push []*pushLink
+	// The publish's query, the publisher's address and session id, for
+	// the webhooks; set when the publish starts.
+	query, pubAddr string
+	pubID          uint64
 
 	// rec is written only by the publisher's goroutine (unpublish is called
 	// from it too); st.mu guards replacing it, and recPath mirrors its
@@ -234,12 +242,17 @@ type Stream struct {
 func (st *Stream) Info() StreamInfo {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	info := StreamInfo{App: st.App, Key: st.Key, Live: st.publisher != nil, Players: len(st.players), Stats: st.stats}
+	info := StreamInfo{App: st.App, Key: st.Key, Live: st.publisher != nil, Stats: st.stats}
 	for _, p := range st.players {
-		if p.flv {
+		switch {
+		case p.relay:
+			continue
+		case p.flv:
 			info.FLVPlayers++
 		}
+		info.Players++
 	}
+	info.Relays = st.relayInfoLocked()
 	info.Stats.GOPCacheBytes = st.gop.bytes
 	now := time.Now()
 	info.Stats.BitrateKbps = st.stats.rate.kbps(now.Unix())
@@ -368,6 +381,7 @@ func (st *Stream) startRecording(srv *Server, log zerolog.Logger) {
 	st.rec = flv.NewRecorder(flv.RecorderConfig{
 		Dir:             filepath.Join(srv.cfg.RecordDir, st.App, st.Key),
 		SegmentDuration: srv.cfg.SegmentDuration,
+		OnSegmentDone:   st.recordDone(srv),
 	})
 }
 
@@ -499,6 +513,8 @@ func (st *Stream) unpublish(pub *session) {
 		st.reg.keepHLS(st.App, st.Key, st.hls, true)
 		st.hls = nil
 	}
+	st.endPushLocked()
+	st.publishDoneLocked(pub.srv)
 	st.publisher = nil
 	st.metadata, st.videoSeq, st.audioSeq = nil, nil, nil
 	st.gop.reset(&st.reg.gop)

@@ -60,16 +60,65 @@ stage "install missing tools"
 tools=(ffmpeg:ffmpeg ffprobe:ffmpeg curl:curl git:git jq:jq ss:iproute2 pgrep:procps
 	unshare:util-linux nsenter:util-linux setpriv:util-linux findmnt:util-linux
 	/lib/systemd/systemd:systemd systemctl:systemd journalctl:systemd
-	chromium:chromium node:nodejs npm:npm)
+	chromium:chromium node:nodejs npm:npm /usr/sbin/nginx:nginx)
+# Files that are not programs (command -v cannot find them), and their
+# packages: nginx-rtmp, the downstream of the push relay tests, is a module
+# that nginx loads. The tests look for it at this path too
+# (cmd/mediad/e2e_nginx_test.go).
+nginx_rtmp_module=/usr/lib/nginx/modules/ngx_rtmp_module.so
+files=("$nginx_rtmp_module:libnginx-mod-rtmp")
 need_install=()
 for t in "${tools[@]}"; do
 	command -v "${t%%:*}" >/dev/null 2>&1 || need_install+=("${t##*:}")
 done
+for f in "${files[@]}"; do
+	[ -f "${f%%:*}" ] || need_install+=("${f##*:}")
+done
+# policy_rc_d_refuse: Debian's nginx package starts the nginx service (on
+# port 80) when installed. Debian asks /usr/sbin/policy-rc.d whether a
+# package may start its service: one that exits 101 says no. Any
+# policy-rc.d already there (container images ship one) is put back after.
+policy_rc_d=/usr/sbin/policy-rc.d
+policy_rc_d_refuse() {
+	if [ -e "$policy_rc_d" ] && [ ! -e "$policy_rc_d.mediad-test" ]; then
+		mv "$policy_rc_d" "$policy_rc_d.mediad-test"
+	fi
+	printf '#!/bin/sh\n# scripts/test.sh: no service starts while it installs packages\nexit 101\n' >"$policy_rc_d"
+	chmod 755 "$policy_rc_d"
+}
+policy_rc_d_restore() {
+	rm -f "$policy_rc_d"
+	if [ -e "$policy_rc_d.mediad-test" ]; then
+		mv "$policy_rc_d.mediad-test" "$policy_rc_d"
+	fi
+}
 if ((${#need_install[@]})); then
 	mapfile -t need_install < <(printf '%s\n' "${need_install[@]}" | sort -u)
 	echo "==> installing ${need_install[*]} (apt-get)"
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_install[@]}" >/dev/null
+	policy_rc_d_refuse
+	rc=0
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_install[@]}" >/dev/null || rc=$?
+	policy_rc_d_restore
+	((rc == 0)) || exit $rc
+fi
+# No nginx of the system's may serve: the tests start their own, each
+# under its own prefix. One the package started anyway (a host where
+# policy-rc.d is not asked) is stopped through its own PID file, the only
+# nginx that file names.
+if [ -s /run/nginx.pid ] && [ -x /usr/sbin/nginx ] &&
+	[ "$(readlink "/proc/$(cat /run/nginx.pid)/exe" 2>/dev/null)" = /usr/sbin/nginx ]; then
+	echo "==> stopping the nginx service that the package started (pid $(cat /run/nginx.pid))"
+	/usr/sbin/nginx -s stop
+	# nginx removes its PID file as it exits.
+	for _ in $(seq 100); do
+		[ -e /run/nginx.pid ] || break
+		sleep 0.1
+	done
+	[ ! -e /run/nginx.pid ] || {
+		echo "test.sh: the nginx service (pid $(cat /run/nginx.pid)) did not stop within 10 s of nginx -s stop" >&2
+		exit 1
+	}
 fi
 for t in "${tools[@]}"; do
 	command -v "${t%%:*}" >/dev/null || {
@@ -77,7 +126,14 @@ for t in "${tools[@]}"; do
 		exit 1
 	}
 done
-echo "==> $(go version); $(ffmpeg -version | head -1)"
+for f in "${files[@]}"; do
+	[ -f "${f%%:*}" ] || {
+		echo "${f%%:*} still missing after installing ${f##*:}; the package holds:" >&2
+		dpkg -L "${f##*:}" 2>&1 | grep -E '\.so$' >&2 || true
+		exit 1
+	}
+done
+echo "==> $(go version); $(ffmpeg -version | head -1); $(/usr/sbin/nginx -v 2>&1)"
 # The player code the browser test loads (hls.js, locked in web/).
 scripts/web-deps.sh
 

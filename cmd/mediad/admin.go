@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/mediad/mediad/ingest"
+	"github.com/mediad/mediad/ingest/webhook"
 )
 
 // adminState is what the admin API reads and acts on.
 type adminState struct {
+	hooks    *webhook.Hooks
 	srv      *ingest.Server
 	upgrader *upgrader
 	ledger   *ledger
@@ -74,7 +76,9 @@ func adminHandler(a adminState) http.Handler {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.Handle("GET /metrics", metricsHandler(newCollector(srv, a.ledger, ready), a.tookOver))
+	col := newCollector(srv, a.ledger, ready)
+	col.hooks = a.hooks
+	mux.Handle("GET /metrics", metricsHandler(col, a.tookOver))
 	// POST /api/drain takes this process out of rotation before a stop:
 	// /readyz fails from now on, so a load balancer sends newcomers
 	// elsewhere, while every connection, and any that still arrives, is

@@ -15,6 +15,8 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/mediad/mediad/ingest"
+	"github.com/mediad/mediad/ingest/relay"
+	"github.com/mediad/mediad/ingest/webhook"
 )
 
 // Settings come from four places, each overriding the one before: the
@@ -57,10 +59,29 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.UintVar(&o.mediaMaxConns, "media-max-conns-per-client", 64, "connections one client address may hold on the media listener (0: no limit)")
 	fs.UintVar(&o.mediaMaxBlock, "media-max-blocking", 10000, "blocking LL-HLS requests that may wait at once")
 	fs.StringVar(&o.webDir, "web-dir", "", "directory holding the installed web player code (web/, see scripts/web-deps.sh; default: found next to the working directory or the binary)")
+	fs.Var(&o.push, "push", "push every live stream to this RTMP or RTMPS URL as well, {app} and {key} substituted (repeatable; per app: [[push]] tables in the config file)")
+	o.hookURLs = make(map[string]*string)
+	for _, ev := range hookEvents {
+		o.hookURLs[ev.name] = fs.String(ev.name, "", ev.usage)
+	}
+	fs.DurationVar(&o.hookTimeout, "webhook-timeout", 5*time.Second, "on-publish and on-play answers later than this refuse (or allow, with --webhook-fail-open); also the timeout of each notification attempt")
+	fs.BoolVar(&o.hookFailOpen, "webhook-fail-open", false, "allow a publish or play when the on-publish/on-play webhook cannot be reached or does not answer in time (an explicit non-2xx answer still refuses)")
+	fs.StringVar(&o.hookSecret, "webhook-secret", "", "sign every webhook body with HMAC-SHA256 and this secret (header X-Mediad-Signature: sha256=HEX)")
+	fs.DurationVar(&o.hookRetryFor, "webhook-retry-for", time.Hour, "keep retrying an undelivered notification for this long")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "json, console, or auto (console on a terminal)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	return fs
+}
+
+// hookEvents are the webhook settings, one URL per event.
+var hookEvents = []struct{ name, event, usage string }{
+	{"on-publish", "on_publish", "POST here before a publish starts: 2xx allows it, anything else refuses it (empty: no call)"},
+	{"on-publish-done", "on_publish_done", "POST here when a publish ends (delivered at least once, retried)"},
+	{"on-play", "on_play", "POST here before an RTMP play starts: 2xx allows it, anything else refuses it (empty: no call)"},
+	{"on-play-done", "on_play_done", "POST here when an RTMP play ends (delivered at least once, retried)"},
+	{"on-record-done", "on_record_done", "POST here when a recording file is complete: its path, start and duration (delivered at least once, retried)"},
+	{"on-upgrade", "on_upgrade", "POST here the verdict of every upgrade (delivered at least once, retried)"},
 }
 
 // settingNames lists the settings a config file or the environment may
@@ -138,6 +159,12 @@ func applyConfigFile(fs *flag.FlagSet, path string) error {
 	var m map[string]any
 	if _, err := toml.Decode(string(b), &m); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if v, ok := m["push"]; ok {
+		delete(m, "push")
+		if err := applyPushConfig(fs, path, string(b), v); err != nil {
+			return err
+		}
 	}
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -267,6 +294,22 @@ func (o options) validate() error {
 			errs = append(errs, err)
 		}
 	}
+	if _, err := o.push.targets(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, ev := range hookEvents {
+		if u := *o.hookURLs[ev.name]; u != "" {
+			if err := webhook.ValidateURL(u); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", ev.name, err))
+			}
+		}
+	}
+	if o.hookTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("webhook-timeout must be positive, got %s", o.hookTimeout))
+	}
+	if o.hookRetryFor <= 0 {
+		errs = append(errs, fmt.Errorf("webhook-retry-for must be positive, got %s", o.hookRetryFor))
+	}
 	if len(errs) == 0 {
 		return nil
 	}
@@ -311,7 +354,17 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "# valid; effective settings from %s\n", src)
 	for _, name := range settingNames() {
+		if name == "push" {
+			continue
+		}
 		fmt.Fprintf(stdout, "%s = %s\n", name, tomlValue(fs.Lookup(name)))
+	}
+	for _, p := range o.push.specs {
+		fmt.Fprintf(stdout, "\n[[push]]\n")
+		if p.app != "" {
+			fmt.Fprintf(stdout, "app = %s\n", strconv.Quote(p.app))
+		}
+		fmt.Fprintf(stdout, "url = %s\n", strconv.Quote(p.url))
 	}
 	return 0
 }
@@ -322,4 +375,106 @@ func tomlValue(f *flag.Flag) string {
 		return f.Value.String()
 	}
 	return strconv.Quote(f.Value.String())
+}
+
+// pushSpec is one relay target as configured; line is its line in the
+// config file (0 for a flag or the environment), for the error.
+type pushSpec struct {
+	app, url string
+	source   string
+}
+
+// pushList is the repeatable --push flag, which the config file's [[push]]
+// tables extend.
+type pushList struct{ specs []pushSpec }
+
+func (p *pushList) String() string {
+	if p == nil {
+		return ""
+	}
+	urls := make([]string, len(p.specs))
+	for i, s := range p.specs {
+		urls[i] = s.url
+	}
+	return strings.Join(urls, " ")
+}
+
+// Set adds a target for every app. The environment's MEDIAD_PUSH may hold
+// several, separated by spaces.
+func (p *pushList) Set(v string) error {
+	for _, u := range strings.Fields(v) {
+		p.specs = append(p.specs, pushSpec{url: u})
+	}
+	return nil
+}
+
+func (p *pushList) Get() any { return p.specs }
+
+// targets parses every target; the error names the first bad one and
+// where it was set.
+func (p *pushList) targets() ([]relay.Target, error) {
+	var out []relay.Target
+	for _, s := range p.specs {
+		if s.app != "" && !ingest.ValidName(s.app) {
+			return nil, fmt.Errorf("%spush app %q: not a valid app name", s.source, s.app)
+		}
+		t, err := relay.ParseTarget(s.app, s.url)
+		if err != nil {
+			return nil, fmt.Errorf("%s%w", s.source, err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// applyPushConfig reads the config file's push targets: [[push]] tables
+// with url and, optionally, app; or a list of URLs for every app.
+func applyPushConfig(fs *flag.FlagSet, path, text string, v any) error {
+	list := fs.Lookup("push").Value.(*pushList)
+	where := func(u string) string {
+		// The line that holds the URL, so that an error points at it.
+		for i, line := range strings.Split(text, "\n") {
+			if strings.Contains(line, u) {
+				return fmt.Sprintf("config %s line %d: ", path, i+1)
+			}
+		}
+		return fmt.Sprintf("config %s: ", path)
+	}
+	var items []any
+	switch x := v.(type) {
+	case []map[string]any:
+		for _, t := range x {
+			items = append(items, t)
+		}
+	case []any:
+		items = x
+	case string:
+		items = []any{x}
+	default:
+		return fmt.Errorf("config %s: push: want [[push]] tables with url and app, or a list of URLs; got %T", path, v)
+	}
+	for _, it := range items {
+		switch t := it.(type) {
+		case string:
+			list.specs = append(list.specs, pushSpec{url: t, source: where(t)})
+		case map[string]any:
+			u, ok := t["url"].(string)
+			if !ok {
+				return fmt.Errorf("config %s: [[push]] table without a url string: %v", path, t)
+			}
+			app, _ := t["app"].(string)
+			if a, ok := t["app"]; ok && app == "" {
+				return fmt.Errorf("config %s: [[push]] app is %v, want a non-empty string", path, a)
+			}
+			for k := range t {
+				if k != "url" && k != "app" {
+					return fmt.Errorf("%s[[push]]: unknown key %q (known: app, url)", where(u), k)
+				}
+			}
+			list.specs = append(list.specs, pushSpec{app: app, url: u, source: where(u)})
+		default:
+			return fmt.Errorf("config %s: push: want [[push]] tables with url and app, or a list of URLs; got an item of type %T", path, it)
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -132,7 +133,14 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("check-config output does not load: %v\n%s", err, out.String())
 	}
 	got.config, want.config = "", ""
-	if got != want {
+	// Where a push target was set differs between the two files; what it
+	// is must not.
+	for _, o := range []*options{&got, &want} {
+		for i := range o.push.specs {
+			o.push.specs[i].source = ""
+		}
+	}
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("check-config output resolves to %+v, want %+v", got, want)
 	}
 	out.Reset()

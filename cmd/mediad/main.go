@@ -59,9 +59,18 @@ type options struct {
 	mediaMaxConns   uint
 	mediaMaxBlock   uint
 	webDir          string
-	logFormat       string
-	logLevel        string
-	showVersion     bool
+	// push lists the relay targets: --push URL (every app) and the config
+	// file's [[push]] tables.
+	push pushList
+	// Webhooks: a URL per event, and how they are called.
+	hookURLs     map[string]*string
+	hookTimeout  time.Duration
+	hookFailOpen bool
+	hookSecret   string
+	hookRetryFor time.Duration
+	logFormat    string
+	logLevel     string
+	showVersion  bool
 	// config is the file the settings were read from, if any.
 	config string
 }

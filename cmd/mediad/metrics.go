@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mediad/mediad/ingest"
+	"github.com/mediad/mediad/ingest/webhook"
 	"github.com/mediad/mediad/state"
 )
 
@@ -240,6 +241,11 @@ type collector struct {
 	streamBytes, streamPlayers, streamBitrate, streamStart *prometheus.Desc
 	streamVideoFrames, streamAudioFrames, streamKeyframes  *prometheus.Desc
 	recordingDesc, gopCache, streamGOPCache                *prometheus.Desc
+	relayUp, relayBytes, relayDrops, relayReconnects       *prometheus.Desc
+	hookPending, hookDelivered, hookRetries, hookDropped   *prometheus.Desc
+	hookDecisions                                          *prometheus.Desc
+	// hooks is nil without webhooks.
+	hooks *webhook.Hooks
 }
 
 func newCollector(srv *ingest.Server, l *ledger, ready func() bool) *collector {
@@ -272,6 +278,15 @@ func newCollector(srv *ingest.Server, l *ledger, ready func() bool) *collector {
 		recordingDesc:     d("stream_recording", "1 while a stream is being recorded.", "stream"),
 		gopCache:          d("gop_cache_bytes", "Bytes held by every stream's GOP cache (the frames since the last keyframe, for joining players), in all."),
 		streamGOPCache:    d("stream_gop_cache_bytes", "Bytes held by a stream's GOP cache.", "stream"),
+		relayUp:           d("relay_connected", "1 while a push relay is connected and publishing, 0 while it connects or waits to reconnect.", "stream", "target", "state"),
+		relayBytes:        d("relay_sent_bytes_total", "Bytes a push relay has written to its target, across reconnects and upgrades.", "stream", "target"),
+		relayDrops:        d("relay_dropped_gops_total", "GOPs a push relay dropped because its target was too slow.", "stream", "target"),
+		relayReconnects:   d("relay_reconnects_total", "Times a push relay lost or could not make its connection and tried again.", "stream", "target"),
+		hookPending:       d("webhook_pending", "Webhook notifications waiting to be delivered."),
+		hookDelivered:     d("webhook_delivered_total", "Webhook notifications delivered, across upgrades."),
+		hookRetries:       d("webhook_retries_total", "Failed webhook notification attempts that were tried again, across upgrades."),
+		hookDropped:       d("webhook_dropped_total", "Webhook notifications given up (past the retry bound, outbox full, or event no longer configured)."),
+		hookDecisions:     d("webhook_decisions_total", "on_publish and on_play answers by outcome: allowed, refused, error (no answer).", "outcome"),
 	}
 }
 
@@ -309,6 +324,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.streamKeyframes, float64(st.Stats.Keyframes), name)
 		gauge(c.recordingDesc, b2f(st.Recording != ""), name)
 		gauge(c.streamGOPCache, float64(st.Stats.GOPCacheBytes), name)
+		for _, r := range st.Relays {
+			gauge(c.relayUp, b2f(r.State == "connected"), name, r.URL, r.State)
+			counter(c.relayBytes, float64(r.BytesOut), name, r.URL)
+			counter(c.relayDrops, float64(r.Drops), name, r.URL)
+			counter(c.relayReconnects, float64(r.Reconnects), name, r.URL)
+		}
+	}
+	if c.hooks != nil {
+		hs := c.hooks.Stats()
+		gauge(c.hookPending, float64(hs.Pending))
+		counter(c.hookDelivered, float64(hs.Delivered))
+		counter(c.hookRetries, float64(hs.Retries))
+		counter(c.hookDropped, float64(hs.Dropped))
+		counter(c.hookDecisions, float64(hs.DecideAllowed), "allowed")
+		counter(c.hookDecisions, float64(hs.DecideRefused), "refused")
+		counter(c.hookDecisions, float64(hs.DecideErrors), "error")
 	}
 	gauge(c.streams, float64(live))
 	gauge(c.players, float64(players))

@@ -21,6 +21,7 @@ import (
 	"github.com/mediad/mediad/ingest"
 	"github.com/mediad/mediad/ingest/hls"
 	mediapkg "github.com/mediad/mediad/ingest/media"
+	"github.com/mediad/mediad/ingest/webhook"
 	"github.com/mediad/mediad/state"
 )
 
@@ -82,6 +83,12 @@ func serve(o options, log zerolog.Logger) error {
 		}
 		cfg.Auth = a
 	}
+	if cfg.Push, err = o.push.targets(); err != nil {
+		return fail(err)
+	}
+	hooks := newHooks(o, log)
+	defer hooks.Close()
+	cfg.Hooks = hooks
 	ln, err := listen(upg, "rtmp", o.rtmpAddr, log)
 	if err != nil {
 		return fail(fmt.Errorf("rtmp listener: %w", err))
@@ -89,10 +96,11 @@ func serve(o options, log zerolog.Logger) error {
 	srv := ingest.NewServer(cfg)
 	l := newLedger(started)
 	u := newUpgrader(upg, srv, l, log, o.upgradeTimeout)
+	u.hooks = hooks
 	var ready, draining, tookOver atomic.Bool
 	tookOver.Store(!upg.HasParent())
 	st := adminState{
-		srv: srv, upgrader: u, ledger: l, started: started,
+		srv: srv, upgrader: u, ledger: l, started: started, hooks: hooks,
 		ready:    func() bool { return ready.Load() && !draining.Load() },
 		serving:  ready.Load,
 		tookOver: tookOver.Load,
@@ -155,6 +163,9 @@ func serve(o options, log zerolog.Logger) error {
 			// from where the old process left them.
 			l.restore(*proc)
 			srv.AddTotals(ingest.Totals{BytesIn: proc.BytesIn, BytesOut: proc.BytesOut, Sessions: proc.SessionsAccepted})
+			if proc.Outbox != nil {
+				hooks.Restore(*proc.Outbox)
+			}
 		}
 		tookOver.Store(true)
 	}
@@ -169,9 +180,10 @@ func serve(o options, log zerolog.Logger) error {
 	readyAt := time.Now()
 	ready.Store(true)
 	notifyReady(log)
+	hooks.Start()
 	if restored != nil {
 		restored.Start()
-		go reportStalls(srv, restored, hconn, l, proc, readyAt, log)
+		go reportStalls(srv, restored, hconn, l, hooks, proc, readyAt, log)
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -202,13 +214,13 @@ func serve(o options, log zerolog.Logger) error {
 			}
 			log.Info().Str("signal", s.String()).Msg("stopping")
 			ready.Store(false)
-			return stop(srv, admin, media, o.shutdownTimeout, log, started)
+			return stop(srv, admin, media, hooks, o.shutdownTimeout, log, started)
 		case err := <-serveErr:
 			ready.Store(false)
 			if errors.Is(err, ingest.ErrServerClosed) {
 				err = nil
 			}
-			stop(srv, admin, media, o.shutdownTimeout, log, started)
+			stop(srv, admin, media, hooks, o.shutdownTimeout, log, started)
 			return err
 		case <-upg.Exit():
 			ready.Store(false)
@@ -314,7 +326,7 @@ func listensOn(have net.Addr, want string) bool {
 	return ip != nil && (ip.Equal(ta.IP) || ip.IsUnspecified() && ta.IP.IsUnspecified())
 }
 
-func stop(srv *ingest.Server, admin, media *http.Server, timeout time.Duration, log zerolog.Logger, started time.Time) error {
+func stop(srv *ingest.Server, admin, media *http.Server, hooks *webhook.Hooks, timeout time.Duration, log zerolog.Logger, started time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// RTMP first: publishes end and recordings are finalised, players are
@@ -322,6 +334,10 @@ func stop(srv *ingest.Server, admin, media *http.Server, timeout time.Duration, 
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Warn().Err(err).Dur("shutdown_timeout", timeout).Msg("graceful stop forced")
 	}
+	// The ends of the broadcasts just reported get what is left of the
+	// stop's time to reach their receivers; what does not is logged.
+	hooks.Flush(ctx)
+	hooks.Close()
 	if media != nil {
 		_ = media.Shutdown(ctx)
 	}
@@ -364,4 +380,20 @@ func hlsRoot(base string) (string, error) {
 		return "", fmt.Errorf("hls dir: %w", err)
 	}
 	return dir, nil
+}
+
+// newHooks makes the webhooks the settings name; with none it is the
+// package's inert form.
+func newHooks(o options, log zerolog.Logger) *webhook.Hooks {
+	urls := make(map[webhook.Event]string)
+	for _, ev := range hookEvents {
+		if u := *o.hookURLs[ev.name]; u != "" {
+			urls[webhook.Event(ev.event)] = u
+		}
+	}
+	host, _ := os.Hostname()
+	return webhook.New(webhook.Config{
+		URLs: urls, Timeout: o.hookTimeout, FailOpen: o.hookFailOpen, Secret: o.hookSecret, RetryFor: o.hookRetryFor,
+		ServerID: host, Log: log.With().Str("component", "webhook").Logger(),
+	})
 }

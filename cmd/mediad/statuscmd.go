@@ -80,6 +80,21 @@ func printStatus(w io.Writer, st statusReply, now time.Time) {
 		fmt.Fprintln(tw, "(none)")
 	}
 	tw.Flush()
+	relays := 0
+	for _, s := range st.Streams {
+		relays += len(s.Relays)
+	}
+	if relays > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "RELAY\tSTREAM\tSTATE\tSENT\tDROPS\tRECONNECTS\tLAST ERROR")
+		for _, s := range st.Streams {
+			for _, r := range s.Relays {
+				fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%d\t%d\t%s\n", r.URL, s.App, s.Key, r.State, humanBytes(r.BytesOut), r.Drops, r.Reconnects, r.LastError)
+			}
+		}
+		tw.Flush()
+	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "UPGRADE\tOUTCOME\tVERSIONS\tPIDS\tSESSIONS\tDURATION\tWORST STALL\tERROR")

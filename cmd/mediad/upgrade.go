@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/mediad/mediad/handoff"
 	"github.com/mediad/mediad/ingest"
+	"github.com/mediad/mediad/ingest/webhook"
 	"github.com/mediad/mediad/migrate"
 	"github.com/mediad/mediad/state"
 )
@@ -42,6 +44,9 @@ type Verdict struct {
 	StallP99MS   float64 `json:"stall_p99_ms"`
 	WorstStallMS float64 `json:"worst_stall_ms"`
 	Stalls       int     `json:"stalls_measured"`
+	// committed: past the point of no return, the sessions are the new
+	// process's whatever happens next.
+	committed bool
 }
 
 // upgrader runs live upgrades of this process, one at a time.
@@ -53,6 +58,9 @@ type upgrader struct {
 	timeout  time.Duration
 	busy     atomic.Bool
 	inflight sync.WaitGroup
+	// hooks: its outbox goes with the sessions, and it hears every
+	// verdict but a success, which the new process reports.
+	hooks *webhook.Hooks
 }
 
 func newUpgrader(upg *tableflip.Upgrader, srv *ingest.Server, l *ledger, log zerolog.Logger, timeout time.Duration) *upgrader {
@@ -75,7 +83,18 @@ func (u *upgrader) Wait(ctx context.Context) {
 func (u *upgrader) record(v Verdict) Verdict {
 	u.ledger.record(v)
 	logUpgrade(u.log, v)
+	if v.Outcome != "success" && u.hooks != nil {
+		u.hooks.Notify(webhook.EventUpgrade, webhook.Subject{}, verdictFields(v))
+	}
 	return v
+}
+
+// verdictFields is a verdict as the on_upgrade webhook's fields.
+func verdictFields(v Verdict) map[string]any {
+	b, _ := json.Marshal(v)
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return m
 }
 
 func logUpgrade(log zerolog.Logger, v Verdict) {
@@ -230,6 +249,21 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	}
 	v.StateVersion = ver
 
+	// The outbox goes with the sessions: no new delivery starts from here,
+	// and one in flight gets a moment to finish, while nothing is parked
+	// yet, so that the new process does not send it again.
+	if u.hooks != nil {
+		u.hooks.Pause()
+		idleCtx, idleCancel := context.WithTimeout(ctx, time.Second)
+		_ = u.hooks.WaitIdle(idleCtx)
+		idleCancel()
+		defer func() {
+			if err != nil && !v.committed {
+				u.hooks.Resume()
+			}
+		}()
+	}
+
 	parkStart := time.Now()
 	parked, err := u.srv.Park(ctx)
 	if err != nil {
@@ -260,7 +294,12 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	if ver >= 3 {
 		cur := *v
 		cur.SessionsMoved = len(parked.Items)
-		env, err := state.Encode(state.KindProcess, u.ledger.export(u.srv.Totals(), cur))
+		ps := u.ledger.export(u.srv.Totals(), cur)
+		if u.hooks != nil {
+			ob := u.hooks.Export()
+			ps.Outbox = &ob
+		}
+		env, err := state.Encode(state.KindProcess, ps)
 		if err == nil {
 			env, err = migrate.Convert(env, ver)
 		}
@@ -308,6 +347,7 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 		parked.Resume()
 		return fmt.Errorf("new process failed after commit, before ready: %w", childErr)
 	}
+	v.committed = true
 	readyAt := time.Now()
 	// Where an upgrade's time goes, for whoever tunes it: start to hello
 	// (the new binary starting), park, migrate and send, the new process
@@ -508,7 +548,7 @@ func decodeProcess(ps ingest.ParkedSession, proc **state.Process) error {
 // read again (or a bound passes), sends the figures to the old process and
 // records the upgrade that started this process, as the old process
 // described it, in the ledger it handed over.
-func reportStalls(srv *ingest.Server, restored *ingest.Restored, conn *handoff.Conn, l *ledger, proc *state.Process, readyAt time.Time, log zerolog.Logger) {
+func reportStalls(srv *ingest.Server, restored *ingest.Restored, conn *handoff.Conn, l *ledger, hooks *webhook.Hooks, proc *state.Process, readyAt time.Time, log zerolog.Logger) {
 	defer conn.Close()
 	want := restored.Readers()
 	end := time.Now().Add(2 * time.Second)
@@ -534,6 +574,7 @@ func reportStalls(srv *ingest.Server, restored *ingest.Restored, conn *handoff.C
 	v.Stalls, v.StallP50MS, v.StallP99MS, v.WorstStallMS = rep.Stalls, rep.StallP50MS, rep.StallP99MS, rep.WorstStallMS
 	l.record(v)
 	l.observeStalls(stalls)
+	hooks.Notify(webhook.EventUpgrade, webhook.Subject{}, verdictFields(v))
 }
 
 // upgradeOnceParentGone calls upg.Upgrade after WaitForParent has returned.

@@ -38,6 +38,22 @@ type RecorderConfig struct {
 	SegmentDuration time.Duration
 	// Now is the wall clock used to name segments; nil means time.Now.
 	Now func() time.Time
+	// OnSegmentDone, if set, is called on the recorder's goroutine each
+	// time a segment file is complete: cut for the next one, or closed at
+	// the end of the broadcast. Not for a segment abandoned after a write
+	// error, nor at Release.
+	OnSegmentDone func(SegmentDone)
+}
+
+// SegmentDone describes a complete recording file.
+type SegmentDone struct {
+	Path string
+	// Start is the wall-clock time the segment's name records (second
+	// precision, UTC), zero if the name does not parse.
+	Start time.Time
+	// Duration is the media time from its first tag to its last.
+	Duration time.Duration
+	Bytes    int64
 }
 
 // Recorder writes one broadcast into FLV segment files. It is owned by one
@@ -56,6 +72,8 @@ type Recorder struct {
 	closed   bool   // Close was called
 	sawVideo bool   // any video tag arrived: segments then cut on keyframes
 	startTS  uint32 // timestamp of the open segment's first tag
+	lastTS   uint32 // timestamp of the last tag written
+	onDone   func(SegmentDone)
 
 	metadata []byte
 	videoSeq []byte
@@ -68,7 +86,7 @@ type Recorder struct {
 // NewRecorder returns a Recorder; it touches the file system only when the
 // first media tag arrives.
 func NewRecorder(cfg RecorderConfig) *Recorder {
-	r := &Recorder{dir: cfg.Dir, segDur: cfg.SegmentDuration, now: cfg.Now}
+	r := &Recorder{dir: cfg.Dir, segDur: cfg.SegmentDuration, now: cfg.Now, onDone: cfg.OnSegmentDone}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -148,6 +166,7 @@ func (r *Recorder) Write(typ uint8, ts uint32, payload []byte) error {
 	if werr := r.writeTag(typ, ts, payload); werr != nil {
 		return errors.Join(err, r.abandon(werr))
 	}
+	r.lastTS = ts
 	if key {
 		if ferr := r.w.Flush(); ferr != nil {
 			return errors.Join(err, r.abandon(ferr))
@@ -177,6 +196,17 @@ func (r *Recorder) Close() error {
 	r.closed = true
 	return r.closeSegment()
 }
+
+// Release closes the open segment without reporting it done: the
+// recording goes on in another process, which has its own descriptor.
+func (r *Recorder) Release() error {
+	r.onDone = nil
+	return r.Close()
+}
+
+// SetOnSegmentDone sets the callback of RecorderConfig.OnSegmentDone, for
+// a restored recorder.
+func (r *Recorder) SetOnSegmentDone(fn func(SegmentDone)) { r.onDone = fn }
 
 // Path returns the path of the current (or, after Close, the last) segment,
 // or "" before the first.
@@ -211,7 +241,7 @@ func (r *Recorder) openSegment(ts uint32) error {
 	r.f, r.path = f, path
 	r.segments = append(r.segments, path)
 	r.started = true
-	r.startTS = ts
+	r.startTS, r.lastTS = ts, ts
 	r.written = 0
 	if r.w == nil {
 		r.w = bufio.NewWriterSize(f, writeBufferSize)
@@ -286,7 +316,24 @@ func (r *Recorder) closeSegment() error {
 	if err != nil {
 		return fmt.Errorf("flv: close segment %s: %w", r.path, err)
 	}
+	if r.onDone != nil {
+		r.onDone(SegmentDone{Path: r.path, Start: segmentStart(r.path), Duration: mediaSince(r.startTS, r.lastTS), Bytes: r.written})
+	}
 	return nil
+}
+
+// segmentStart reads a segment's start back from its name,
+// <UTC start>[-N].flv.
+func segmentStart(path string) time.Time {
+	base := filepath.Base(path)
+	if len(base) < len(segmentTimeLayout) {
+		return time.Time{}
+	}
+	t, err := time.Parse(segmentTimeLayout, base[:len(segmentTimeLayout)])
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // abandon closes a segment that failed to write and arranges for recording to

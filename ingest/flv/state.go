@@ -88,6 +88,9 @@ func RestoreRecorder(st RecorderState, f *os.File, now func() time.Time) (*Recor
 	r := NewRecorder(RecorderConfig{Dir: st.Dir, SegmentDuration: st.SegmentDuration, Now: now})
 	r.path = st.Path
 	r.startTS = st.SegmentStartTS
+	// The last tag's time did not travel: the next tag sets it, and a
+	// segment closed before that counts from its start.
+	r.lastTS = st.SegmentStartTS
 	r.started = st.Started
 	r.sawVideo = st.SawVideo
 	r.metadata = slices.Clone(st.Metadata)
