@@ -131,6 +131,18 @@ func (st *Stream) startPush(srv *Server, adopted map[string]*session) {
 		return
 	}
 	st.mu.Lock()
+	if st.publisher == nil {
+		// The broadcast ended before its relays started (a restored stream
+		// whose publisher left at once): nothing to push.
+		st.mu.Unlock()
+		for _, l := range links {
+			if l.sess != nil {
+				l.sess.conn.Close()
+			}
+			l.cancel()
+		}
+		return
+	}
 	st.push = append(st.push, links...)
 	st.mu.Unlock()
 	for _, l := range links {
@@ -245,6 +257,7 @@ func (l *pushLink) run() {
 			sess, err = l.connect()
 			if err != nil {
 				if l.finished() {
+					l.setStopped()
 					return
 				}
 				l.failed(err, backoff)
@@ -384,7 +397,10 @@ func (l *pushLink) connect() (*session, error) {
 	srv.wg.Add(1)
 	srv.mu.Unlock()
 	if !l.st.attachRelay(sess.player) {
-		// The broadcast ended while we dialled.
+		// The broadcast ended while we dialled: this link is done.
+		l.mu.Lock()
+		l.ending = true
+		l.mu.Unlock()
 		sess.player.stop()
 		c.NetConn.Close()
 		srv.mu.Lock()

@@ -32,8 +32,8 @@ var steps = []step{
 	{from: 2}, // v2v3.go: no session changes
 	{from: 3, down: map[state.Kind]fn{state.KindPublisher: downPublisher4}},
 	{from: 4,
-		up:   map[state.Kind]fn{state.KindProcess: upProcess4, state.KindConn: upConn4, state.KindPublisher: upPublisher4},
-		down: map[state.Kind]fn{state.KindProcess: downProcess5, state.KindConn: downConn5, state.KindPublisher: downPublisher5}},
+		up:   map[state.Kind]fn{state.KindProcess: upProcess4, state.KindConn: upConn4, state.KindPublisher: dropStreamHookKeys},
+		down: map[state.Kind]fn{state.KindProcess: downProcess5, state.KindConn: downConn5, state.KindPublisher: dropStreamHookKeys}},
 }
 
 // introduced holds the version in which each kind appeared; a kind absent

@@ -51,7 +51,9 @@ func downConn5(m map[string]any) error {
 	return nil
 }
 
-func downPublisher5(m map[string]any) error {
+// dropStreamHookKeys is both directions of the step for a publisher: up
+// removes what a v4 build never wrote, down what it cannot read.
+func dropStreamHookKeys(m map[string]any) error {
 	stream, err := submap(m, "stream")
 	if err != nil {
 		return err
@@ -68,15 +70,5 @@ func upConn4(m map[string]any) error {
 
 func upProcess4(m map[string]any) error {
 	delete(m, "outbox")
-	return nil
-}
-
-func upPublisher4(m map[string]any) error {
-	stream, err := submap(m, "stream")
-	if err != nil {
-		return err
-	}
-	delete(stream, "query")
-	delete(stream, "publisher_addr")
 	return nil
 }

@@ -49,6 +49,7 @@ bench_cleanup() {
 	# Only the processes this script started, by PID.
 	[[ -n $load_pid ]] && kill "$load_pid" 2>/dev/null || true
 	[[ -n $mediad_pid ]] && kill "$mediad_pid" 2>/dev/null || true
+	[[ -n ${target_pid:-} ]] && kill "$target_pid" 2>/dev/null || true
 	stop_upgraded
 	wait 2>/dev/null || true
 	# Files a script put elsewhere than $tmp (a tmpfs, say): never kept.

@@ -19,6 +19,8 @@
 #   BITRATE [2M]     synthetic bitrate per publisher
 #   RUNS [1]         repeat and print the median of each figure
 #   KEEP [0]         1 keeps the temporary directory (logs, JSON reports)
+#   PUSH [0]         1 pushes every stream to a second mediad (the relay
+#                    target, measured apart) with --push: the relays' cost
 #
 # Example: N=100 DURATION=40s RUNS=3 scripts/bench-load.sh
 set -euo pipefail
@@ -32,6 +34,7 @@ WINDOW=${WINDOW:-30}
 BITRATE=${BITRATE:-2M}
 RUNS=${RUNS:-1}
 KEEP=${KEEP:-0}
+PUSH=${PUSH:-0}
 
 NAME=bench-load
 # shellcheck source=scripts/bench-lib.sh
@@ -75,7 +78,17 @@ results="$tmp/results.tsv"
 run_once() {
 	local run=$1
 	local log="$tmp/mediad-$run.log" report="$tmp/report-$run.json"
-	"$tmp/mediad" --rtmp 127.0.0.1:0 --http '' --record-dir '' --log-format json >"$log" 2>&1 &
+	local push=()
+	if [[ $PUSH == 1 ]]; then
+		# The target is a second mediad, recording and HLS off: a sink that
+		# speaks RTMP, on its own process so that its CPU is not counted.
+		"$tmp/mediad" --rtmp 127.0.0.1:0 --http '' --media '' --hls=false --record-dir '' --log-format json >"$tmp/target-$run.log" 2>&1 &
+		target_pid=$!
+		local taddr
+		taddr=$(wait_log "$tmp/target-$run.log" "mediad ready" rtmp) || { cat "$tmp/target-$run.log" >&2; die "relay target did not start"; }
+		push=(--push "rtmp://$taddr/live/{key}")
+	fi
+	"$tmp/mediad" --rtmp 127.0.0.1:0 --http '' --record-dir '' --log-format json "${push[@]}" >"$log" 2>&1 &
 	mediad_pid=$!
 	local addr
 	addr=$(wait_log "$log" "mediad ready" rtmp) || { cat "$log" >&2; die "mediad did not start"; }
@@ -98,9 +111,20 @@ run_once() {
 	local load_rc=0
 	wait "$load_pid" || load_rc=$?
 	load_pid=""
+	local relays=0
+	if [[ $PUSH == 1 ]]; then
+		relays=$(grep -c '"relay connected"' "$log" || true)
+	fi
 	kill "$mediad_pid"
 	wait "$mediad_pid" || true
 	mediad_pid=""
+	if [[ $PUSH == 1 ]]; then
+		kill "$target_pid"
+		wait "$target_pid" || true
+		target_pid=""
+		echo "bench-load: run $run: $relays relays connected" >&2
+		(( relays >= N )) || die "only $relays of $N relays connected (log $log)"
+	fi
 	load_report "run $run" "$report" "$tmp/rtmpload-$run.log" "$load_rc"
 
 	local started failed bps gen_cpu elapsed
@@ -118,7 +142,8 @@ run_once() {
 }
 
 header="run\tstarted\tfailed\tMbit/s\tCPU%\tms/s/stream\tRSS_MiB\tidle_MiB\tKiB/stream\traw_KiB/stream\tgen_CPU%\twindow_s"
-echo "bench-load: N=$N PLAYERS=$PLAYERS BITRATE=$BITRATE DURATION=${dur_s}s RAMP=${ramp_s}s window=${WINDOW}s after ${start_s}s; $(nproc) cores" >&2
+target_pid=""
+echo "bench-load: N=$N PUSH=$PUSH PLAYERS=$PLAYERS BITRATE=$BITRATE DURATION=${dur_s}s RAMP=${ramp_s}s window=${WINDOW}s after ${start_s}s; $(nproc) cores" >&2
 for run in $(seq 1 "$RUNS"); do
 	run_once "$run"
 done
