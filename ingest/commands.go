@@ -294,6 +294,7 @@ func (s *session) endRole() {
 	case rolePlayer:
 		s.stream.removePlayer(s.player)
 		s.player.stop()
+		s.playDone()
 		s.stream, s.player = nil, nil
 		s.setRole(roleNone)
 	}
