@@ -330,3 +330,70 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
+
+// A downstream that answers garbage mid-publish: the relay is closed and
+// connected again, the publisher and a local player lose nothing, and the
+// rest of the server never notices.
+func TestPushGarbageFromTargetReconnects(t *testing.T) {
+	_, downAddr, _ := startServer(t, Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	inject, stop := make(chan struct{}), make(chan struct{})
+	var conns sync.WaitGroup
+	t.Cleanup(conns.Wait)
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		first := true
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", downAddr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			t.Cleanup(func() { c.Close(); up.Close() })
+			conns.Add(2)
+			go func() { defer conns.Done(); io.Copy(up, c); up.Close() }()
+			garble := first
+			first = false
+			go func() {
+				defer conns.Done()
+				if !garble {
+					io.Copy(c, up)
+					return
+				}
+				// Forward, and once told answer garbage as well: a chunk
+				// on a stream never opened.
+				go io.Copy(c, up)
+				select {
+				case <-inject:
+					c.Write(bytes.Repeat([]byte{0xff}, 64))
+				case <-stop:
+				}
+			}()
+		}
+	}()
+	cfg := Config{Push: pushTo(t, "rtmp://"+ln.Addr().String()+"/live/{key}")}
+	src, srcAddr, _ := startServer(t, cfg)
+	feed := startFeed(t, srcAddr, "junk")
+	waitFor(t, "the relay to connect", func() bool {
+		ri, ok := relayOf(src, "junk")
+		return ok && ri.State == relayConnected && ri.BytesOut > 0
+	})
+	close(inject)
+	waitFor(t, "the relay to reconnect after the garbage", func() bool {
+		ri, _ := relayOf(src, "junk")
+		return ri.Reconnects >= 1 && ri.State == relayConnected
+	})
+	ri, _ := relayOf(src, "junk")
+	if ri.LastError == "" {
+		t.Errorf("relay after garbage: %+v, want the error kept", ri)
+	}
+	feed.finish()
+}
