@@ -2,7 +2,8 @@
 # bench-upgrade.sh — measure live upgrades of mediad under N synthetic RTMP
 # publishers (DESIGN.md §4, §9): per-stream stall (the old process's last
 # read of a connection to the new process's first read of it) p50/p99/max,
-# and the total upgrade time.
+# and the total upgrade time; with PLAYERS, what viewers saw of it; with
+# PUSH, what a downstream server's viewers saw of the relays.
 #
 # For each N in NS: build once (two copies of mediad with different build
 # versions, and rtmpload), start mediad (recording off, random ports),
@@ -31,6 +32,15 @@
 #   KEEP [0]               1 keeps the temporary directory (logs, verdicts)
 #   FORCE [0]              1 runs N even when the descriptor limit says the
 #                          upgrade cannot succeed (to watch it roll back)
+#   PLAYERS [0]            the first PLAYERS streams get one RTMP player
+#                          each; for every upgrade each player's largest
+#                          gap between two media messages in the seconds
+#                          the upgrade spanned (and one more) is compared
+#                          with its largest in as many seconds just before
+#   PUSH [0]               1 pushes every stream (--push) to a second
+#                          mediad, the relay target, which is not upgraded;
+#                          the players then read from the target, so their
+#                          gaps are the relays' stall as downstream sees it
 #
 # Why these rates: what costs CPU on both sides is messages (one read, one
 # wake-up each), not bytes. 128 kbit/s keeps payload copying negligible
@@ -60,6 +70,8 @@ RAMP=${RAMP:-auto}
 WINDOW=${WINDOW:-5}
 KEEP=${KEEP:-0}
 FORCE=${FORCE:-0}
+PLAYERS=${PLAYERS:-0}
+PUSH=${PUSH:-0}
 
 NAME=bench-upgrade
 # die, alive, ours, free_port.
@@ -78,6 +90,8 @@ done
 [[ $WINDOW =~ ^[0-9]+$ && $WINDOW -gt 0 ]] || die "WINDOW must be positive whole seconds, got '$WINDOW'"
 [[ $RAMP == auto || $RAMP =~ ^[0-9]+$ ]] || die "RAMP must be whole seconds or auto, got '$RAMP'"
 [[ $FPS == auto || $FPS =~ ^[0-9]+$ ]] || die "FPS must be a whole number or auto, got '$FPS'"
+[[ $PLAYERS =~ ^[0-9]+$ ]] || die "PLAYERS must be a whole number, got '$PLAYERS'"
+[[ $PUSH == 0 || $PUSH == 1 ]] || die "PUSH must be 0 or 1, got '$PUSH'"
 [[ $MSG_BUDGET =~ ^[0-9]+$ && $MSG_BUDGET -gt 0 ]] || die "MSG_BUDGET must be a positive integer, got '$MSG_BUDGET'"
 
 # rates N: "FPS AUDIO_BITRATE" for N publishers.
@@ -117,6 +131,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-upgrade.XXXXXX")
 bin="$tmp/bin/mediad"
 load_pid=""
+target_pid=""
 # Every mediad PID seen: the first one is this shell's child, the others
 # were started by an upgrade. cleanup ends exactly these and their children.
 mediad_pids=()
@@ -132,6 +147,7 @@ cleanup() {
 		done
 	done
 	[[ -n $load_pid ]] && kill -INT "$load_pid" 2>/dev/null || true
+	[[ -n $target_pid ]] && victims+=("$target_pid")
 	for pid in "${victims[@]}"; do
 		kill "$pid" 2>/dev/null || true
 	done
@@ -210,15 +226,21 @@ curl_get() {
 	fi
 }
 
-summary="$tmp/summary.tsv"
+summary="$tmp/summary.tsv" viewers="$tmp/viewers.tsv"
 : >"$summary"
+: >"$viewers"
 
 # run_n N: one full run; appends a line to the summary.
 run_n() {
 	local n=$1 dir="$tmp/n$n"
 	mkdir -p "$dir"
 	local log="$dir/mediad.log"
-	local need_srv=$((2 * n + 64)) need_gen=$((n + 64))
+	# Sessions that move: publishers, their relays, and players reading
+	# from mediad itself (with PUSH they read from the target).
+	local players=$((PLAYERS < n ? PLAYERS : n)) moving=$n
+	((PUSH)) && moving=$((moving + n))
+	((PUSH)) || moving=$((moving + players))
+	local need_srv=$((2 * moving + 64)) need_gen=$((n + players + 64))
 	if ((need_srv > fd_limit || need_gen > fd_limit)); then
 		say "N=$n: the old mediad holds each connection twice while parked (its own socket and the duplicate it hands over): ~$need_srv descriptors, limit $fd_limit"
 		if [[ $FORCE != 1 ]]; then
@@ -233,6 +255,29 @@ run_n() {
 	floor=$(floor_ms "$fps" "$audio")
 
 	install_copy a
+	local push_args=() play_args=() taddr="" tadmin=""
+	if ((PUSH)); then
+		# The relay target: a second mediad, recording and HLS off, never
+		# upgraded. Its admin endpoint says when every relay is live.
+		local tport thport
+		tport=$(free_port)
+		thport=$(free_port)
+		"$tmp/mediad-a" --rtmp "127.0.0.1:$tport" --http "127.0.0.1:$thport" --media '' --hls=false --record-dir '' \
+			--log-format json --idle-timeout 60s >"$dir/target.log" 2>&1 &
+		target_pid=$!
+		for _ in $(seq 1 200); do
+			[[ -n $(log_field "$dir/target.log" "mediad ready" rtmp) ]] && break
+			alive "$target_pid" || break
+			sleep 0.05
+		done
+		alive "$target_pid" || die "N=$n: the relay target did not start on ports $tport/$thport: $(tail -n1 "$dir/target.log")"
+		taddr="127.0.0.1:$tport" tadmin="127.0.0.1:$thport"
+		push_args=(--push "rtmp://$taddr/live/{key}")
+		play_args=(-play-url "rtmp://$taddr/live")
+	fi
+	if ((players > 0)); then
+		play_args+=(-players 1 -player-streams "$players" -gaps)
+	fi
 	# Explicit ports: tableflip keys inherited listeners by the address
 	# asked for, so two listeners both asked for as 127.0.0.1:0 would be
 	# mixed up by the new process.
@@ -243,7 +288,7 @@ run_n() {
 		hport=$(free_port)
 		((rport != hport)) || continue
 		"$bin" --rtmp "127.0.0.1:$rport" --http "127.0.0.1:$hport" --record-dir '' --log-format json \
-			--upgrade-timeout 120s --idle-timeout 60s --pidfile "$dir/mediad.pid" >"$log" 2>&1 &
+			--upgrade-timeout 120s --idle-timeout 60s --pidfile "$dir/mediad.pid" "${push_args[@]}" >"$log" 2>&1 &
 		mediad_pids+=($!)
 		for _ in $(seq 1 200); do
 			[[ -n $(log_field "$log" "mediad ready" rtmp) ]] && break
@@ -264,7 +309,7 @@ run_n() {
 	# only bounds a run whose script was killed outright.
 	local bound=$((ramp + 60 + 2 + WINDOW + UPGRADES * (PAUSE + 170) + 60))
 	"$tmp/rtmpload" -url "rtmp://$addr/live" -synthetic -bitrate "$BITRATE" -audio-bitrate "$audio" \
-		-fps "$fps" -n "$n" -ramp "${ramp}s" -duration "${bound}s" -setup-timeout 30s -json \
+		-fps "$fps" -n "$n" -ramp "${ramp}s" -duration "${bound}s" -setup-timeout 30s -json "${play_args[@]}" \
 		>"$dir/rtmpload.json" 2>"$dir/rtmpload.log" &
 	load_pid=$!
 
@@ -275,8 +320,14 @@ run_n() {
 		alive "$load_pid" || { cat "$dir/rtmpload.log" >&2; die "N=$n: rtmpload ended during the ramp"; }
 		st=$(status "$admin") || st=""
 		streams=${st##* }
-		[[ -n $st && $streams -eq $n ]] && break
-		(($(date +%s) < deadline)) || die "N=$n: only ${streams:-?} of $n streams live after ${ramp}s + 60s"
+		if [[ -n $st && $streams -eq $n ]]; then
+			((PUSH)) || break
+			# Every relay is publishing on the target too.
+			st=$(status "$tadmin") || st=""
+			streams=${st##* }
+			[[ -n $st && $streams -eq $n ]] && break
+		fi
+		(($(date +%s) < deadline)) || die "N=$n: only ${streams:-?} of $n streams live after ${ramp}s + 60s$( ((PUSH)) && echo " (on mediad, then on the relay target)")"
 		sleep 1
 	done
 	say "N=$n: $n streams live; sampling CPU for ${WINDOW}s"
@@ -302,8 +353,9 @@ run_n() {
 	}')
 
 	local k copy verdict rc ok=0 bad=""
-	local upg="$dir/upgrades.tsv"
+	local upg="$dir/upgrades.tsv" windows="$dir/windows.tsv"
 	: >"$upg"
+	: >"$windows"
 	for k in $(seq 1 "$UPGRADES"); do
 		copy=b
 		((k % 2 == 0)) && copy=a
@@ -311,8 +363,12 @@ run_n() {
 		verdict="$dir/verdict-$k.json"
 		local u0 u1
 		u0=$(sys_ticks)
+		local w0 w1
+		w0=$(now_ms)
 		rc=0
 		"$tmp/mediad-a" upgrade --http "$admin" --json --timeout 150s >"$verdict" 2>"$dir/upgrade-$k.err" || rc=$?
+		w1=$(now_ms)
+		printf '%s\t%s\t%s\n' "$k" "$w0" "$w1" >>"$windows"
 		u1=$(sys_ticks)
 		local outcome moved new_pid
 		read -r outcome moved new_pid < <(jq -r '"\(.outcome) \(.sessions_moved) \(.new_pid // 0)"' "$verdict" 2>/dev/null || echo "none 0 0")
@@ -324,8 +380,8 @@ run_n() {
 		jq -r --arg k "$k" --arg busy "$busy" '[$k, .outcome, .sessions_moved, .stalls_measured, .duration_ms, .stall_p50_ms, .stall_p99_ms, .worst_stall_ms, $busy, .error // ""] | @tsv' "$verdict" >>"$upg" 2>/dev/null ||
 			printf '%s\tnone\t0\t0\t0\t0\t0\t0\t%s\t%s\n' "$k" "$busy" "$(head -c 200 "$dir/upgrade-$k.err")" >>"$upg"
 		say "N=$n: upgrade $k/$UPGRADES: $(tail -n1 "$upg" | awk -F'\t' '{ printf "%s, %s moved, %.1f ms, stall p50 %.1f p99 %.1f max %.1f ms, machine %s%% busy", $2, $3, $5, $6, $7, $8, $9 }')"
-		if ((rc != 0)) || [[ $outcome != success ]] || ((moved != n)); then
-			bad+=" upgrade $k: $outcome, $moved of $n moved;"
+		if ((rc != 0)) || [[ $outcome != success ]] || ((moved != moving)); then
+			bad+=" upgrade $k: $outcome, $moved of $moving moved;"
 		else
 			ok=$((ok + 1))
 		fi
@@ -358,11 +414,16 @@ run_n() {
 		alive "$pid" || break
 		sleep 0.05
 	done
-	local started failed skipped lag
-	read -r started failed skipped lag < <(jq -r '"\(.started) \(.failed + .refused) \(.skipped) \(.max_lag_ms)"' "$dir/rtmpload.json" 2>/dev/null || echo "0 -1 -1 0")
-	if ((load_rc != 0 || failed != 0 || skipped != 0 || started != n)); then
-		bad+=" rtmpload exit $load_rc, $started started, $failed failed or refused, $skipped skipped;"
-		jq -r '.publishers[] | select(.state == "failed" or .state == "refused") | "  \(.key): \(.state): \(.error)"' "$dir/rtmpload.json" 2>/dev/null | head -n 10 >&2 || true
+	if [[ -n $target_pid ]]; then
+		kill "$target_pid" 2>/dev/null || true
+		wait "$target_pid" 2>/dev/null || true
+		target_pid=""
+	fi
+	local started failed skipped lag pok
+	read -r started failed skipped lag pok < <(jq -r '"\(.started) \(.failed + .refused + .players.failed + .players.refused) \(.skipped + .players.skipped) \(.max_lag_ms) \(.players.ok)"' "$dir/rtmpload.json" 2>/dev/null || echo "0 -1 -1 0 0")
+	if ((load_rc != 0 || failed != 0 || skipped != 0 || started != n || pok != players)); then
+		bad+=" rtmpload exit $load_rc, $started started, $failed failed or refused, $skipped skipped, $pok of $players players ok;"
+		jq -r '(.publishers[], .player_list[]?) | select(.state == "failed" or .state == "refused") | "  \(.key): \(.state): \(.error)"' "$dir/rtmpload.json" 2>/dev/null | head -n 10 >&2 || true
 	fi
 	local stalls_lines
 	stalls_lines=$(grep -c '"message":"upgrade"' "$log" || true)
@@ -391,9 +452,54 @@ run_n() {
 		if (s) stalls = sprintf("%.1f\t%.1f\t%.1f\t%.1f", med(p50, s), med(p99, s), med(mx, s), worst)
 		printf "%d\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%.0f\t%s\n", n, load, floor, ok, ups, total, stalls, steady, during, lag, verdict
 	}' "$upg" >>"$summary"
+	if ((players > 0)); then
+		viewer_gaps "$n" "$players" "$dir" >>"$viewers"
+	fi
 }
 
-say "NS=\"$NS\" UPGRADES=$UPGRADES PAUSE=${PAUSE}s BITRATE=$BITRATE FPS=$FPS AUDIO_BITRATE=$AUDIO_BITRATE MSG_BUDGET=$MSG_BUDGET; $(nproc) cores, fd limit $fd_limit"
+# viewer_gaps N PLAYERS DIR: one line of the viewer table. For each
+# successful upgrade and each player: up, its largest gap between two media
+# messages that ended in a second the upgrade spanned (from the second the
+# trigger was sent to the one after the verdict came back, when the last
+# delayed message may still arrive); before, its largest in as many seconds
+# just before. Per upgrade the players' p50, p99 and max of up, and of
+# up - before; the line gives their medians over the upgrades.
+viewer_gaps() {
+	local n=$1 players=$2 dir=$3 from=mediad
+	((PUSH)) && from=target
+	local ok_ups
+	ok_ups=$(awk -F'\t' '$2 == "success" { printf "%s ", $1 }' "$dir/upgrades.tsv")
+	jq -r --rawfile w "$dir/windows.tsv" --arg ok "$ok_ups" '
+		($ok | split(" ") | map(select(. != ""))) as $oks
+		| [$w | split("\n")[] | select(. != "") | split("\t") | map(tonumber)
+			| select((.[0] | tostring) as $k | $oks | index($k))
+			| {k: .[0], s0: ((.[1] / 1000) | floor), s1: (((.[2] / 1000) | floor) + 1)}] as $wins
+		| .player_list[]? | select(.gaps_ms != null) | . as $p
+		| def at($s): ($s - $p.gaps_from_unix_s) as $i | if $i < 0 then 0 else ($p.gaps_ms[$i] // 0) end;
+		$wins[] | (.s1 - .s0 + 1) as $len
+		| [.k, ([range(.s0; .s1 + 1) | at(.)] | max), ([range(.s0 - $len; .s0) | at(.)] | max)] | @tsv
+	' "$dir/rtmpload.json" >"$dir/viewer-gaps.tsv" || die "N=$n: reading the players' gap series failed"
+	awk -F'\t' -v n="$n" -v players="$players" -v from="$from" '
+	function sort(a, c,   i, j, t) { for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t } }
+	function pct(a, c, p,   i) { sort(a, c); i = int(c * p / 100 + 0.999999); if (i < 1) i = 1; if (i > c) i = c; return a[i] }
+	function med(a, c) { sort(a, c); return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2 }
+	{ k = $1; if (!(k in cnt)) order[++nk] = k; i = ++cnt[k]; up[k, i] = $2; ex[k, i] = $2 - $3; base[k, i] = $3 }
+	END {
+		if (nk == 0) { printf "%d\t%d\t%s\t0\t-\t-\t-\t-\t-\t-\t-\n", n, players, from; exit }
+		for (u = 1; u <= nk; u++) {
+			k = order[u]; c = cnt[k]
+			delete a; delete b; delete z
+			for (i = 1; i <= c; i++) { a[i] = up[k, i]; b[i] = ex[k, i]; z[i] = base[k, i] }
+			u50[u] = pct(a, c, 50); u99[u] = pct(a, c, 99); umax[u] = a[c]
+			b50[u] = pct(z, c, 50)
+			e50[u] = pct(b, c, 50); e99[u] = pct(b, c, 99); emax[u] = b[c]
+		}
+		printf "%d\t%d\t%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\n", n, players, from, nk,
+			med(u50, nk), med(u99, nk), med(umax, nk), med(b50, nk), med(e50, nk), med(e99, nk), med(emax, nk)
+	}' "$dir/viewer-gaps.tsv"
+}
+
+say "NS=\"$NS\" PLAYERS=$PLAYERS PUSH=$PUSH UPGRADES=$UPGRADES PAUSE=${PAUSE}s BITRATE=$BITRATE FPS=$FPS AUDIO_BITRATE=$AUDIO_BITRATE MSG_BUDGET=$MSG_BUDGET; $(nproc) cores, fd limit $fd_limit"
 for n in $NS; do
 	run_n "$n"
 done
@@ -420,6 +526,22 @@ before the first upgrade; machine_busy: all $(nproc) cores over that window
 (100 = saturated); busy_during_upgrade: all cores while \`mediad upgrade\` ran.
 gen_max_lag_ms: the latest rtmpload sent a message after it was due.
 EOF
+if [[ -s $viewers ]]; then
+	echo
+	echo "Viewers (ms; per upgrade the players' p50/p99/max, then the median over upgrades):"
+	{
+		printf 'N\tplayers\treading_from\tupgrades\tgap_p50\tgap_p99\tgap_max\tbefore_p50\textra_p50\textra_p99\textra_max\n'
+		cat "$viewers"
+	} | table
+	cat <<EOF
+
+gap: a player's largest gap between two media messages in the seconds an
+upgrade spanned; before: its largest in as many seconds just before the
+upgrade; extra: gap - before, what the upgrade added. reading_from target:
+the players read the relayed copy from the relay target (PUSH=1), so extra
+is the relays' stall as a downstream viewer sees it.
+EOF
+fi
 if [[ $KEEP == 1 ]]; then
 	echo "Logs and per-upgrade verdicts: $tmp/n*/ (upgrades.tsv, verdict-*.json, mediad.log)"
 fi

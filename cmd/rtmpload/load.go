@@ -22,7 +22,12 @@ type runConfig struct {
 	keyPrefix string
 	n         int
 	players   int // per stream
-	source    string
+	// playerStreams: only streams 0 .. playerStreams-1 get players.
+	playerStreams int
+	// Where players play: -play-url, or the publishers' server.
+	playAddr, playApp, playTCURL string
+	gaps                         bool // players keep their gap series
+	source                       string
 
 	duration     time.Duration
 	ramp         time.Duration
@@ -153,6 +158,12 @@ type PlayerReport struct {
 	PlayAfterTriggerMs float64 `json:"play_after_trigger_ms"`
 	// StopSeen: the server announced the end of the stream.
 	StopSeen bool `json:"stop_seen"`
+	// With -gaps, GapsMs[k] is the longest silence between two media
+	// messages (audio or video) of which the later arrived in the
+	// wall-clock second GapsFromUnixS+k: a script lines it up with the
+	// moments of an upgrade to see what a viewer saw of it.
+	GapsFromUnixS int64    `json:"gaps_from_unix_s,omitempty"`
+	GapsMs        []uint32 `json:"gaps_ms,omitempty"`
 }
 
 func (r *PlayerReport) finish(err error) {
@@ -204,10 +215,13 @@ func run(ctx context.Context, cfg *runConfig, clip *Clip, log io.Writer) (*Repor
 		dataFrame: append(dataFrame, clip.Metadata...),
 		log:       log,
 		pubs:      make([]PublisherReport, cfg.n),
-		players:   make([]PlayerReport, cfg.n*cfg.players),
+		players:   make([]PlayerReport, cfg.playerStreams*cfg.players),
 	}
 	for i := range r.pubs {
 		r.pubs[i] = PublisherReport{Key: streamKey(cfg.keyPrefix, i), State: stateSkipped, CRC32: "00000000"}
+		if i >= cfg.playerStreams {
+			continue
+		}
 		for j := range cfg.players {
 			r.players[i*cfg.players+j] = PlayerReport{Key: r.pubs[i].Key, State: stateSkipped, FirstKeyframeMs: -1, PlayAfterTriggerMs: -1}
 		}

@@ -52,6 +52,11 @@ func testConfig(addr, prefix string, n, players int, duration time.Duration) *ru
 		grace:        5 * time.Second,
 		setupTimeout: 5 * time.Second,
 		chunkSize:    4096,
+		// Players on every stream, from the publishers' server.
+		playerStreams: n,
+		playAddr:      addr,
+		playApp:       "live",
+		playTCURL:     "rtmp://" + addr + "/live",
 	}
 }
 

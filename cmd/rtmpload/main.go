@@ -79,6 +79,10 @@ type options struct {
 	joinAfter    time.Duration
 	joinWithin   time.Duration
 	joinOnSignal bool
+	// playURL, playerStreams and gaps: see their flags.
+	playURL       string
+	playerStreams int
+	gaps          bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, []string, error) {
@@ -91,6 +95,9 @@ func parseFlags(args []string, stderr io.Writer) (options, []string, error) {
 	fs.IntVar(&o.players, "players", 0, "players per stream")
 	fs.DurationVar(&o.joinAfter, "join-after", 0, "players join this long after their publisher went live (plus -join-within)")
 	fs.DurationVar(&o.joinWithin, "join-within", 0, "each player joins at a random moment within this long after -join-after; the report gives the players' time to their first keyframe")
+	fs.StringVar(&o.playURL, "play-url", "", "players play from this application URL instead of -url (a relay target: what a downstream viewer sees)")
+	fs.IntVar(&o.playerStreams, "player-streams", 0, "only the first N streams get -players (0: every stream)")
+	fs.BoolVar(&o.gaps, "gaps", false, "report each player's largest gap between two media messages for every second of the run (gaps_ms)")
 	fs.BoolVar(&o.joinOnSignal, "join-on-signal", false, "players wait for SIGUSR1 and join -join-after plus a random part of -join-within after it")
 	fs.StringVar(&o.file, "file", "", "FLV file to replay (required unless -synthetic)")
 	fs.BoolVar(&o.synthetic, "synthetic", false, "generate an H.264/AAC-shaped stream instead of reading -file")
@@ -134,6 +141,8 @@ func parseFlags(args []string, stderr io.Writer) (options, []string, error) {
 		return o, nil, errors.New("-join-after and -join-within must not be negative")
 	case o.ramp < 0 || o.grace < 0 || o.setupTimeout <= 0:
 		return o, nil, errors.New("-ramp and -grace must not be negative, -setup-timeout must be positive")
+	case o.playerStreams < 0:
+		return o, nil, fmt.Errorf("-player-streams %d must not be negative", o.playerStreams)
 	case o.chunkSize < 128 || o.chunkSize > 1<<24:
 		return o, nil, fmt.Errorf("-chunk-size %d out of [128, 16777216]", o.chunkSize)
 	}
@@ -266,6 +275,17 @@ func prepare(o options) (*runConfig, *Clip, error) {
 		verbose:      o.verbose,
 		joinAfter:    o.joinAfter,
 		joinWithin:   o.joinWithin,
+		gaps:         o.gaps,
+	}
+	cfg.playAddr, cfg.playApp, cfg.playTCURL = addr, app, tcURL
+	if o.playURL != "" {
+		if cfg.playAddr, cfg.playApp, cfg.playTCURL, err = parseURL(o.playURL); err != nil {
+			return nil, nil, fmt.Errorf("-play-url: %w", err)
+		}
+	}
+	cfg.playerStreams = o.n
+	if o.playerStreams > 0 && o.playerStreams < o.n {
+		cfg.playerStreams = o.playerStreams
 	}
 	if !o.synthetic {
 		cfg.source = o.file

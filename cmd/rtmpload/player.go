@@ -35,11 +35,15 @@ type player struct {
 	playSent  time.Time
 	sawConfig bool // a video sequence header arrived
 	ended     bool // the server said the stream stopped
+	gaps      gapSeries
 }
 
 // startPlayers launches the players of stream i once its publisher is live,
 // so that they test fan-out rather than waiting for a publisher.
 func (r *runner) startPlayers(i int) {
+	if i >= r.cfg.playerStreams {
+		return
+	}
 	for j := range r.cfg.players {
 		k := i*r.cfg.players + j
 		r.wg.Go(func() {
@@ -63,7 +67,7 @@ func (r *runner) runPlayer(k int) {
 func (p *player) run() error {
 	r := p.r
 	start := time.Now()
-	c, err := dial(r.hard, r.cfg.addr, start.Add(r.cfg.setupTimeout), playerReadBuf)
+	c, err := dial(r.hard, r.cfg.playAddr, start.Add(r.cfg.setupTimeout), playerReadBuf)
 	if err != nil {
 		return err
 	}
@@ -74,7 +78,7 @@ func (p *player) run() error {
 	c.onCommand = p.onCommand
 	c.onMessage = p.onMessage
 
-	if err := c.connect(r.cfg.app, r.cfg.tcURL, "LNX 9,0,124,2 (rtmpload)", false); err != nil {
+	if err := c.connect(r.cfg.playApp, r.cfg.playTCURL, "LNX 9,0,124,2 (rtmpload)", false); err != nil {
 		return err
 	}
 	if err := c.until(func() bool { return p.connected }); err != nil {
@@ -175,7 +179,9 @@ func (p *player) onMessage(m *chunk.Message) error {
 				rep.ConfigFirst = p.sawConfig
 			}
 		}
+		p.arrived()
 	case chunk.TypeAudio:
+		p.arrived()
 		rep.AudioFrames++
 		rep.MediaBytes += uint64(len(m.Payload))
 	case chunk.TypeUserControl:
@@ -184,4 +190,48 @@ func (p *player) onMessage(m *chunk.Message) error {
 		}
 	}
 	return nil
+}
+
+// arrived notes a media message for the gap series (-gaps).
+func (p *player) arrived() {
+	if !p.r.cfg.gaps {
+		return
+	}
+	p.gaps.add(time.Now())
+	p.rep.GapsFromUnixS, p.rep.GapsMs = p.gaps.from, p.gaps.ms
+}
+
+// maxGapSeconds bounds a gap series: a day of seconds, 344 KiB.
+const maxGapSeconds = 86400
+
+// gapSeries keeps, for every wall-clock second, the longest silence
+// between two arrivals of which the later fell in that second. Seconds
+// of the wall clock rather than of the run, so that a script can line
+// them up with what it timed (an upgrade's start and end).
+type gapSeries struct {
+	last time.Time
+	from int64
+	ms   []uint32
+}
+
+func (g *gapSeries) add(now time.Time) {
+	last := g.last
+	g.last = now
+	if last.IsZero() {
+		return
+	}
+	sec := now.Unix()
+	if g.ms == nil {
+		g.from = sec
+	}
+	k := sec - g.from
+	if k < 0 || k >= maxGapSeconds {
+		return // the wall clock stepped back, or a run of more than a day
+	}
+	for int64(len(g.ms)) <= k {
+		g.ms = append(g.ms, 0)
+	}
+	// Rounded up: a gap of 0.4 ms is not "no gap".
+	d := uint32((now.Sub(last) + time.Millisecond - 1) / time.Millisecond)
+	g.ms[k] = max(g.ms[k], d)
 }
