@@ -537,10 +537,12 @@ if [[ -s $viewers ]]; then
 
 gap: a player's largest gap between two media messages in the seconds an
 upgrade spanned; before: its largest in as many seconds just before the
-upgrade; extra: gap - before, what the upgrade added. reading_from target:
-the players read the relayed copy from the relay target (PUSH=1), so extra
-is the relays' stall as a downstream viewer sees it.
+upgrade; extra: gap - before, what the upgrade added.
 EOF
+	if ((PUSH)); then
+		echo "reading_from target: the players read the relayed copy from the relay"
+		echo "target, so extra is the relays' stall as a downstream viewer sees it."
+	fi
 fi
 if [[ $KEEP == 1 ]]; then
 	echo "Logs and per-upgrade verdicts: $tmp/n*/ (upgrades.tsv, verdict-*.json, mediad.log)"
