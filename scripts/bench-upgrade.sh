@@ -37,6 +37,9 @@
 #                          gap between two media messages in the seconds
 #                          the upgrade spanned (and one more) is compared
 #                          with its largest in as many seconds just before
+#   MEDIAD_ARGS [""]       more flags for the upgraded mediad, split on
+#                          spaces (e.g. "--hls=false" to see what LL-HLS
+#                          adds to an upgrade)
 #   PUSH [0]               1 pushes every stream (--push) to a second
 #                          mediad, the relay target, which is not upgraded;
 #                          the players then read from the target, so their
@@ -72,6 +75,7 @@ KEEP=${KEEP:-0}
 FORCE=${FORCE:-0}
 PLAYERS=${PLAYERS:-0}
 PUSH=${PUSH:-0}
+read -r -a extra_args <<<"${MEDIAD_ARGS:-}"
 
 NAME=bench-upgrade
 # die, alive, ours, free_port.
@@ -288,7 +292,7 @@ run_n() {
 		hport=$(free_port)
 		((rport != hport)) || continue
 		"$bin" --rtmp "127.0.0.1:$rport" --http "127.0.0.1:$hport" --record-dir '' --log-format json \
-			--upgrade-timeout 120s --idle-timeout 60s --pidfile "$dir/mediad.pid" "${push_args[@]}" >"$log" 2>&1 &
+			--upgrade-timeout 120s --idle-timeout 60s --pidfile "$dir/mediad.pid" "${push_args[@]}" "${extra_args[@]}" >"$log" 2>&1 &
 		mediad_pids+=($!)
 		for _ in $(seq 1 200); do
 			[[ -n $(log_field "$log" "mediad ready" rtmp) ]] && break
@@ -499,7 +503,7 @@ viewer_gaps() {
 	}' "$dir/viewer-gaps.tsv"
 }
 
-say "NS=\"$NS\" PLAYERS=$PLAYERS PUSH=$PUSH UPGRADES=$UPGRADES PAUSE=${PAUSE}s BITRATE=$BITRATE FPS=$FPS AUDIO_BITRATE=$AUDIO_BITRATE MSG_BUDGET=$MSG_BUDGET; $(nproc) cores, fd limit $fd_limit"
+say "NS=\"$NS\" MEDIAD_ARGS=\"${MEDIAD_ARGS:-}\" PLAYERS=$PLAYERS PUSH=$PUSH UPGRADES=$UPGRADES PAUSE=${PAUSE}s BITRATE=$BITRATE FPS=$FPS AUDIO_BITRATE=$AUDIO_BITRATE MSG_BUDGET=$MSG_BUDGET; $(nproc) cores, fd limit $fd_limit"
 for n in $NS; do
 	run_n "$n"
 done
