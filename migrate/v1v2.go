@@ -1,9 +1,5 @@
 package migrate
 
-import (
-	"github.com/mediad/mediad/ingest/amf0"
-)
-
 // Version 2 adds per-stream statistics to a publisher's stream: bytes per
 // track, the encoder named in onMetaData and the bytes of the last 10
 // seconds (for the bitrate). Connections and players are unchanged.
@@ -50,28 +46,6 @@ func downPublisher2(m map[string]any) error {
 		delete(stream, k)
 	}
 	return nil
-}
-
-// encoderOf reads the "encoder" property of an onMetaData body.
-func encoderOf(md []byte) string {
-	vals, err := amf0.DecodeAll(md)
-	if err != nil {
-		return ""
-	}
-	for _, v := range vals {
-		var s string
-		var ok bool
-		switch o := v.(type) {
-		case amf0.ECMAArray:
-			s, ok = o.GetString("encoder")
-		case amf0.Object:
-			s, ok = o.GetString("encoder")
-		}
-		if ok {
-			return s
-		}
-	}
-	return ""
 }
 
 // toInt64 reads an integer that msgpack may have decoded as any width.

@@ -38,13 +38,30 @@ type Envelope struct {
 var ErrVersion = errors.New("state: unsupported envelope version")
 
 // Encode wraps v, the current-version value of kind, in an envelope.
-func Encode(kind Kind, v any) (Envelope, error) {
-	p, err := msgpack.Marshal(v)
-	if err != nil {
-		return Envelope{}, fmt.Errorf("state: encode %s: %w", kind, err)
+//
+// Sessions, publishers, players, relays, HTTP-FLV viewers and streams,
+// given as values or pointers, are written by codec.go's encoders into one
+// allocation, the payload; anything else goes through reflection. Encode
+// is generic so that a value passed to it need not be boxed into an
+// interface, which would cost an allocation of its own.
+func Encode[T any](kind Kind, v T) (Envelope, error) {
+	p, ok := encodeFast(&v)
+	if !ok {
+		p, ok = encodeFast(v)
+	}
+	if !ok {
+		var err error
+		if p, err = marshalReflect(v); err != nil {
+			return Envelope{}, fmt.Errorf("state: encode %s: %w", kind, err)
+		}
 	}
 	return Envelope{Kind: kind, Version: Version, Payload: p}, nil
 }
+
+// marshalReflect keeps the boxing of v for reflection to the values that
+// need it: were Encode to pass v to msgpack itself, v would escape on
+// every call.
+func marshalReflect[T any](v T) ([]byte, error) { return msgpack.Marshal(v) }
 
 // Decode unpacks a current-version envelope into v.
 func Decode(e Envelope, v any) error {
@@ -61,7 +78,15 @@ func Decode(e Envelope, v any) error {
 }
 
 // MarshalEnvelope and UnmarshalEnvelope give an envelope its wire form.
-func MarshalEnvelope(e Envelope) ([]byte, error) { return msgpack.Marshal(e) }
+// MarshalEnvelope writes the bytes msgpack.Marshal(e) would, in one
+// allocation, and never fails.
+func MarshalEnvelope(e Envelope) ([]byte, error) {
+	w := enc{dry: true}
+	w.envelope(&e)
+	w.b, w.dry = make([]byte, 0, w.n), false
+	w.envelope(&e)
+	return w.b, nil
+}
 
 // UnmarshalEnvelope decodes the wire form of an envelope from untrusted
 // bytes.
