@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"testing"
 
@@ -162,9 +163,18 @@ func (p *publisher) sendPass(tb testing.TB) {
 func TestPublisherSteadyStateAllocations(t *testing.T) {
 	clip := testClip(t)
 	p := publisherOnPair(t, clip)
+	passes := uint64(1)
 	p.sendPass(t) // grows the buffers to their working size
-	if n := testing.AllocsPerRun(3, func() { p.sendPass(t) }); n != 0 {
-		t.Errorf("%v allocations per pass of %d tags", n, len(clip.Body))
+	// AllocsPerRun counts the whole process's allocations, so the
+	// goroutine draining the other end, or the runtime, can land one in a
+	// pass on a busy machine; an allocation of the hot path shows in every
+	// try, so the fewest of several tries is the hot path's.
+	n := math.Inf(1)
+	for range 5 {
+		n = min(n, testing.AllocsPerRun(3, func() { p.sendPass(t); passes++ }))
+	}
+	if n != 0 {
+		t.Errorf("%v allocations per pass of %d tags, fewest of 5 tries", n, len(clip.Body))
 	}
 	var video uint64
 	for _, tag := range clip.Body {
@@ -172,8 +182,8 @@ func TestPublisherSteadyStateAllocations(t *testing.T) {
 			video++
 		}
 	}
-	if p.rep.VideoFrames != 5*video {
-		t.Errorf("%d video frames counted over 5 passes of %d", p.rep.VideoFrames, video)
+	if p.rep.VideoFrames != passes*video {
+		t.Errorf("%d video frames counted over %d passes of %d", p.rep.VideoFrames, passes, video)
 	}
 }
 
