@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mediad/mediad/ingest/hls"
 	"github.com/mediad/mediad/state"
 )
 
@@ -37,6 +38,9 @@ type parkResult struct {
 type parkRequest struct {
 	reply    chan parkResult
 	decision chan parkDecision
+	// spill takes the LL-HLS frames held back by a publisher's muxer;
+	// nil writes them to the stream's own file, as version 5 reads them.
+	spill *hls.Spill
 }
 
 // ParkedSession is one session stopped at a safe point: its state envelope
@@ -57,15 +61,22 @@ type Parked struct {
 	reqs     map[*session]*parkRequest
 	Items    []ParkedSession
 	done     bool
+	spill    *hls.Spill
 }
 
-// Park stops accepting and parks every session between two RTMP messages:
+// Park parks every session for a new process that reads this build's
+// state version; see ParkFor.
+func (s *Server) Park(ctx context.Context) (*Parked, error) { return s.ParkFor(ctx, state.Version) }
+
+// ParkFor stops accepting and parks every session between two RTMP messages:
 // publishers first, so nothing reaches a player's queue after it is
 // exported. Reads blocked in the kernel are interrupted; bytes already read
 // and bytes queued for clients become part of the state. Connections that
 // arrive meanwhile wait in the listen queue. On error every session already
-// parked is resumed.
-func (s *Server) Park(ctx context.Context) (*Parked, error) {
+// parked is resumed. version is the state version the envelopes will be
+// migrated to: below 6, LL-HLS frames held back go to each stream's own
+// file, which is all an older build reads.
+func (s *Server) ParkFor(ctx context.Context, version uint32) (*Parked, error) {
 	s.mu.Lock()
 	if s.parked {
 		s.mu.Unlock()
@@ -105,9 +116,12 @@ func (s *Server) Park(ctx context.Context) (*Parked, error) {
 	s.mu.Unlock()
 
 	p := &Parked{srv: s, reqs: make(map[*session]*parkRequest)}
+	if version >= 6 {
+		p.spill = hls.NewSpill(s.cfg.HLSDir)
+	}
 	for _, group := range [][]*session{feeders, players} {
 		for _, sess := range group {
-			p.reqs[sess] = sess.requestPark()
+			p.reqs[sess] = sess.requestPark(p.spill)
 		}
 		for i, sess := range group {
 			var err error
@@ -156,6 +170,9 @@ func (p *Parked) Resume() {
 	}
 	p.done = true
 	p.closeFiles()
+	if err := p.spill.Discard(); err != nil {
+		p.srv.log.Warn().Err(err).Msg("removing the LL-HLS spill file after a rollback")
+	}
 	for _, sess := range p.sessions {
 		p.reqs[sess].decision <- decisionResume
 	}
@@ -172,6 +189,8 @@ func (p *Parked) Commit() {
 	}
 	p.done = true
 	p.closeFiles()
+	// The new process has read the spill and removes it.
+	_ = p.spill.Close()
 	p.srv.markMoved()
 	for _, sess := range p.sessions {
 		p.reqs[sess].decision <- decisionCommit
@@ -247,8 +266,8 @@ func discardReply(sess *session, req *parkRequest) {
 
 // requestPark asks the session's goroutine to stop at its next safe point.
 // The request comes first, the deadline second: see serve.
-func (sess *session) requestPark() *parkRequest {
-	req := &parkRequest{reply: make(chan parkResult, 1), decision: make(chan parkDecision, 1)}
+func (sess *session) requestPark(spill *hls.Spill) *parkRequest {
+	req := &parkRequest{reply: make(chan parkResult, 1), decision: make(chan parkDecision, 1), spill: spill}
 	sess.parkReq.Store(req)
 	_ = sess.conn.SetReadDeadline(time.Unix(1, 0))
 	// The session goroutine may be blocked writing to a client that does
@@ -270,7 +289,7 @@ func (sess *session) park() bool {
 	sess.wmu.Unlock()
 
 	req := sess.parkReq.Load()
-	item, err := sess.export()
+	item, err := sess.export(req.spill)
 	req.reply <- parkResult{item: item, err: err}
 	var d parkDecision
 	select {
@@ -369,7 +388,7 @@ func connFile(c net.Conn) (*os.File, error) {
 }
 
 // export captures the session as an envelope plus duplicated descriptors.
-func (sess *session) export() (ParkedSession, error) {
+func (sess *session) export(spill *hls.Spill) (ParkedSession, error) {
 	item := ParkedSession{LastRead: sess.lastRead}
 	cf, err := connFile(sess.conn)
 	if err != nil {
@@ -392,7 +411,7 @@ func (sess *session) export() (ParkedSession, error) {
 	ss := sess.sessionState()
 	switch sess.role {
 	case rolePublisher:
-		st, recFile, err := sess.stream.export()
+		st, recFile, err := sess.stream.export(spill)
 		if err != nil {
 			return fail(err)
 		}
@@ -458,7 +477,7 @@ func (sess *session) sessionState() state.Session {
 
 // export captures the stream and a duplicate of its recording file; the
 // recording is flushed first so the file's size is the state's offset.
-func (st *Stream) export() (state.Stream, *os.File, error) {
+func (st *Stream) export(spill *hls.Spill) (state.Stream, *os.File, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	out := state.Stream{
@@ -479,7 +498,7 @@ func (st *Stream) export() (state.Stream, *os.File, error) {
 	}
 	out.RateBuckets, out.RateSecond = st.stats.rate.export()
 	if st.hls != nil {
-		hs, err := st.hls.Export()
+		hs, err := st.hls.ExportTo(spill)
 		if err != nil {
 			return out, nil, fmt.Errorf("hls of %s/%s: %w", st.App, st.Key, err)
 		}

@@ -30,6 +30,9 @@ type Restored struct {
 	// Start only has to open it.
 	gate      chan struct{}
 	discarded atomic.Bool
+	// spills are the LL-HLS spill files of the old process's park, read
+	// while restoring and removed at its end.
+	spills *hls.Spills
 }
 
 // Len is the number of sessions restored.
@@ -52,9 +55,14 @@ func (r *Restored) Readers() int {
 // ownership of every file, success or not. Nothing is read or written until
 // Start.
 func (s *Server) Restore(items []ParkedSession) (*Restored, error) {
-	r := &Restored{srv: s}
+	r := &Restored{srv: s, spills: hls.NewSpills()}
 	ok := false
 	defer func() {
+		// Every muxer holds its frames in memory now, and after a
+		// rollback the old process still has its own.
+		if err := r.spills.Close(); err != nil {
+			s.log.Warn().Err(err).Msg("removing the LL-HLS spill file after the restore")
+		}
 		if !ok {
 			r.Discard()
 			for _, it := range items {
@@ -143,7 +151,7 @@ func (r *Restored) restoreOne(it *ParkedSession) error {
 		if want == 2 {
 			recFile = it.Files[1]
 		}
-		st, err := r.srv.restoreStream(ps.Stream, recFile)
+		st, err := r.srv.restoreStream(ps.Stream, recFile, r.spills)
 		if err != nil {
 			return err
 		}
@@ -277,7 +285,7 @@ func (s *Server) keepIDsAbove(id uint64) {
 	}
 }
 
-func (s *Server) restoreStream(ss state.Stream, recFile *os.File) (*Stream, error) {
+func (s *Server) restoreStream(ss state.Stream, recFile *os.File, spills *hls.Spills) (*Stream, error) {
 	if len(ss.RateBuckets) > state.RateWindow {
 		if recFile != nil {
 			recFile.Close()
@@ -319,7 +327,7 @@ func (s *Server) restoreStream(ss state.Stream, recFile *os.File) (*Stream, erro
 	if ss.HLS != nil {
 		cfg := s.cfg.HLS
 		cfg.Log = s.log.With().Str("app", ss.App).Str("key", ss.Key).Logger()
-		m, err := hls.Restore(cfg, *ss.HLS, ss.VideoSeq, ss.AudioSeq)
+		m, err := hls.RestoreFrom(cfg, *ss.HLS, ss.VideoSeq, ss.AudioSeq, spills)
 		if err != nil {
 			st.closeRecording()
 			return nil, err

@@ -34,6 +34,7 @@ var steps = []step{
 	{from: 4,
 		up:   map[state.Kind]fn{state.KindProcess: upProcess4, state.KindConn: upConn4, state.KindPublisher: dropStreamHookKeys},
 		down: map[state.Kind]fn{state.KindProcess: downProcess5, state.KindConn: downConn5, state.KindPublisher: dropStreamHookKeys}},
+	{from: 5, up: map[state.Kind]fn{state.KindPublisher: upPublisher5}, down: map[state.Kind]fn{state.KindPublisher: downPublisher6}},
 }
 
 // introduced holds the version in which each kind appeared; a kind absent

@@ -462,7 +462,14 @@ func (w *enc) recorder(r *Recorder) {
 }
 
 func (w *enc) hls(h *HLS) {
-	w.mapLen(10)
+	n := 10
+	if h.PendingFile != "" {
+		n++
+	}
+	if h.PendingOffset != 0 {
+		n++
+	}
+	w.mapLen(n)
 	w.key("dir")
 	w.str(h.Dir)
 	w.key("init")
@@ -530,6 +537,14 @@ func (w *enc) hls(h *HLS) {
 			w.key("size")
 			w.u32(s.Size)
 		}
+	}
+	if h.PendingFile != "" {
+		w.key("pending_file")
+		w.str(h.PendingFile)
+	}
+	if h.PendingOffset != 0 {
+		w.key("pending_offset")
+		w.i64(h.PendingOffset)
 	}
 	w.key("tracks")
 	w.arrayLen(len(h.Tracks))

@@ -10,9 +10,11 @@
 // which carries the service's counters, histograms and upgrade history and
 // has no form in older versions; 4, a stream's LL-HLS muxer (HLS, an index
 // of files that stay on disk) and HTTP-FLV viewers (KindFLVPlayer); 5, push
-// relays (KindRelay) and the webhook outbox in the process envelope.
+// relays (KindRelay) and the webhook outbox in the process envelope; 6, the
+// LL-HLS samples held back at a park in one file shared by every stream
+// (HLS.PendingFile).
 package state
 
 // Version is the schema version this build writes. It is the version of
 // every envelope produced by Encode.
-const Version = 5
+const Version = 6

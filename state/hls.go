@@ -2,7 +2,9 @@ package state
 
 // HLS is a stream's LL-HLS muxer (ingest/hls) at a safe point. Media never
 // travels here: segments and parts are files in Dir, which the new process
-// opens by name, and samples not yet in a part wait in Dir's pending file.
+// opens by name, and samples not yet in a part wait in a file: one that
+// every stream of the upgrade shares (PendingFile), or Dir's own pending
+// file.
 // What crosses is the index: small, and proportional to the playlist
 // window, not to the media.
 type HLS struct {
@@ -26,8 +28,15 @@ type HLS struct {
 	// until their deadline.
 	Gone []HLSGone `msgpack:"gone"`
 	// Pending are the samples read but not yet in a part, in arrival
-	// order; their bytes are in Dir/pending, back to back.
+	// order; their bytes are back to back in PendingFile from
+	// PendingOffset, or, with no PendingFile, in Dir/pending.
 	Pending []HLSSample `msgpack:"pending"`
+	// PendingFile (version 6) is the file in which one park put the
+	// held-back samples of every stream, each at its own offset: one file
+	// written per upgrade instead of one per stream, a cost every session
+	// waited for while parked.
+	PendingFile   string `msgpack:"pending_file,omitempty"`
+	PendingOffset int64  `msgpack:"pending_offset,omitempty"`
 	// Tracks is the decode-time state of the video (0) and audio (1)
 	// tracks.
 	Tracks [2]HLSTrack `msgpack:"tracks"`

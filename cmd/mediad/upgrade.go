@@ -265,7 +265,7 @@ func (u *upgrader) run(v *Verdict, fault string) (err error) {
 	}
 
 	parkStart := time.Now()
-	parked, err := u.srv.Park(ctx)
+	parked, err := u.srv.ParkFor(ctx, ver)
 	if err != nil {
 		_ = conn.Abort(err.Error())
 		waitChild()

@@ -18,8 +18,13 @@ const pendingFile = "pending"
 // Export captures the muxer at a safe point (the publisher is parked, so
 // Write is not running). The frames not yet in a part go to a file in the
 // stream's directory: media stays out of the state. The muxer goes on
-// unchanged, for a rollback.
-func (m *Muxer) Export() (state.HLS, error) {
+// unchanged, for a rollback. This is the form a version-5 build reads.
+func (m *Muxer) Export() (state.HLS, error) { return m.ExportTo(nil) }
+
+// ExportTo is Export with the held-back frames written into sp, shared by
+// every stream of the park (state version 6); nil sp writes the stream's
+// own pending file.
+func (m *Muxer) ExportTo(sp *Spill) (state.HLS, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := m.st
@@ -37,8 +42,18 @@ func (m *Muxer) Export() (state.HLS, error) {
 		out.Pending[i] = state.HLSSample{Track: s.track, DTS: s.dts, CTS: s.cts, Key: s.key, Size: uint32(len(s.data))}
 		buf = append(buf, s.data...)
 	}
-	if err := writeFileAtomic(filepath.Join(m.dir, pendingFile), buf); err != nil {
-		return state.HLS{}, fmt.Errorf("hls pending frames: %w", err)
+	if sp == nil {
+		if err := writeFileAtomic(filepath.Join(m.dir, pendingFile), buf); err != nil {
+			return state.HLS{}, fmt.Errorf("hls pending frames: %w", err)
+		}
+		return out, nil
+	}
+	out.PendingFile, out.PendingOffset = "", 0
+	if len(buf) > 0 {
+		var err error
+		if out.PendingFile, out.PendingOffset, err = sp.put(filepath.Dir(m.dir), buf); err != nil {
+			return state.HLS{}, fmt.Errorf("hls pending frames: %w", err)
+		}
 	}
 	return out, nil
 }
@@ -48,6 +63,15 @@ func (m *Muxer) Export() (state.HLS, error) {
 // cross with the stream. The open segment's file is reopened for
 // appending, cut back to the parts the index knows.
 func Restore(cfg Config, st state.HLS, videoSeq, audioSeq []byte) (*Muxer, error) {
+	sp := NewSpills()
+	defer sp.Close()
+	return RestoreFrom(cfg, st, videoSeq, audioSeq, sp)
+}
+
+// RestoreFrom is Restore reading held-back frames from spill files through
+// sp, which the caller closes (removing the files) once every stream of
+// the upgrade is restored.
+func RestoreFrom(cfg Config, st state.HLS, videoSeq, audioSeq []byte, sp *Spills) (*Muxer, error) {
 	cfg.setDefaults()
 	m := &Muxer{cfg: cfg, dir: st.Dir, log: cfg.Log, changed: make(chan struct{}), st: st}
 	if videoSeq != nil {
@@ -56,10 +80,12 @@ func Restore(cfg Config, st state.HLS, videoSeq, audioSeq []byte) (*Muxer, error
 	if audioSeq != nil {
 		m.Write(typeAudio, 0, audioSeq, timeZero)
 	}
-	buf, err := os.ReadFile(filepath.Join(st.Dir, pendingFile))
-	if err != nil && !(errors.Is(err, os.ErrNotExist) && len(st.Pending) == 0) {
+	buf, err := readPending(st, sp)
+	if err != nil {
 		return nil, fmt.Errorf("hls pending frames: %w", err)
 	}
+	st.PendingFile, st.PendingOffset = "", 0
+	m.st.PendingFile, m.st.PendingOffset = "", 0
 	for _, s := range st.Pending {
 		if int(s.Size) > len(buf) || s.Track > trackAudio {
 			return nil, fmt.Errorf("hls pending frames: %d bytes on disk, the index wants more", len(buf))
@@ -85,6 +111,36 @@ func Restore(cfg Config, st state.HLS, videoSeq, audioSeq []byte) (*Muxer, error
 	}
 	m.loadRecent()
 	return m, nil
+}
+
+// maxPending bounds what a restore reads for one stream's held-back
+// frames: a part's worth is a few hundred kilobytes even at 20 Mbit/s.
+const maxPending = 64 << 20
+
+// readPending reads the held-back frames from the shared spill file or
+// the stream's own pending file.
+func readPending(st state.HLS, sp *Spills) ([]byte, error) {
+	var n int64
+	for _, s := range st.Pending {
+		n += int64(s.Size)
+	}
+	if n > maxPending {
+		return nil, fmt.Errorf("%d bytes held back, at most %d", n, maxPending)
+	}
+	if st.PendingFile == "" {
+		buf, err := os.ReadFile(filepath.Join(st.Dir, pendingFile))
+		if errors.Is(err, os.ErrNotExist) && n == 0 {
+			return nil, nil
+		}
+		return buf, err
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	if st.PendingOffset < 0 {
+		return nil, fmt.Errorf("offset %d in %s", st.PendingOffset, st.PendingFile)
+	}
+	return sp.read(st.PendingFile, st.PendingOffset, int(n))
 }
 
 // loadRecent reads the newest parts back into memory, as the old process

@@ -720,3 +720,93 @@ func checkFromMemory(t *testing.T, m *Muxer, want int) {
 		}
 	}
 }
+
+// BenchmarkHandOver is one stream's LL-HLS share of an upgrade, after 90 s
+// of media: Export while parked (the held-back frames to a file of the
+// stream's own, as for a version-5 build, or into the park's shared
+// spill), the envelope both ways, Restore in the new process. Every
+// session of the park waits for the slowest stream.
+func BenchmarkHandOver(b *testing.B) {
+	for _, shared := range []bool{false, true} {
+		name := "own-file"
+		if shared {
+			name = "shared-spill"
+		}
+		b.Run(name, func(b *testing.B) { benchHandOver(b, shared) })
+	}
+}
+
+func benchHandOver(b *testing.B, shared bool) {
+	msgs := captureMessages(b)
+	dir := b.TempDir()
+	m, err := New(Config{}, filepath.Join(dir, "s"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	loop := msgs[len(msgs)-1].ts + 33
+	for k := uint32(0); k*loop < 90_000; k++ {
+		for _, x := range msgs {
+			x.ts += k * loop
+			m.Write(x.typ, x.ts, x.payload, clock(x))
+		}
+	}
+	video, audio := seqHeaders(msgs)
+	var export, encode, decode, restore time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	// One spill serves every stream of a park: its creation is shared too.
+	var sp *Spill
+	if shared {
+		sp = NewSpill(dir)
+		defer sp.Discard()
+	}
+	for range b.N {
+		t0 := time.Now()
+		st, err := m.ExportTo(sp)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		env, err := state.Encode(state.KindPublisher, &state.Stream{HLS: &st})
+		if err != nil {
+			b.Fatal(err)
+		}
+		wire, err := state.MarshalEnvelope(env)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t2 := time.Now()
+		env, err = state.UnmarshalEnvelope(wire)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var got state.Stream
+		if err := state.Decode(env, &got); err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		m.Detach()
+		spills := NewSpills()
+		next, err := RestoreFrom(Config{}, *got.HLS, video, audio, spills)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t4 := time.Now()
+		if !shared {
+			// The shared spill stays for the next iteration's export.
+			if err := spills.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		m = next
+		export += t1.Sub(t0)
+		encode += t2.Sub(t1)
+		decode += t3.Sub(t2)
+		restore += t4.Sub(t3)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(export.Microseconds())/n, "export-µs")
+	b.ReportMetric(float64(encode.Microseconds())/n, "encode-µs")
+	b.ReportMetric(float64(decode.Microseconds())/n, "decode-µs")
+	b.ReportMetric(float64(restore.Microseconds())/n, "restore-µs")
+}
