@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,9 +92,10 @@ func (s *Server) Restore(items []ParkedSession) (*Restored, error) {
 			}
 		}
 	}
+	prep := r.preparePublishers(items)
 	for _, i := range order {
 		it := &items[i]
-		if err := r.restoreOne(it); err != nil {
+		if err := r.restoreOne(it, prep[i]); err != nil {
 			return nil, fmt.Errorf("restore %s session: %w", it.Envelope.Kind, err)
 		}
 		it.Files = nil // owned by the session now
@@ -105,7 +108,82 @@ func (s *Server) Restore(items []ParkedSession) (*Restored, error) {
 	return r, nil
 }
 
-func (r *Restored) restoreOne(it *ParkedSession) error {
+// preparedPublisher is a publisher's stream rebuilt ahead of the ordered
+// part of a restore. Decoding its state and reopening its recording and
+// LL-HLS files touch nothing but the stream's own, so they run on every
+// core at once; the registry and the sessions are then put together in
+// order.
+type preparedPublisher struct {
+	ps  state.Publisher
+	st  *Stream
+	err error
+}
+
+// preparePublishers prepares every publisher of items in parallel. A
+// stream it rebuilt is in r.streams, for Discard, and owns its recording's
+// descriptor from then on.
+func (r *Restored) preparePublishers(items []ParkedSession) map[int]*preparedPublisher {
+	var idx []int
+	for i := range items {
+		if items[i].Envelope.Kind == state.KindPublisher {
+			idx = append(idx, i)
+		}
+	}
+	out := make(map[int]*preparedPublisher, len(idx))
+	for _, i := range idx {
+		out[i] = &preparedPublisher{}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(idx)) {
+		wg.Go(func() {
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= len(idx) {
+					return
+				}
+				p := out[idx[k]]
+				p.ps, p.st, p.err = r.preparePublisher(&items[idx[k]])
+			}
+		})
+	}
+	wg.Wait()
+	for _, i := range idx {
+		if p := out[i]; p.st != nil {
+			r.streams = append(r.streams, p.st)
+			items[i].Files = items[i].Files[:1]
+		}
+	}
+	return out
+}
+
+func (r *Restored) preparePublisher(it *ParkedSession) (state.Publisher, *Stream, error) {
+	var ps state.Publisher
+	if len(it.Files) == 0 {
+		return ps, nil, errors.New("no connection descriptor")
+	}
+	if err := state.Decode(it.Envelope, &ps); err != nil {
+		return ps, nil, err
+	}
+	want := 1
+	if ps.Stream.Recorder != nil && ps.Stream.Recorder.HasFile {
+		want = 2
+	}
+	if len(it.Files) != want {
+		return ps, nil, fmt.Errorf("%d descriptors, want %d", len(it.Files), want)
+	}
+	if !validName(ps.Stream.App) || !validName(ps.Stream.Key) {
+		return ps, nil, fmt.Errorf("invalid stream name %q/%q", ps.Stream.App, ps.Stream.Key)
+	}
+	var recFile *os.File
+	if want == 2 {
+		recFile = it.Files[1]
+	}
+	st, err := r.srv.restoreStream(ps.Stream, recFile, r.spills)
+	return ps, st, err
+}
+
+func (r *Restored) restoreOne(it *ParkedSession, prep *preparedPublisher) error {
 	if len(it.Files) == 0 {
 		return errors.New("no connection descriptor")
 	}
@@ -133,29 +211,10 @@ func (r *Restored) restoreOne(it *ParkedSession) error {
 		}
 		r.sessions = append(r.sessions, sess)
 	case state.KindPublisher:
-		var ps state.Publisher
-		if err := state.Decode(it.Envelope, &ps); err != nil {
-			return err
+		if prep.err != nil {
+			return prep.err
 		}
-		want := 1
-		if ps.Stream.Recorder != nil && ps.Stream.Recorder.HasFile {
-			want = 2
-		}
-		if len(it.Files) != want {
-			return fmt.Errorf("%d descriptors, want %d", len(it.Files), want)
-		}
-		if !validName(ps.Stream.App) || !validName(ps.Stream.Key) {
-			return fmt.Errorf("invalid stream name %q/%q", ps.Stream.App, ps.Stream.Key)
-		}
-		var recFile *os.File
-		if want == 2 {
-			recFile = it.Files[1]
-		}
-		st, err := r.srv.restoreStream(ps.Stream, recFile, r.spills)
-		if err != nil {
-			return err
-		}
-		r.streams = append(r.streams, st)
+		ps, st := &prep.ps, prep.st
 		sess, err := r.srv.restoreSession(ps.Session, it.Files[0])
 		if err != nil {
 			st.closeRecording()
