@@ -50,6 +50,7 @@ type Restored interface {
 
 // ChildConfig sets up the new process's side of an upgrade.
 type ChildConfig struct {
+	// Conn, Sessions and Convert are required.
 	Conn     ChildConn
 	Sessions Restorer
 	// Convert migrates an envelope to the given state version (migrate's

@@ -96,6 +96,7 @@ type Outbox interface {
 
 // Config sets up the old process's side of upgrades.
 type Config struct {
+	// Process, Sessions and Convert are required.
 	Process  Process
 	Sessions Sessions
 	// Convert migrates an envelope to the given state version (migrate's
@@ -131,7 +132,9 @@ type Parent struct {
 
 	mu       sync.Mutex
 	stopping bool
-	inflight sync.WaitGroup
+	// done is closed when the attempt in flight ends; nil before the
+	// first. busy keeps a second attempt from replacing it meanwhile.
+	done chan struct{}
 	// ctx ends when Stop is called: the upgrade in flight rolls back.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -168,9 +171,10 @@ func (p *Parent) Upgrade(fault string) Verdict {
 		v.Outcome, v.Error = Refused, errStopping.Error()
 		return p.record(v)
 	}
-	p.inflight.Add(1)
+	done := make(chan struct{})
+	p.done = done
 	p.mu.Unlock()
-	defer p.inflight.Done()
+	defer close(done)
 
 	a := &attempt{Parent: p, v: &v}
 	err := a.run(fault)
@@ -196,11 +200,12 @@ func (p *Parent) Upgrade(fault string) Verdict {
 
 // Wait returns once no upgrade is in flight, or when ctx ends.
 func (p *Parent) Wait(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		p.inflight.Wait()
-		close(done)
-	}()
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return
+	}
 	select {
 	case <-done:
 	case <-ctx.Done():
