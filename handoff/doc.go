@@ -51,15 +51,24 @@
 //	Prepared{Items} | Reject{Reason} →
 //	                              ← Commit | Abort{Reason}
 //
-// The parent answers Hello with ChooseVersion (refusing when the child
-// cannot read any version it can write, before a single session parks) and
-// CheckFDBudget. The Plan's totals are exact; the child refuses a stream
+// The child fills its Hello with LocalHello, which fails rather than
+// announce a descriptor limit or count it could not read; the child then
+// sends a Reject in its place, and the parent names the reason. The parent
+// answers Hello with ChooseVersion and CheckFDBudget, and refuses before a
+// single session parks when the child cannot read any version the parent
+// can write, or could not take the descriptors: that check uses an upper
+// bound of what the park will export, and is made again with the exact
+// count after the park, for a session that arrived in between (that late
+// refusal resumes the parked sessions). The Plan's totals are exact; the child refuses a stream
 // that strays from them. Batches hold at most MaxFDsPerFrame descriptors
 // and about 8 MiB each; a batch's items own its descriptors in order. The
 // parent may Abort at any point before Commit; the child may Reject at any
 // point, then closes the socket.
 //
 // # Upgrade order with tableflip
+//
+// Package handoff/upgrade runs this sequence on both sides, with its
+// deadlines and rollback; what follows is what it relies on.
 //
 // tableflip's Upgrade in the parent returns once the child calls Ready, and
 // after it returns the parent's Upgrader is spent: it can never upgrade
@@ -71,10 +80,12 @@
 //	go upg.Upgrade() → result               (starts)
 //	                                        initialise fully (config, dirs, admin)
 //	                                        c, _ := handoff.Accept(upg.Fds)
-//	                                        c.SendHello(LocalHello(...))
+//	                                        h, err := LocalHello(...)
+//	                                        c.SendHello(h) (err: c.SendReject)
 //	h := c.ReadHello(deadline)
-//	ChooseVersion, CheckFDBudget
-//	park sessions; c.SendPlan
+//	ChooseVersion, CheckFDBudget(bound)
+//	park sessions; CheckFDBudget(exact)
+//	c.SendPlan
 //	c.SendItems; c.SendEnd                  c.ReadPlan; c.ReadItems
 //	                                        decode, migrate, rebuild; c.SendPrepared
 //	c.WaitPrepared(deadline); c.Commit
@@ -121,14 +132,15 @@
 // (mediad upgrade) rather than only send SIGHUP, so that systemd rereads
 // the file after it changed, and a failed upgrade fails the reload. Both
 // processes hold every handed-over connection for a moment: LimitNOFILE
-// must cover that, and CheckFDBudget refuses the upgrade before anything
-// parks when the new process could not take them.
+// must cover that, and the upgrade is refused before anything parks when
+// the new process could not take them (CheckFDBudget).
 //
 // # Fault injection
 //
 // Built with the faultinject tag, Fault acts on MEDIAD_FAULT=point=action
 // (crash, hang, reject, pause) at the points listed in FaultPoints; the
-// child side of the protocol calls them itself. The old process pauses at
-// FaultOldBeforeCommit. Without the tag Fault compiles to
-// nothing.
+// child side of the protocol calls them itself, and package handoff/upgrade
+// calls FaultRestore and FaultAfterCommit in the new process and
+// FaultOldBeforeCommit in the old one. ArmChild sets MEDIAD_FAULT for the
+// child of one upgrade. Without the tag Fault compiles to nothing.
 package handoff

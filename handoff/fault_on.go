@@ -52,3 +52,22 @@ func Fault(point string) error {
 	}
 	return nil
 }
+
+// ArmChild arms spec (FaultEnv's syntax) in the new process that the next
+// upgrade starts, which reads its environment when it is spawned, and
+// returns the function that takes it back, so that the upgrade after it
+// starts clean. An empty spec arms nothing.
+func ArmChild(spec string) (disarm func()) {
+	if spec == "" {
+		return func() {}
+	}
+	old, had := os.LookupEnv(FaultEnv)
+	os.Setenv(FaultEnv, spec)
+	return func() {
+		if had {
+			os.Setenv(FaultEnv, old)
+		} else {
+			os.Unsetenv(FaultEnv)
+		}
+	}
+}

@@ -128,3 +128,26 @@ func sendAllUntil(c *child, items []Item, d time.Time) error {
 	_, err := c.conn.WaitPrepared(d)
 	return err
 }
+
+// ArmChild sets the fault for the process the next upgrade starts, and
+// puts back what was there, set or not.
+func TestArmChild(t *testing.T) {
+	t.Setenv(FaultEnv, "before-hello=hang")
+	disarm := ArmChild(FaultAfterHello + "=crash")
+	if got := os.Getenv(FaultEnv); got != FaultAfterHello+"=crash" {
+		t.Errorf("armed: %s=%q", FaultEnv, got)
+	}
+	disarm()
+	if got := os.Getenv(FaultEnv); got != "before-hello=hang" {
+		t.Errorf("disarmed: %s=%q, want the value before", FaultEnv, got)
+	}
+	os.Unsetenv(FaultEnv)
+	ArmChild(FaultMidItems + "=reject")()
+	if _, set := os.LookupEnv(FaultEnv); set {
+		t.Errorf("disarmed: %s is set, was not before", FaultEnv)
+	}
+	ArmChild("")()
+	if _, set := os.LookupEnv(FaultEnv); set {
+		t.Errorf("an empty fault set %s", FaultEnv)
+	}
+}

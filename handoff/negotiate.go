@@ -54,6 +54,8 @@ func CheckFDBudget(h Hello, need int) error {
 
 // LocalHello fills a Hello for this process: its pid, descriptor limit and
 // open descriptor count, with the given build and readable state range.
+// It fails rather than guess a figure: a Hello with a limit or a count of
+// zero would pass or fail CheckFDBudget for no reason.
 func LocalHello(build string, readsMin, readsMax uint32) (Hello, error) {
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {

@@ -162,6 +162,30 @@ func (s *Server) ParkFor(ctx context.Context, version uint32) (*Parked, error) {
 	return p, nil
 }
 
+// ParkFDs is at least the number of descriptors a Park started now would
+// export: one connection per session, and a recording for a publisher.
+// The upgrade checks it against the new process's descriptor limit before
+// anything parks, so that a refusal costs no session a stall; a session
+// that arrives before the Park is caught by the exact count after it.
+func (s *Server) ParkFDs() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for sess := range s.sessions {
+		switch {
+		case sess.tlsRelay:
+			// Stays here until the commit (see Park).
+		case role(sess.roleA.Load()) == rolePublisher:
+			// Whether it records is the session goroutine's to know; the
+			// bound counts the file either way.
+			n += 2
+		default:
+			n++
+		}
+	}
+	return n
+}
+
 // Resume rolls back: every parked session continues in this process from
 // its own untouched state, and accepting resumes.
 func (p *Parked) Resume() {

@@ -249,12 +249,22 @@ func TestParkResumeRollback(t *testing.T) {
 	for range 3 {
 		target := feed.received() + 100
 		waitFor(t, "frames", func() bool { return feed.received() >= target })
+		bound := srv.ParkFDs()
 		parked, err := srv.Park(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(parked.Items) != 2 {
 			t.Fatalf("parked %d sessions, want 2", len(parked.Items))
+		}
+		// A recording publisher and a player: three descriptors, which
+		// the bound taken before the park must cover.
+		fds := 0
+		for _, it := range parked.Items {
+			fds += len(it.Files)
+		}
+		if fds != 3 || bound < fds {
+			t.Errorf("park exported %d descriptors, bound before it %d; want 3 within the bound", fds, bound)
 		}
 		parked.Resume()
 	}

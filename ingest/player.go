@@ -58,6 +58,8 @@ type player struct {
 	// being slow, only its GOPs are.
 	relay bool
 
+	// mu is last in the lock order registry, stream, player (see
+	// Registry.mu): the publisher's goroutine enqueues with Stream.mu held.
 	mu      sync.Mutex
 	queue   []outMsg
 	spare   []outMsg

@@ -77,6 +77,9 @@ type pushLink struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	// mu is taken after Stream.mu, never before it: a move to a new
+	// process and the stream list reach the links with the stream locked
+	// (movePushLocked, relayInfoLocked).
 	mu         sync.Mutex
 	state      string
 	sess       *session // the connection, once published

@@ -22,6 +22,10 @@ var ErrStreamBusy = errors.New("stream is already being published")
 // Registry maps APP/KEY to streams. A stream exists while it has a publisher
 // or at least one player waiting for one.
 type Registry struct {
+	// mu comes first in the lock order: registry, then stream (Stream.mu),
+	// then player (player.mu). Publish and play hold all three at once to
+	// attach a player to its stream without a gap in the fan-out; taking
+	// them in any other order could deadlock against that.
 	mu      sync.Mutex
 	streams map[string]*Stream
 	// gop bounds the streams' GOP caches (gopcache.go).
@@ -207,6 +211,9 @@ type Stream struct {
 	App, Key string
 	reg      *Registry
 
+	// mu is taken after Registry.mu and before player.mu and pushLink.mu
+	// (see Registry.mu): the fan-out, a publish and a move to a new process
+	// reach into the stream's players and relays while holding it.
 	mu        sync.Mutex
 	publisher *session
 	players   []*player

@@ -158,8 +158,8 @@ fi
 stage "go test (unit, race detector)"
 go test -race -count=1 "$@" $(go list ./... | grep -v /cmd/mediad)
 
-stage "go test (fault injection: the handoff's fault points, race detector)"
-go test -race -count=1 -tags faultinject "$@" ./handoff/
+stage "go test (fault injection: the handoff's fault points and the upgrade engine's, race detector)"
+go test -race -count=1 -tags faultinject "$@" ./handoff/...
 
 stage "go test (end-to-end: real mediad binary, real ffmpeg)"
 go test -count=1 -timeout 15m "$@" ./cmd/mediad/

@@ -314,7 +314,9 @@ func (s *upgServer) stop() {
 	t := s.t
 	select {
 	case <-s.proc.done:
-		t.Errorf("every mediad process exited before the end of the test (first: %v)", s.proc.err)
+		if !s.stoppedByTest {
+			t.Errorf("every mediad process exited before the end of the test (first: %v)", s.proc.err)
+		}
 	default:
 		pid := s.pid()
 		if p, err := readPID(s.pidfile); err == nil && p != pid {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mediad/mediad/handoff/upgrade"
 	"github.com/mediad/mediad/ingest"
 	"github.com/mediad/mediad/ingest/webhook"
 	"github.com/mediad/mediad/state"
@@ -112,10 +113,10 @@ func (l *ledger) export(t ingest.Totals, current Verdict) state.Process {
 		SessionsMoved:    l.moved,
 		UpgradeSeconds:   l.upgrades.export(),
 		StallSeconds:     l.stalls.export(),
-		Current:          verdictState(current),
+		Current:          current.State(),
 	}
 	for _, v := range l.history {
-		p.Upgrades = append(p.Upgrades, verdictState(v))
+		p.Upgrades = append(p.Upgrades, v.State())
 	}
 	return p
 }
@@ -138,25 +139,7 @@ func (l *ledger) restore(p state.Process) {
 	l.stalls = restoreHist(stallBounds, p.StallSeconds)
 	l.history = l.history[:0]
 	for _, u := range p.Upgrades {
-		l.history = append(l.history, verdictFromState(u))
-	}
-}
-
-func verdictState(v Verdict) state.Upgrade {
-	return state.Upgrade{
-		Outcome: v.Outcome, Error: v.Error, Started: v.Started.UnixNano(), DurationMS: v.DurationMS,
-		OldPID: v.OldPID, NewPID: v.NewPID, OldVersion: v.OldVersion, NewVersion: v.NewVersion,
-		StateVersion: v.StateVersion, SessionsMoved: v.SessionsMoved,
-		StallP50MS: v.StallP50MS, StallP99MS: v.StallP99MS, WorstStallMS: v.WorstStallMS, Stalls: v.Stalls,
-	}
-}
-
-func verdictFromState(u state.Upgrade) Verdict {
-	return Verdict{
-		Outcome: u.Outcome, Error: u.Error, Started: time.Unix(0, u.Started).UTC(), DurationMS: u.DurationMS,
-		OldPID: u.OldPID, NewPID: u.NewPID, OldVersion: u.OldVersion, NewVersion: u.NewVersion,
-		StateVersion: u.StateVersion, SessionsMoved: u.SessionsMoved,
-		StallP50MS: u.StallP50MS, StallP99MS: u.StallP99MS, WorstStallMS: u.WorstStallMS, Stalls: u.Stalls,
+		l.history = append(l.history, upgrade.VerdictFromState(u))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,12 +18,11 @@ import (
 	"github.com/cloudflare/tableflip"
 	"github.com/rs/zerolog"
 
-	"github.com/mediad/mediad/handoff"
+	"github.com/mediad/mediad/handoff/upgrade"
 	"github.com/mediad/mediad/ingest"
 	"github.com/mediad/mediad/ingest/hls"
 	mediapkg "github.com/mediad/mediad/ingest/media"
 	"github.com/mediad/mediad/ingest/webhook"
-	"github.com/mediad/mediad/state"
 )
 
 // serve runs mediad until a signal stops it or an upgrade hands everything
@@ -149,16 +149,15 @@ func serve(o options, log zerolog.Logger) error {
 	// A new process is fully able to serve before it asks for a session;
 	// then it takes them over, and only after the commit accepts anything.
 	var (
+		child    *upgrade.Child
 		restored *ingest.Restored
-		hconn    *handoff.Conn
-		proc     *state.Process
 	)
 	if upg.HasParent() {
-		restored, hconn, proc, err = takeOver(upg, srv, log, o.upgradeTimeout)
+		child, restored, err = takeOver(upg, srv, log, o.upgradeTimeout)
 		if err != nil {
 			return fmt.Errorf("take over from the old process: %w", err)
 		}
-		if proc != nil {
+		if proc := child.Process; proc != nil {
 			// Before Ready and before any session runs: the counters go on
 			// from where the old process left them.
 			l.restore(*proc)
@@ -170,9 +169,8 @@ func serve(o options, log zerolog.Logger) error {
 		tookOver.Store(true)
 	}
 	if err := upg.Ready(); err != nil {
-		if restored != nil {
-			restored.Discard()
-			hconn.Close()
+		if child != nil {
+			child.Discard()
 		}
 		srv.Close()
 		return fmt.Errorf("ready: %w", err)
@@ -181,9 +179,24 @@ func serve(o options, log zerolog.Logger) error {
 	ready.Store(true)
 	notifyReady(log)
 	hooks.Start()
-	if restored != nil {
+	// The stall report and the SIGHUP triggers are this function's
+	// goroutines: every way out of it ends and waits for them, before the
+	// webhooks they notify are closed.
+	reportCtx, stopReport := context.WithCancel(context.Background())
+	defer stopReport()
+	var owned sync.WaitGroup
+	if child != nil {
 		restored.Start()
-		go reportStalls(srv, restored, hconn, l, hooks, proc, readyAt, log)
+		owned.Go(func() { reportUpgrade(reportCtx, child, srv, restored, l, hooks, readyAt) })
+	}
+	// A stop cancels an upgrade in flight, which resumes its sessions here
+	// for the graceful stop to end, and waits for it.
+	stopUpgrades := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+		defer cancel()
+		u.Stop(ctx)
+		stopReport()
+		owned.Wait()
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -209,17 +222,19 @@ func serve(o options, log zerolog.Logger) error {
 		select {
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				go u.Upgrade("")
+				owned.Go(func() { u.Upgrade("") })
 				continue
 			}
 			log.Info().Str("signal", s.String()).Msg("stopping")
 			ready.Store(false)
+			stopUpgrades()
 			return stop(srv, admin, media, hooks, o.shutdownTimeout, log, started)
 		case err := <-serveErr:
 			ready.Store(false)
 			if errors.Is(err, ingest.ErrServerClosed) {
 				err = nil
 			}
+			stopUpgrades()
 			stop(srv, admin, media, hooks, o.shutdownTimeout, log, started)
 			return err
 		case <-upg.Exit():
@@ -251,6 +266,8 @@ func serve(o options, log zerolog.Logger) error {
 			}()
 			defer func() { <-mshut }()
 			u.Wait(ctx)
+			stopReport()
+			owned.Wait()
 			<-shut
 			srv.Close()
 			log.Info().Dur("uptime", time.Since(started)).Msg("old process exiting after upgrade")

@@ -1,0 +1,293 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/mediad/mediad/handoff"
+)
+
+// attempt is one upgrade, from the new binary's start to the verdict. Its
+// steps run in order on the caller's goroutine; the Process's verdict on the
+// child arrives from watchChild's goroutine, which every way out of run
+// joins. Every failure after the start leaves through rollback, the one
+// place that undoes what the steps did.
+type attempt struct {
+	*Parent
+	v        *Verdict
+	exe      string
+	deadline time.Time
+	conn     ParentConn
+
+	// helloSeen: the child holds its own end of the socket, so its death
+	// shows on ours without help.
+	helloSeen atomic.Bool
+	// childDone is closed once childErr holds the Process's verdict on the
+	// child, so that any step may read it, any number of times.
+	childDone chan struct{}
+	childErr  error
+
+	// What rollback undoes. answer tells the child why it must give up
+	// (nil: it is told nothing more: it is gone, was already told, or may
+	// have been sent Commit).
+	answer  func(reason string) error
+	parked  Parked
+	resumed bool
+	paused  bool
+}
+
+func (a *attempt) run(fault string) (err error) {
+	a.deadline = time.Now().Add(a.cfg.Timeout)
+	if a.exe, err = a.cfg.Process.Binary(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithDeadline(a.Parent.ctx, a.deadline)
+	defer cancel()
+	// Right after an upgrade this process may still be waiting for its own
+	// predecessor to exit, which must come before another.
+	if err := a.cfg.Process.WaitForParent(ctx); err != nil {
+		return fmt.Errorf("previous process has not exited: %w", err)
+	}
+	// The child's end of a fresh socketpair rides with the listeners;
+	// nothing else can reach it.
+	if a.conn, err = a.cfg.Process.Offer(); err != nil {
+		return fmt.Errorf("handoff socket: %w", err)
+	}
+	defer a.conn.Close()
+	// The child reads its environment when it starts; the next attempt
+	// starts clean.
+	defer handoff.ArmChild(fault)()
+	a.childDone = make(chan struct{})
+	go a.watchChild(ctx)
+	defer func() {
+		if err != nil {
+			err = a.rollback(err)
+		}
+	}()
+	// A Stop ends whichever step waits on the socket by closing it; once
+	// Commit may be on its way the decision is the child's Ready, and only
+	// the Process's Stop (which kills a child not yet Ready) still counts.
+	stopWatch := context.AfterFunc(a.Parent.ctx, func() { _ = a.conn.Close() })
+	defer stopWatch()
+	return a.steps(ctx, stopWatch)
+}
+
+// steps runs the upgrade from the child's Hello to the stall report.
+func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
+	conn, v := a.conn, a.v
+	hello, err := conn.ReadHello(a.deadline)
+	a.helloSeen.Store(err == nil)
+	if err != nil {
+		return a.childFailure("before hello", err)
+	}
+	v.NewPID, v.NewVersion = hello.PID, hello.Build
+	helloAt := time.Now()
+	// A child that stops reading must not block our sends past the
+	// upgrade's deadline.
+	if err := conn.SetWriteDeadline(a.deadline); err != nil {
+		return a.childFailure("after hello", err)
+	}
+
+	// Refusals come before anything parks, so that they cost no session a
+	// stall.
+	ver, err := handoff.ChooseVersion(a.cfg.WritesMin, a.cfg.WritesMax, hello.ReadsMin, hello.ReadsMax)
+	if err != nil {
+		return a.refuse(err, &RefusedError{fmt.Errorf("new binary %s refused at hello, nothing parked: %w", hello.Build, err)})
+	}
+	v.StateVersion = ver
+	if err := handoff.CheckFDBudget(hello, a.cfg.Sessions.ParkFDs()); err != nil {
+		return a.refuse(err, &RefusedError{fmt.Errorf("new binary %s refused at hello, nothing parked: %w", hello.Build, err)})
+	}
+	a.answer = conn.Abort
+
+	// The outbox goes with the sessions: no new delivery starts from here,
+	// and one in flight gets a moment to finish, while nothing is parked
+	// yet, so that the new process does not send it again.
+	if a.cfg.Outbox != nil {
+		a.cfg.Outbox.Pause()
+		a.paused = true
+		idleCtx, idleCancel := context.WithTimeout(ctx, time.Second)
+		_ = a.cfg.Outbox.WaitIdle(idleCtx)
+		idleCancel()
+	}
+
+	parkStart := time.Now()
+	parked, err := a.cfg.Sessions.Park(ctx, ver)
+	if err != nil {
+		return err
+	}
+	a.parked = parked
+	parkDur := time.Since(parkStart)
+	sessions := parked.Items()
+	a.cfg.Log.Info().Int("sessions", len(sessions)).Float64("park_ms", MS(parkDur)).Uint32("state_version", ver).Msg("sessions parked")
+	items := make([]handoff.Item, len(sessions), len(sessions)+1)
+	fds := 0
+	for i, it := range sessions {
+		env, err := a.cfg.Convert(it.Envelope, ver)
+		if err != nil {
+			return fmt.Errorf("migrate %s to v%d: %w", it.Envelope.Kind, ver, err)
+		}
+		items[i] = handoff.Item{Envelope: env, Files: it.Files}
+		fds += len(it.Files)
+	}
+	// The service's counters and history travel too, from the version
+	// that carries them; a build that reads only older ones starts afresh.
+	if a.cfg.ProcessState != nil && ver >= a.cfg.ProcessSince {
+		cur := *v
+		cur.SessionsMoved = len(sessions)
+		env, err := a.cfg.ProcessState(cur)
+		if err == nil {
+			env, err = a.cfg.Convert(env, ver)
+		}
+		if err != nil {
+			return fmt.Errorf("process state: %w", err)
+		}
+		items = append(items, handoff.Item{Envelope: env})
+	}
+	// The bound checked before the park covers what it exported, unless a
+	// session arrived in between: the exact count is checked again.
+	if err := handoff.CheckFDBudget(hello, fds); err != nil {
+		return a.refuse(err, err)
+	}
+	if err := conn.SendPlan(handoff.Plan{Version: ver, Items: len(items), FDs: fds}); err != nil {
+		return a.childFailure("sending plan", err)
+	}
+	if err := conn.SendItems(items); err != nil {
+		return a.childFailure("sending sessions", err)
+	}
+	if err := conn.SendEnd(); err != nil {
+		return a.childFailure("sending sessions", err)
+	}
+	sentAt := time.Now()
+	n, err := conn.WaitPrepared(a.deadline)
+	if err != nil {
+		return a.childFailure("preparing sessions", err)
+	}
+	if n != len(items) {
+		return fmt.Errorf("new process prepared %d of %d sessions", n, len(items))
+	}
+
+	// Commit. The child acknowledges by becoming Ready, and touches no
+	// session before: until then every session is still ours to resume.
+	// Ready is the point of no return.
+	if err := handoff.Fault(handoff.FaultOldBeforeCommit); err != nil {
+		return err
+	}
+	if !stopWatch() {
+		return errStopping
+	}
+	preparedAt := time.Now()
+	a.answer = nil
+	if err := conn.Commit(); err != nil {
+		// The sessions need not wait for the child's exit status.
+		a.resume()
+		return a.childFailure("sending commit", err)
+	}
+	if <-a.childDone; a.childErr != nil {
+		return fmt.Errorf("new process failed after commit, before ready: %w", a.childErr)
+	}
+	readyAt := time.Now()
+	// Where an upgrade's time goes, for whoever tunes it: start to hello
+	// (the new binary starting), park, migrate and send, the new process
+	// preparing the sessions, and commit to ready.
+	a.cfg.Log.Info().Float64("hello_ms", MS(helloAt.Sub(v.Started))).Float64("park_ms", MS(parkDur)).
+		Float64("send_ms", MS(sentAt.Sub(parkStart)-parkDur)).Float64("prepare_ms", MS(preparedAt.Sub(sentAt))).
+		Float64("ready_ms", MS(readyAt.Sub(preparedAt))).Msg("upgrade phases")
+	parked.Commit()
+	v.SessionsMoved = len(sessions)
+	v.DurationMS = MS(time.Since(v.Started))
+	if rep, err := conn.ReadReport(time.Now().Add(reportWait)); err == nil {
+		v.Stalls = rep.Stalls
+		v.StallP50MS, v.StallP99MS, v.WorstStallMS = rep.StallP50MS, rep.StallP99MS, rep.WorstStallMS
+	} else {
+		a.cfg.Log.Warn().Err(err).Msg("no stall report from the new process")
+	}
+	return nil
+}
+
+// watchChild runs the Process's Upgrade: the child's start, and its fate.
+//
+// The child dying or timing out must unblock whatever the steps wait for
+// on the socket: before Hello, the Process still holds a copy of the
+// child's end, so its death alone does not end our reads. Dropping that
+// copy (not closing our end) keeps a Reject the child sent before dying
+// readable: closing raced the read and lost the reason (CI saw a bad config
+// reported as a bare "exit status 2"). After Hello the parent holds no copy
+// and the child's death ends our reads by itself.
+func (a *attempt) watchChild(ctx context.Context) {
+	err := a.cfg.Process.Upgrade(ctx)
+	if err != nil && !a.helloSeen.Load() {
+		if gerr := a.conn.ChildGone(); gerr != nil {
+			a.cfg.Log.Warn().Err(gerr).Msg("upgrade: dropping the failed child's socket")
+			_ = a.conn.Close()
+		}
+	}
+	a.childErr = err
+	close(a.childDone)
+}
+
+// childFailure names what went wrong with the child at stage: its Reject,
+// its exit status when it has gone, or the socket's error.
+func (a *attempt) childFailure(stage string, err error) error {
+	if re := (*handoff.RejectError)(nil); errors.As(err, &re) {
+		if stage == "before hello" {
+			return fmt.Errorf("new process %s refused to take over: %s", a.exe, re.Reason)
+		}
+		return fmt.Errorf("new process rejected the sessions: %s", re.Reason)
+	}
+	// A child that closed its end is exiting, and its exit status says
+	// why: wait for the Process to report it. Any other socket error may
+	// come from a live child.
+	wait := 100 * time.Millisecond
+	if errors.Is(err, handoff.ErrPeerClosed) {
+		wait = max(wait, time.Until(a.deadline))
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-a.childDone:
+		if a.childErr != nil {
+			return fmt.Errorf("new process %s failed %s: %w", a.exe, stage, a.childErr)
+		}
+	case <-t.C:
+	}
+	return fmt.Errorf("%s: %w", stage, err)
+}
+
+// refuse turns the child away with reason, before it was sent anything,
+// and fails the attempt with err.
+func (a *attempt) refuse(reason, err error) error {
+	a.answer = nil
+	_ = a.conn.SendRefuse(reason.Error())
+	return err
+}
+
+func (a *attempt) resume() {
+	if a.parked != nil && !a.resumed {
+		a.resumed = true
+		a.parked.Resume()
+	}
+}
+
+// rollback undoes a failed attempt: every parked session carries on here,
+// the child is told to give up, and the Process's verdict on it is awaited
+// so that the next upgrade starts clean; then the outbox delivers again.
+func (a *attempt) rollback(err error) error {
+	a.resume()
+	if a.answer != nil {
+		_ = a.answer(err.Error())
+	}
+	if <-a.childDone; a.childErr == nil {
+		a.cfg.Log.Error().Msg("new process became ready after abort")
+	}
+	if a.paused {
+		a.cfg.Outbox.Resume()
+	}
+	if a.Parent.ctx.Err() != nil && !errors.Is(err, errStopping) {
+		err = fmt.Errorf("%w: %w", errStopping, err)
+	}
+	return err
+}

@@ -1,0 +1,216 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mediad/mediad/handoff"
+	"github.com/mediad/mediad/state"
+)
+
+// fakeOld is the new process's end of the socket with the old process
+// behind it: it sends plan and items, and answers Prepared with verdict.
+type fakeOld struct {
+	plan     handoff.Plan
+	items    []handoff.Item
+	planErr  error
+	verdict  bool  // Commit, or Abort
+	lost     error // WaitCommit's error: the old process went away
+	hello    *handoff.Hello
+	prepared int
+	rejected string
+	report   *handoff.Report
+	closed   int
+}
+
+func (o *fakeOld) SendHello(h handoff.Hello) error { o.hello = &h; return nil }
+
+func (o *fakeOld) ReadPlan(time.Time) (handoff.Plan, error) { return o.plan, o.planErr }
+
+func (o *fakeOld) ReadItems(time.Time) ([]handoff.Item, error) { return o.items, nil }
+
+func (o *fakeOld) SendReject(reason string) error { o.rejected = reason; return nil }
+
+func (o *fakeOld) SendPrepared(n int) error { o.prepared = n; return nil }
+
+func (o *fakeOld) WaitCommit(time.Time) (bool, error) {
+	if o.lost != nil {
+		return false, o.lost
+	}
+	if !o.verdict {
+		return false, &handoff.AbortedError{Reason: "new process failed preparing sessions"}
+	}
+	return true, nil
+}
+
+func (o *fakeOld) SendReport(r handoff.Report) error { o.report = &r; return nil }
+
+func (o *fakeOld) Close() error { o.closed++; return nil }
+
+// fakeRestorer rebuilds nothing, and counts.
+type fakeRestorer struct {
+	err       error
+	got       []handoff.Item
+	discarded int
+}
+
+func (r *fakeRestorer) Restore(items []handoff.Item) (Restored, error) {
+	r.got = items
+	if r.err != nil {
+		return nil, r.err
+	}
+	return fakeRestored{r}, nil
+}
+
+type fakeRestored struct{ r *fakeRestorer }
+
+func (f fakeRestored) Len() int { return len(f.r.got) }
+func (f fakeRestored) Discard() { f.r.discarded++ }
+
+// devNull is an open file for an item to own; closed reports whether the
+// engine closed it.
+func devNull(t *testing.T) *os.File {
+	t.Helper()
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func isClosed(f *os.File) bool {
+	_, err := f.Stat()
+	return errors.Is(err, os.ErrClosed)
+}
+
+func oldWith(t *testing.T, extra ...handoff.Item) (*fakeOld, *os.File) {
+	t.Helper()
+	conn := devNull(t)
+	proc, err := state.Encode(state.KindProcess, state.Process{Generation: 7, Current: Verdict{OldPID: 10, Started: time.Now().Add(-time.Second)}.State()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := []handoff.Item{
+		{Envelope: state.Envelope{Kind: state.KindPlayer, Version: 3}, Files: []*os.File{conn}},
+		{Envelope: proc},
+	}
+	items = append(items, extra...)
+	return &fakeOld{plan: handoff.Plan{Version: 3, Items: len(items), FDs: 1}, items: items, verdict: true}, conn
+}
+
+func TestTakeOver(t *testing.T) {
+	old, _ := oldWith(t)
+	sessions := &fakeRestorer{}
+	c, err := TakeOver(ChildConfig{Conn: old, Sessions: sessions, Convert: convert, ReadsMin: 1, ReadsMax: 3, Build: "next"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Hello is LocalHello's: this process, its limit and descriptors.
+	if h := old.hello; h == nil || h.PID != os.Getpid() || h.Build != "next" || h.ReadsMin != 1 || h.ReadsMax != 3 || h.NoFileLimit == 0 || h.OpenFDs == 0 {
+		t.Errorf("hello %+v", old.hello)
+	}
+	// The process envelope is taken out, and counted as prepared.
+	if len(sessions.got) != 1 || sessions.got[0].Envelope.Version != state.Version || old.prepared != 2 {
+		t.Errorf("restored %+v, prepared %d", sessions.got, old.prepared)
+	}
+	if c.Process == nil || c.Process.Generation != 7 || c.Version != 3 || old.closed != 0 {
+		t.Errorf("child %+v, socket closed %d times", c, old.closed)
+	}
+
+	stalls := []time.Duration{9 * time.Millisecond, time.Millisecond, 4 * time.Millisecond}
+	got, rep := c.Report(context.Background(), func() []time.Duration { return stalls }, 3)
+	if len(got) != 3 || rep.Stalls != 3 || rep.StallP50MS != 4 || rep.WorstStallMS != 9 || old.report == nil || *old.report != rep || old.closed != 1 {
+		t.Errorf("report %+v from %v, sent %+v, socket closed %d times", rep, got, old.report, old.closed)
+	}
+	v, ok := c.Verdict("next", rep, time.Now())
+	if !ok || v.Outcome != Success || v.OldPID != 10 || v.NewPID != os.Getpid() || v.NewVersion != "next" || v.DurationMS < 1000 || v.Stalls != 3 {
+		t.Errorf("verdict %+v, %v", v, ok)
+	}
+}
+
+// Report does not wait past its context for readers that never read.
+func TestReportStops(t *testing.T) {
+	old, _ := oldWith(t)
+	c, err := TakeOver(ChildConfig{Conn: old, Sessions: &fakeRestorer{}, Convert: convert, ReadsMin: 1, ReadsMax: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	if _, rep := c.Report(ctx, func() []time.Duration { return nil }, 5); rep.Stalls != 0 || old.report == nil {
+		t.Errorf("report %+v, sent %v", rep, old.report)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Report took %v after its context ended", d)
+	}
+}
+
+// Every way the new process gives up before the commit: the old process is
+// told why where it still listens, nothing received stays open, and
+// nothing restored survives.
+func TestTakeOverFails(t *testing.T) {
+	rows := []struct {
+		name      string
+		edit      func(*fakeOld, *fakeRestorer)
+		extra     []handoff.Item
+		errHas    string
+		rejected  string // by prefix; "" none
+		discarded int
+		closed    bool // the received connection is closed
+	}{
+		{
+			name: "refused at hello", edit: func(o *fakeOld, _ *fakeRestorer) {
+				o.planErr = &handoff.RefusedError{Reason: "no common state version"}
+			},
+			errHas: "no common state version",
+		},
+		{
+			name: "state that does not migrate", extra: []handoff.Item{{Envelope: state.Envelope{Kind: "unmigratable"}}},
+			errHas: "sessions of state v3: migrate: no step for unmigratable", rejected: "migrate: no step", closed: true,
+		},
+		{
+			name: "two process envelopes", edit: func(o *fakeOld, _ *fakeRestorer) { o.items = append(o.items, o.items[1]) },
+			errHas: "two process envelopes", rejected: "two process envelopes", closed: true,
+		},
+		{
+			name: "restore fails", edit: func(_ *fakeOld, r *fakeRestorer) { r.err = errors.New("restore player session: bad queue") },
+			errHas: "bad queue", rejected: "restore player session",
+		},
+		{
+			name: "aborted", edit: func(o *fakeOld, _ *fakeRestorer) { o.verdict = false },
+			errHas: "new process failed preparing sessions", discarded: 1,
+		},
+		{
+			name: "old process gone", edit: func(o *fakeOld, _ *fakeRestorer) { o.lost = handoff.ErrPeerClosed },
+			errHas: "peer closed", discarded: 1,
+		},
+	}
+	for _, r := range rows {
+		t.Run(r.name, func(t *testing.T) {
+			old, conn := oldWith(t, r.extra...)
+			sessions := &fakeRestorer{}
+			if r.edit != nil {
+				r.edit(old, sessions)
+			}
+			c, err := TakeOver(ChildConfig{Conn: old, Sessions: sessions, Convert: convert, ReadsMin: 1, ReadsMax: 3})
+			if c != nil || err == nil || !strings.Contains(err.Error(), r.errHas) {
+				t.Fatalf("TakeOver: %v, %v; want an error saying %q", c, err, r.errHas)
+			}
+			if !strings.HasPrefix(old.rejected, r.rejected) || (r.rejected == "") != (old.rejected == "") {
+				t.Errorf("rejected with %q, want %q", old.rejected, r.rejected)
+			}
+			if sessions.discarded != r.discarded || old.closed != 1 {
+				t.Errorf("discarded %d times, socket closed %d times; want %d and once", sessions.discarded, old.closed, r.discarded)
+			}
+			if isClosed(conn) != r.closed {
+				t.Errorf("received connection closed: %v, want %v", isClosed(conn), r.closed)
+			}
+		})
+	}
+}
