@@ -61,7 +61,7 @@ func parentFlow(t *testing.T, c *child, items []Item) Hello {
 	}
 	nfds := 0
 	for _, it := range items {
-		nfds += len(it.Files)
+		nfds += it.NumFDs()
 	}
 	if err := CheckFDBudget(h, nfds); err != nil {
 		t.Fatal(err)
@@ -180,6 +180,15 @@ func TestHandoffManyFDs(t *testing.T) {
 			f = w
 		}
 		items[i] = inodeItem(t, kindPipe, f)
+		if i%3 == 0 {
+			// Lent by number, as a parked session lends its connection:
+			// the same file arrives, and nothing is duplicated here.
+			fd, err := fileFD(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			items[i].Borrowed, items[i].Files = []int{fd}, nil
+		}
 	}
 	before := openFDs(t)
 	c := startChild(t, "ok")
@@ -598,7 +607,9 @@ func TestSendItemsChecksBeforeSending(t *testing.T) {
 	}{
 		{"no kind", Item{}, "has no kind"},
 		{"nil file", Item{Envelope: state.Envelope{Kind: "x"}, Files: []*os.File{nil}}, "file 0 is nil"},
-		{"too many files", Item{Envelope: state.Envelope{Kind: "x"}, Files: make([]*os.File, MaxFDsPerFrame+1)}, "251 files"},
+		{"too many files", Item{Envelope: state.Envelope{Kind: "x"}, Files: make([]*os.File, MaxFDsPerFrame+1)}, "251 descriptors"},
+		{"too many, lent and owned", Item{Envelope: state.Envelope{Kind: "x"}, Borrowed: make([]int, MaxFDsPerFrame), Files: []*os.File{os.Stdin}}, "251 descriptors"},
+		{"negative lent descriptor", Item{Envelope: state.Envelope{Kind: "x"}, Borrowed: []int{3, -1}}, "borrowed descriptor 1 is -1"},
 		{"too large", Item{Envelope: state.Envelope{Kind: "x", Payload: make([]byte, MaxFrameSize)}}, "limit"},
 	}
 	for _, tc := range tests {

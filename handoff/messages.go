@@ -11,11 +11,22 @@ import (
 )
 
 // Item is one unit of state with the descriptors that belong to it (a
-// connection, a recording file), in the order the receiver expects them.
+// connection, a recording file), in the order the receiver expects them:
+// Borrowed first, then Files.
 type Item struct {
 	Envelope state.Envelope
+	// Borrowed are descriptor numbers a sender lends for the send: a live
+	// connection's own, which it keeps open until SendItems returns and
+	// which nobody here closes. Sending them needs no duplicate, which
+	// would double the old process's descriptors for the whole upgrade.
+	// A received item has none: the kernel gave the receiver its own
+	// copies, in Files.
+	Borrowed []int
 	Files    []*os.File
 }
+
+// NumFDs is the number of descriptors the item carries.
+func (it Item) NumFDs() int { return len(it.Borrowed) + len(it.Files) }
 
 // CloseItems closes every file of items, for a receiver that will not use
 // them.
@@ -192,7 +203,7 @@ func encodeBatch(buf *bytes.Buffer, items []Item) error {
 			e.EncodeString("kind"), e.EncodeString(string(env.Kind)),
 			e.EncodeString("v"), e.EncodeUint(uint64(env.Version)),
 			e.EncodeString("payload"), e.EncodeBytes(env.Payload),
-			e.EncodeString("nfiles"), e.EncodeInt(int64(len(items[i].Files))),
+			e.EncodeString("nfiles"), e.EncodeInt(int64(items[i].NumFDs())),
 		)
 		if err != nil {
 			return fmt.Errorf("handoff: encode Batch item %d: %w", i, err)

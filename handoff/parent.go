@@ -73,8 +73,8 @@ func (c *Conn) SendItems(items []Item) error {
 	}
 	nfds := 0
 	for i, it := range items {
-		if len(it.Files) > MaxFDsPerFrame {
-			return fmt.Errorf("handoff: item %d (%s) has %d files, limit %d", i, it.Envelope.Kind, len(it.Files), MaxFDsPerFrame)
+		if it.NumFDs() > MaxFDsPerFrame {
+			return fmt.Errorf("handoff: item %d (%s) has %d descriptors, limit %d", i, it.Envelope.Kind, it.NumFDs(), MaxFDsPerFrame)
 		}
 		if it.Envelope.Kind == "" {
 			return fmt.Errorf("handoff: item %d has no kind", i)
@@ -82,12 +82,17 @@ func (c *Conn) SendItems(items []Item) error {
 		if size := itemSize(it); size > MaxFrameSize-batchItemOverhead {
 			return fmt.Errorf("handoff: item %d (%s) is %d bytes, limit %d", i, it.Envelope.Kind, size, MaxFrameSize-batchItemOverhead)
 		}
+		for j, fd := range it.Borrowed {
+			if fd < 0 {
+				return fmt.Errorf("handoff: item %d (%s) borrowed descriptor %d is %d", i, it.Envelope.Kind, j, fd)
+			}
+		}
 		for j, f := range it.Files {
 			if f == nil {
 				return fmt.Errorf("handoff: item %d (%s) file %d is nil", i, it.Envelope.Kind, j)
 			}
 		}
-		nfds += len(it.Files)
+		nfds += it.NumFDs()
 	}
 	if c.sentItems+len(items) > c.plan.Items || c.sentFDs+nfds > c.plan.FDs {
 		return fmt.Errorf("handoff: sending %d items and %d descriptors would exceed the plan of %d and %d (%d and %d sent)",
@@ -97,7 +102,7 @@ func (c *Conn) SendItems(items []Item) error {
 	for i := 0; i < len(items); {
 		j, n, size := i, 0, 0
 		for j < len(items) {
-			f, s := len(items[j].Files), itemSize(items[j])
+			f, s := items[j].NumFDs(), itemSize(items[j])
 			if j > i && (n+f > MaxFDsPerFrame || size+s > batchBytes) {
 				break
 			}
@@ -119,6 +124,7 @@ func itemSize(it Item) int {
 
 func (c *Conn) sendBatch(items []Item, fds []int) error {
 	for _, it := range items {
+		fds = append(fds, it.Borrowed...)
 		for _, f := range it.Files {
 			fd, err := fileFD(f)
 			if err != nil {

@@ -44,10 +44,15 @@ type parkRequest struct {
 }
 
 // ParkedSession is one session stopped at a safe point: its state envelope
-// and descriptors it travels with (the connection first, then the
-// recording, if any). The files are duplicates owned by the Parked set.
+// and the descriptors it travels with (the connection first, then the
+// recording, if any). A parked session lends its own descriptors by
+// number (Borrowed): they stay open, untouched, until the commit or the
+// resume, so no duplicate is needed to send them, and the old process
+// holds each connection once for the whole upgrade. A session received
+// from an old process carries its descriptors as Files, owned.
 type ParkedSession struct {
 	Envelope state.Envelope
+	Borrowed []int
 	Files    []*os.File
 	// LastRead is when the old process last read from the connection.
 	LastRead time.Time
@@ -394,37 +399,33 @@ func dupFile(fd uintptr, name string) (*os.File, error) {
 	return os.NewFile(uintptr(nfd), name), nil
 }
 
-func connFile(c net.Conn) (*os.File, error) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil, fmt.Errorf("connection %T has no file descriptor", c)
-	}
-	raw, err := sc.SyscallConn()
+// rawFD is the descriptor number of c or f, without f.Fd(), which would
+// switch a socket to blocking mode. It is valid while c or f is open.
+func rawFD(c syscall.Conn, name string) (int, error) {
+	raw, err := c.SyscallConn()
 	if err != nil {
-		return nil, err
+		return -1, fmt.Errorf("descriptor of %s: %w", name, err)
 	}
-	var f *os.File
-	var derr error
-	if err := raw.Control(func(fd uintptr) { f, derr = dupFile(fd, "conn "+c.RemoteAddr().String()) }); err != nil {
-		return nil, err
+	fd := -1
+	if err := raw.Control(func(u uintptr) { fd = int(u) }); err != nil {
+		return -1, fmt.Errorf("descriptor of %s: %w", name, err)
 	}
-	return f, derr
+	return fd, nil
 }
 
-// export captures the session as an envelope plus duplicated descriptors.
+// export captures the session as an envelope plus its descriptors, lent.
 func (sess *session) export(spill *hls.Spill) (ParkedSession, error) {
 	item := ParkedSession{LastRead: sess.lastRead}
-	cf, err := connFile(sess.conn)
+	sc, ok := sess.conn.(syscall.Conn)
+	if !ok {
+		return item, fmt.Errorf("connection %T has no file descriptor", sess.conn)
+	}
+	fd, err := rawFD(sc, "conn "+sess.conn.RemoteAddr().String())
 	if err != nil {
 		return item, err
 	}
-	item.Files = append(item.Files, cf)
-	fail := func(err error) (ParkedSession, error) {
-		for _, f := range item.Files {
-			f.Close()
-		}
-		return ParkedSession{}, err
-	}
+	item.Borrowed = append(item.Borrowed, fd)
+	fail := func(err error) (ParkedSession, error) { return ParkedSession{}, err }
 	if sess.role == roleFLVPlayer {
 		// No RTMP state: the connection is an HTTP response body.
 		if item.Envelope, err = state.Encode(state.KindFLVPlayer, sess.flvState()); err != nil {
@@ -435,12 +436,12 @@ func (sess *session) export(spill *hls.Spill) (ParkedSession, error) {
 	ss := sess.sessionState()
 	switch sess.role {
 	case rolePublisher:
-		st, recFile, err := sess.stream.export(spill)
+		st, recFD, err := sess.stream.export(spill)
 		if err != nil {
 			return fail(err)
 		}
-		if recFile != nil {
-			item.Files = append(item.Files, recFile)
+		if recFD >= 0 {
+			item.Borrowed = append(item.Borrowed, recFD)
 		}
 		item.Envelope, err = state.Encode(state.KindPublisher, state.Publisher{Session: ss, Msid: sess.pubMsid, Stream: st})
 		if err != nil {
@@ -499,9 +500,10 @@ func (sess *session) sessionState() state.Session {
 	return ss
 }
 
-// export captures the stream and a duplicate of its recording file; the
-// recording is flushed first so the file's size is the state's offset.
-func (st *Stream) export(spill *hls.Spill) (state.Stream, *os.File, error) {
+// export captures the stream and the descriptor of its recording file
+// (-1 if none), lent like the connection's; the recording is flushed first
+// so the file's size is the state's offset.
+func (st *Stream) export(spill *hls.Spill) (state.Stream, int, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	out := state.Stream{
@@ -524,16 +526,16 @@ func (st *Stream) export(spill *hls.Spill) (state.Stream, *os.File, error) {
 	if st.hls != nil {
 		hs, err := st.hls.ExportTo(spill)
 		if err != nil {
-			return out, nil, fmt.Errorf("hls of %s/%s: %w", st.App, st.Key, err)
+			return out, -1, fmt.Errorf("hls of %s/%s: %w", st.App, st.Key, err)
 		}
 		out.HLS = &hs
 	}
 	if st.rec == nil {
-		return out, nil, nil
+		return out, -1, nil
 	}
 	rs, f, err := st.rec.State()
 	if err != nil {
-		return out, nil, fmt.Errorf("recording of %s/%s: %w", st.App, st.Key, err)
+		return out, -1, fmt.Errorf("recording of %s/%s: %w", st.App, st.Key, err)
 	}
 	out.Recorder = &state.Recorder{
 		Dir: rs.Dir, SegmentDuration: int64(rs.SegmentDuration), Path: rs.Path, Offset: rs.Offset,
@@ -541,14 +543,14 @@ func (st *Stream) export(spill *hls.Spill) (state.Stream, *os.File, error) {
 		Metadata: rs.Metadata, VideoSeq: rs.VideoSeq, AudioSeq: rs.AudioSeq, Segments: rs.Segments,
 	}
 	if f == nil {
-		return out, nil, nil
+		return out, -1, nil
 	}
-	dup, err := dupFile(f.Fd(), rs.Path)
+	fd, err := rawFD(f, rs.Path)
 	if err != nil {
-		return out, nil, err
+		return out, -1, err
 	}
 	out.Recorder.HasFile = true
-	return out, dup, nil
+	return out, fd, nil
 }
 
 func (p *player) export() state.Player {

@@ -139,8 +139,12 @@ func upgradeInProcess(t *testing.T, from *Server, cfg Config) *Server {
 			t.Fatal(err)
 		}
 		items[i] = ParkedSession{Envelope: env}
-		for _, f := range it.Files {
-			dup, err := dupFile(f.Fd(), f.Name())
+		if len(it.Files) != 0 {
+			t.Fatalf("parked session %d owns %d duplicated descriptors; it should lend its own", i, len(it.Files))
+		}
+		for _, fd := range it.Borrowed {
+			// The kernel's copy, as SCM_RIGHTS makes it.
+			dup, err := dupFile(uintptr(fd), "lent")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -261,7 +265,7 @@ func TestParkResumeRollback(t *testing.T) {
 		// the bound taken before the park must cover.
 		fds := 0
 		for _, it := range parked.Items {
-			fds += len(it.Files)
+			fds += len(it.Borrowed) + len(it.Files)
 		}
 		if fds != 3 || bound < fds {
 			t.Errorf("park exported %d descriptors, bound before it %d; want 3 within the bound", fds, bound)

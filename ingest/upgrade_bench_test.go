@@ -14,7 +14,7 @@ import (
 
 // BenchmarkParkRestore measures the in-process part of an upgrade for N
 // publishers that keep sending: park every session, encode and decode
-// every envelope, duplicate every descriptor, restore, commit, start. It
+// every envelope, copy every lent descriptor (as the kernel does), restore, commit, start. It
 // reports the per-stream stall (old last read to new first read) and the
 // phases. The process handoff itself is measured by scripts/bench-upgrade.sh.
 func BenchmarkParkRestore(b *testing.B) {
@@ -51,8 +51,8 @@ func BenchmarkParkRestore(b *testing.B) {
 						b.Fatal(err)
 					}
 					items[i].Envelope = env
-					for _, f := range it.Files {
-						d, err := dupFile(f.Fd(), f.Name())
+					for _, fd := range it.Borrowed {
+						d, err := dupFile(uintptr(fd), "lent")
 						if err != nil {
 							b.Fatal(err)
 						}

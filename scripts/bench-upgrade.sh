@@ -230,9 +230,40 @@ curl_get() {
 	fi
 }
 
-summary="$tmp/summary.tsv" viewers="$tmp/viewers.tsv"
+summary="$tmp/summary.tsv" viewers="$tmp/viewers.tsv" fdsum="$tmp/fds.tsv"
 : >"$summary"
 : >"$viewers"
+: >"$fdsum"
+
+# fd_count PID: the descriptors PID holds now (0 if it is gone).
+fd_count() {
+	local names
+	names=$(ls -U "/proc/$1/fd" 2>/dev/null) || { echo 0; return; }
+	wc -l <<<"$names"
+}
+
+# sample_fds PID OUT: until OUT.stop exists, the most descriptors PID (the
+# old process) and any child of it (the new one) held at once, sampled
+# every 20 ms (listing 20,000 descriptors takes a few ms of a core);
+# written to OUT as "old new".
+sample_fds() {
+	local pid=$1 out=$2 peak_old=0 peak_new=0 c x
+	# One more round after the stop: the new process has every session by
+	# then.
+	local last=0
+	while :; do
+		[[ -e $out.stop ]] && last=1
+		x=$(fd_count "$pid")
+		((x > peak_old)) && peak_old=$x
+		for c in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+			x=$(fd_count "$c")
+			((x > peak_new)) && peak_new=$x
+		done
+		((last)) && break
+		sleep 0.02
+	done
+	echo "$peak_old $peak_new" >"$out"
+}
 
 # run_n N: one full run; appends a line to the summary.
 run_n() {
@@ -244,9 +275,14 @@ run_n() {
 	local players=$((PLAYERS < n ? PLAYERS : n)) moving=$n
 	((PUSH)) && moving=$((moving + n))
 	((PUSH)) || moving=$((moving + players))
-	local need_srv=$((2 * moving + 64)) need_gen=$((n + players + 64))
+	# Each process holds a connection once (a parked session lends its own
+	# descriptor to the handoff), and, with LL-HLS on, each stream's open
+	# segment file.
+	local hls_fds=$n
+	[[ " ${MEDIAD_ARGS:-} " == *" --hls=false "* ]] && hls_fds=0
+	local need_srv=$((moving + hls_fds + 64)) need_gen=$((n + players + 64))
 	if ((need_srv > fd_limit || need_gen > fd_limit)); then
-		say "N=$n: the old mediad holds each connection twice while parked (its own socket and the duplicate it hands over): ~$need_srv descriptors, limit $fd_limit"
+		say "N=$n: mediad needs ~$need_srv descriptors (a connection each, and with LL-HLS a segment file per stream), rtmpload ~$need_gen; limit $fd_limit"
 		if [[ $FORCE != 1 ]]; then
 			printf '%d\t-\t-\t0/0\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\tskipped: needs ~%d fds, limit %d (FORCE=1 runs it)\n' \
 				"$n" "$need_srv" "$fd_limit" >>"$summary"
@@ -367,11 +403,19 @@ run_n() {
 		verdict="$dir/verdict-$k.json"
 		local u0 u1
 		u0=$(sys_ticks)
-		local w0 w1
+		local w0 w1 steady_fds
+		steady_fds=$(fd_count "$pid")
+		sample_fds "$pid" "$dir/fds-$k" &
+		local sampler=$!
 		w0=$(now_ms)
 		rc=0
 		"$tmp/mediad-a" upgrade --http "$admin" --json --timeout 150s >"$verdict" 2>"$dir/upgrade-$k.err" || rc=$?
 		w1=$(now_ms)
+		touch "$dir/fds-$k.stop"
+		wait "$sampler" || true
+		local peak_old peak_new
+		read -r peak_old peak_new <"$dir/fds-$k" || { peak_old=0 peak_new=0; }
+		printf '%s\t%s\t%s\t%s\n' "$k" "$steady_fds" "$peak_old" "$peak_new" >>"$dir/fds.tsv"
 		printf '%s\t%s\t%s\n' "$k" "$w0" "$w1" >>"$windows"
 		u1=$(sys_ticks)
 		local outcome moved new_pid
@@ -459,6 +503,15 @@ run_n() {
 	if ((players > 0)); then
 		viewer_gaps "$n" "$players" "$dir" >>"$viewers"
 	fi
+	# Descriptors: the steady count before each upgrade, and the peaks of
+	# the old and the new process during it; medians over the upgrades.
+	awk -F'\t' -v n="$n" '
+	function med(a, c,   i, j, t) {
+		for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
+	}
+	$2 > 0 { c++; st[c] = $2; po[c] = $3; pn[c] = $4; r[c] = ($3 > $4 ? $3 : $4) / $2 }
+	END { if (c) printf "%d\t%.0f\t%.0f\t%.0f\t%.3f\n", n, med(st, c), med(po, c), med(pn, c), med(r, c) }' "$dir/fds.tsv" >>"$fdsum"
 }
 
 # viewer_gaps N PLAYERS DIR: one line of the viewer table. For each
@@ -530,6 +583,14 @@ before the first upgrade; machine_busy: all $(nproc) cores over that window
 (100 = saturated); busy_during_upgrade: all cores while \`mediad upgrade\` ran.
 gen_max_lag_ms: the latest rtmpload sent a message after it was due.
 EOF
+if [[ -s $fdsum ]]; then
+	echo
+	echo "Descriptors (medians over the upgrades):"
+	{
+		printf 'N\tsteady\tpeak_old\tpeak_new\tpeak/steady\n'
+		cat "$fdsum"
+	} | table
+fi
 if [[ -s $viewers ]]; then
 	echo
 	echo "Viewers (ms; per upgrade the players' p50/p99/max, then the median over upgrades):"

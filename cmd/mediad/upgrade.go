@@ -148,7 +148,7 @@ type ingestParked struct{ p *ingest.Parked }
 func (p ingestParked) Items() []handoff.Item {
 	items := make([]handoff.Item, len(p.p.Items))
 	for i, it := range p.p.Items {
-		items[i] = handoff.Item{Envelope: it.Envelope, Files: it.Files}
+		items[i] = handoff.Item{Envelope: it.Envelope, Borrowed: it.Borrowed, Files: it.Files}
 	}
 	return items
 }

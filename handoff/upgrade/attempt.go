@@ -130,8 +130,8 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 		if err != nil {
 			return fmt.Errorf("migrate %s to v%d: %w", it.Envelope.Kind, ver, err)
 		}
-		items[i] = handoff.Item{Envelope: env, Files: it.Files}
-		fds += len(it.Files)
+		items[i] = handoff.Item{Envelope: env, Borrowed: it.Borrowed, Files: it.Files}
+		fds += it.NumFDs()
 	}
 	// The service's counters and history travel too, from the version
 	// that carries them; a build that reads only older ones starts afresh.

@@ -176,7 +176,7 @@ func (c *fakeChild) SendItems(items []handoff.Item) error {
 	defer c.mu.Unlock()
 	c.items += len(items)
 	for _, it := range items {
-		c.fds += len(it.Files)
+		c.fds += it.NumFDs()
 	}
 	return nil
 }
