@@ -617,7 +617,13 @@ func TestE2ENginxDownstream(t *testing.T) {
 	ng.checkPublishes(t, "again", 1)
 	ng.checkPublishes(t, "direct", 1)
 	ng.checkPublishes(t, "cut", 1)
+	// The file is nginx's worker's to create and close, which need not
+	// come before the log line that ends the publish: wait for it.
+	deadline := time.Now().Add(quickTimeout)
+	for len(ng.recordings(t, "again")) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if n := len(ng.recordings(t, "again")); n != 1 {
-		t.Errorf("nginx restarted on %s recorded %d files for again, want 1", ng.addr, n)
+		t.Errorf("nginx restarted on %s recorded %d files for again within %v, want 1", ng.addr, n, quickTimeout)
 	}
 }
