@@ -63,7 +63,12 @@ func Encode[T any](kind Kind, v T) (Envelope, error) {
 // every call.
 func marshalReflect[T any](v T) ([]byte, error) { return msgpack.Marshal(v) }
 
-// Decode unpacks a current-version envelope into v.
+// Decode unpacks a current-version envelope into v, as msgpack.Unmarshal
+// would: into the value already there, if any.
+//
+// Sessions, publishers, players, relays, HTTP-FLV viewers and streams,
+// given as pointers, are read by decode.go's decoders, with the result
+// reflection would give; anything else goes through reflection.
 func Decode(e Envelope, v any) error {
 	if e.Version != Version {
 		return fmt.Errorf("%w: %s v%d, this build reads v%d", ErrVersion, e.Kind, e.Version, Version)
@@ -71,7 +76,11 @@ func Decode(e Envelope, v any) error {
 	if _, err := CheckMsgpack(e.Payload); err != nil {
 		return fmt.Errorf("state: decode %s v%d: %w", e.Kind, e.Version, err)
 	}
-	if err := msgpack.Unmarshal(e.Payload, v); err != nil {
+	ok, err := decodeFast(e.Payload, v)
+	if !ok {
+		err = msgpack.Unmarshal(e.Payload, v)
+	}
+	if err != nil {
 		return fmt.Errorf("state: decode %s v%d: %w", e.Kind, e.Version, err)
 	}
 	return nil
