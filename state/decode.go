@@ -149,31 +149,45 @@ func (d *dec) width(w int) (uint64, error) {
 // gives both its int64 and its uint64 reads: signed forms sign-extended,
 // unsigned ones zero-extended.
 func (d *dec) num() (uint64, error) {
-	c, err := d.code()
-	if err != nil {
-		return 0, err
+	if d.off >= len(d.b) {
+		return 0, d.truncated()
 	}
+	c := d.b[d.off]
 	if c <= 0x7f || c >= 0xe0 {
+		d.off++
 		return uint64(int64(int8(c))), nil
 	}
-	switch c {
-	case 0xc0:
+	if c == 0xc0 {
+		d.off++
 		return 0, nil
-	case 0xcc, 0xcd, 0xce, 0xcf:
-		return d.width(1 << (c - 0xcc))
-	case 0xd0:
-		n, err := d.width(1)
-		return uint64(int64(int8(n))), err
-	case 0xd1:
-		n, err := d.width(2)
-		return uint64(int64(int16(n))), err
-	case 0xd2:
-		n, err := d.width(4)
-		return uint64(int64(int32(n))), err
-	case 0xd3:
-		return d.width(8)
 	}
-	return 0, d.unexpected(c, "an integer")
+	if c < 0xcc || c > 0xd3 {
+		d.off++
+		return 0, d.unexpected(c, "an integer")
+	}
+	// 0xcc to 0xcf: uint 8 to 64; 0xd0 to 0xd3: int 8 to 64.
+	w := 1 << ((c - 0xcc) & 3)
+	p := d.b[d.off+1:]
+	if len(p) < w {
+		d.off++
+		return 0, d.truncated()
+	}
+	d.off += 1 + w
+	switch c {
+	case 0xcc:
+		return uint64(p[0]), nil
+	case 0xcd:
+		return uint64(binary.BigEndian.Uint16(p)), nil
+	case 0xce:
+		return uint64(binary.BigEndian.Uint32(p)), nil
+	case 0xd0:
+		return uint64(int64(int8(p[0]))), nil
+	case 0xd1:
+		return uint64(int64(int16(binary.BigEndian.Uint16(p)))), nil
+	case 0xd2:
+		return uint64(int64(int32(binary.BigEndian.Uint32(p)))), nil
+	}
+	return binary.BigEndian.Uint64(p), nil
 }
 
 // The integer fields: a value wider than the field is cut to it, as
@@ -439,6 +453,16 @@ func (d *dec) field(f *fields) (int, error) {
 		i := f.next
 		f.next++
 		return i, nil
+	}
+	if f.next < len(f.keys) {
+		// The name expected, as a fixstr: what every encoder of these
+		// types writes.
+		k := f.keys[f.next]
+		if end := d.off + 1 + len(k); end <= len(d.b) && d.b[d.off] == 0xa0|byte(len(k)) && string(d.b[d.off+1:end]) == k {
+			d.off = end
+			f.next++
+			return f.next - 1, nil
+		}
 	}
 	n, err := d.bytesLen()
 	if err != nil {

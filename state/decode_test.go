@@ -50,6 +50,9 @@ func decodeBothInto(t *testing.T, what string, fast, slow any, b []byte) (any, b
 	case rerr != nil:
 		t.Fatalf("%s: hand-written decoder accepted what reflection refuses (%v)\npayload %x", what, rerr, b)
 	}
+	if _, err := CheckMsgpack(b); err != nil {
+		t.Fatalf("%s: hand-written decoder accepted what CheckMsgpack refuses (%v)\npayload %x", what, err, b)
+	}
 	if !reflect.DeepEqual(fast, slow) {
 		t.Fatalf("%s: decoders disagree\n hand %+v\n  ref %+v\npayload %x", what, fast, slow, b)
 	}
@@ -512,9 +515,10 @@ func decodeSeeds(t testing.TB) [][]byte {
 }
 
 // FuzzDecodeMatchesReflection decodes arbitrary bytes as each of the
-// types both ways. Decode runs CheckMsgpack first, so the two must agree
-// on whatever passes it; on the rest the hand-written decoders must only
-// not panic, nor allocate beyond the input's size.
+// types both ways. Reflection runs only after CheckMsgpack, so the two
+// must agree on whatever passes it; what fails it the hand-written
+// decoders, which Decode runs without it, must refuse, without panicking
+// or allocating beyond the input's size on the way.
 func FuzzDecodeMatchesReflection(f *testing.F) {
 	for _, s := range decodeSeeds(f) {
 		f.Add(s)
@@ -522,13 +526,42 @@ func FuzzDecodeMatchesReflection(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, cerr := CheckMsgpack(b)
 		for _, typ := range fastTypes {
-			if cerr != nil {
-				_, _ = decodeFast(b, reflect.New(typ).Interface())
+			if cerr == nil {
+				decodeBoth(t, typ.Name(), typ, b)
 				continue
 			}
-			decodeBoth(t, typ.Name(), typ, b)
+			if _, err := decodeFast(b, reflect.New(typ).Interface()); err == nil {
+				t.Fatalf("%s: decoded what CheckMsgpack refuses (%v)\npayload %x", typ.Name(), cerr, b)
+			}
 		}
 	})
+}
+
+// TestDecodeRefusesWhatCheckRefuses: Decode leaves CheckMsgpack to the
+// hand-written decoders, which must refuse what it refuses even where
+// reflection would not, in a value they skip.
+func TestDecodeRefusesWhatCheckRefuses(t *testing.T) {
+	deep := []byte{0x81, 0xa7, 'u', 'n', 'k', 'n', 'o', 'w', 'n'}
+	for range 40 {
+		deep = append(deep, 0x91)
+	}
+	deep = append(deep, 0xc0)
+	for name, b := range map[string][]byte{
+		"nested 40 deep": deep,
+		"0xc1":           {0x81, 0xa1, 'x', 0xc1},
+		"truncated":      {0x82, 0xa1, 'x', 0xc0},
+		"lying length":   {0x81, 0xa1, 'x', 0xdd, 0xff, 0xff, 0xff, 0xff},
+	} {
+		if _, err := CheckMsgpack(b); err == nil {
+			t.Fatalf("%s: CheckMsgpack accepts it", name)
+		}
+		for _, typ := range fastTypes {
+			e := Envelope{Kind: KindPublisher, Version: Version, Payload: b}
+			if err := Decode(e, reflect.New(typ).Interface()); err == nil {
+				t.Errorf("%s: decoded as %s", name, typ.Name())
+			}
+		}
+	}
 }
 
 // decodeKeys holds the field names each decoder of decode.go knows, for
