@@ -181,3 +181,54 @@ func BenchmarkMarshalReflect(b *testing.B) {
 		})
 	}
 }
+
+// The decoders' side: what the new process pays per session to restore
+// it, serially, before the session serves again.
+
+func benchDecode[T any](b *testing.B, kind Kind, v T) {
+	env, err := Encode(kind, v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(env.Payload)))
+	for b.Loop() {
+		var got T
+		if err := Decode(env, &got); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodePublisher(b *testing.B) { benchDecode(b, KindPublisher, benchPublisher()) }
+func BenchmarkDecodePlayer(b *testing.B)    { benchDecode(b, KindPlayer, benchPlayer()) }
+func BenchmarkDecodeConn(b *testing.B)      { benchDecode(b, KindConn, benchConn()) }
+func BenchmarkDecodeRelay(b *testing.B)     { benchDecode(b, KindRelay, benchRelay()) }
+
+// BenchmarkDecodeReflect is Decode as it was before the hand-written
+// decoders, the payload check and then msgpack's reflection, on the same
+// values.
+func BenchmarkDecodeReflect(b *testing.B) {
+	b.Run("publisher", func(b *testing.B) { benchDecodeReflect(b, KindPublisher, benchPublisher()) })
+	b.Run("player", func(b *testing.B) { benchDecodeReflect(b, KindPlayer, benchPlayer()) })
+	b.Run("conn", func(b *testing.B) { benchDecodeReflect(b, KindConn, benchConn()) })
+	b.Run("relay", func(b *testing.B) { benchDecodeReflect(b, KindRelay, benchRelay()) })
+}
+
+func benchDecodeReflect[T any](b *testing.B, kind Kind, v T) {
+	env, err := Encode(kind, v)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(env.Payload)))
+	for b.Loop() {
+		var got T
+		if _, err := CheckMsgpack(env.Payload); err != nil {
+			b.Fatal(err)
+		}
+		if err := msgpack.Unmarshal(env.Payload, &got); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

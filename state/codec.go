@@ -24,7 +24,7 @@ import (
 // an empty string.
 //
 // A field added to one of these types must be added here too: the tests
-// fail until it is. Decoding stays with msgpack.Unmarshal.
+// fail until it is. decode.go reads what these write.
 
 // enc writes msgpack, or with dry set only counts its bytes into n.
 type enc struct {
