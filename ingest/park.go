@@ -181,9 +181,16 @@ func (s *Server) ParkFDs() int {
 		case sess.tlsRelay:
 			// Stays here until the commit (see Park).
 		case role(sess.roleA.Load()) == rolePublisher:
-			// Whether it records is the session goroutine's to know; the
-			// bound counts the file either way.
-			n += 2
+			// Whether it records right now is the session goroutine's to
+			// know; the bound counts a file wherever one may be open: with
+			// recording configured, or a recording that came with the
+			// stream from an older process. At 10,000 publishers with
+			// recording off, counting one each would refuse an upgrade
+			// that fits.
+			n++
+			if s.cfg.RecordDir != "" || sess.restoredRec {
+				n++
+			}
 		default:
 			n++
 		}

@@ -291,3 +291,44 @@ func ioReadFull(c interface{ Read([]byte) (int, error) }, p []byte) (int, error)
 	}
 	return n, nil
 }
+
+// ParkFDs counts a recording only where one may be open: with recording
+// off a publisher and its player need two descriptors, not three (at
+// 10,000 publishers the difference decides whether an upgrade fits); a
+// stream that arrived recording keeps counting its file in a process
+// configured without recording.
+func TestParkFDsCountsRecordingsOnlyWhereTheyMayBe(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		from, to  Config
+		wantAfter int
+	}{
+		{"recording off", Config{}, Config{}, 2},
+		{"recording on", Config{RecordDir: t.TempDir()}, Config{RecordDir: t.TempDir()}, 3},
+		{"recording arrived, configured off", Config{RecordDir: t.TempDir()}, Config{}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, addr, _ := startServer(t, tc.from)
+			feed := startFeed(t, addr, "fds")
+			waitFor(t, "frames", func() bool { return feed.received() >= 20 })
+			cur := upgradeInProcess(t, srv, tc.to)
+			n := feed.received()
+			waitFor(t, "frames after the upgrade", func() bool { return feed.received() >= n+20 })
+			bound := cur.ParkFDs()
+			parked, err := cur.Park(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fds := 0
+			for _, it := range parked.Items {
+				fds += len(it.Borrowed) + len(it.Files)
+			}
+			parked.Resume()
+			if bound != tc.wantAfter || fds > bound {
+				t.Errorf("bound %d, park exported %d; want the bound %d and the export within it", bound, fds, tc.wantAfter)
+			}
+			close(feed.stop)
+			<-feed.pubDone
+		})
+	}
+}

@@ -221,6 +221,7 @@ func (r *Restored) restoreOne(it *ParkedSession, prep *preparedPublisher) error 
 			return err
 		}
 		sess.setRole(rolePublisher)
+		sess.restoredRec = ps.Stream.Recorder != nil && ps.Stream.Recorder.HasFile
 		sess.pubMsid = ps.Msid
 		if ps.Session.LastRead != 0 {
 			sess.stallFrom = time.Unix(0, ps.Session.LastRead)

@@ -115,6 +115,9 @@ type session struct {
 	push       *pushLink
 	relayState *state.Relay
 	tlsRelay   bool
+	// restoredRec: a publisher restored with its recording open, which
+	// ParkFDs counts whatever this process's configuration says.
+	restoredRec bool
 	// movedOut is set once the session has been handed to a new process;
 	// endErr is why it ended otherwise. Both are read after done closes.
 	movedOut atomic.Bool
