@@ -48,8 +48,11 @@ type parkRequest struct {
 // recording, if any). A parked session lends its own descriptors by
 // number (Borrowed): they stay open, untouched, until the commit or the
 // resume, so no duplicate is needed to send them, and the old process
-// holds each connection once for the whole upgrade. A session received
-// from an old process carries its descriptors as Files, owned.
+// holds each connection once for the whole upgrade. The numbers are valid
+// until Resume or Commit, and only while the Server stays open: the
+// upgrade engine stops an upgrade in flight before anything closes the
+// Server. A session received from an old process carries its descriptors
+// as Files, owned.
 type ParkedSession struct {
 	Envelope state.Envelope
 	Borrowed []int
