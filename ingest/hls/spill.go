@@ -61,7 +61,13 @@ func (sp *Spill) Close() error {
 // Discard closes and removes the file at a rollback: every muxer still
 // holds its frames in memory.
 func (sp *Spill) Discard() error {
-	if sp == nil || sp.f == nil {
+	if sp == nil {
+		return nil
+	}
+	// After a failed park, a session that had not answered yet may still
+	// export: it must not create the file now that nobody removes it.
+	sp.once.Do(func() { sp.err = errors.New("the park was rolled back") })
+	if sp.f == nil {
 		return nil
 	}
 	err := sp.f.Close()

@@ -106,6 +106,14 @@ func TestSpillDiscard(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("left after a rollback: %v", ents)
 	}
+	// A session that exports after the rollback (it had not answered the
+	// failed park) gets an error and leaves no file behind.
+	if _, err := a.ExportTo(empty); err == nil || !strings.Contains(err.Error(), "rolled back") {
+		t.Errorf("export after a rollback: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left after a late export: %v", ents)
+	}
 }
 
 // A restore whose spill is missing or short fails with the file named,
