@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # bench-load.sh — measure mediad's CPU and memory per stream under real RTMP
-# load from rtmpload (DESIGN.md §9).
+# load from rtmpload (DESIGN.md §9), and nginx-rtmp's beside it.
 #
-# Each run builds nothing new: mediad and rtmpload are built once into a
-# temporary directory. A run starts mediad (recording off, random port),
-# measures its idle RSS, starts rtmpload with N synthetic 2 Mbit/s
-# publishers ramped up over RAMP, waits SETTLE after the ramp, then samples
-# mediad's CPU (utime+stime from /proc/PID/stat) over WINDOW seconds and its
-# RSS (VmRSS from /proc/PID/status) at the end of the window.
+# mediad and rtmpload are built once into a temporary directory. A run
+# starts the server (mediad: recording off, random port), measures its idle
+# RSS, starts rtmpload with N synthetic publishers (PLAYERS RTMP players on
+# each stream) ramped up over RAMP, waits SETTLE after the ramp, then
+# samples the server's CPU (utime+stime from /proc/PID/stat) over WINDOW
+# seconds and its RSS (VmRSS from /proc/PID/status) at the end of the
+# window. With NGINX=1 every run then does the same to nginx-rtmp, so that
+# both servers see the same machine at the same time of day.
 #
 # Environment (defaults in brackets):
 #   N [100]          publishers
@@ -17,12 +19,36 @@
 #   SETTLE [2]       seconds after the ramp before sampling starts
 #   WINDOW [30]      seconds of CPU sampling; shrunk to fit DURATION
 #   BITRATE [2M]     synthetic bitrate per publisher
-#   RUNS [1]         repeat and print the median of each figure
+#   RUNS [1]         repeat and print the median of each figure per server
 #   KEEP [0]         1 keeps the temporary directory (logs, JSON reports)
 #   PUSH [0]         1 pushes every stream to a second mediad (the relay
 #                    target, measured apart) with --push: the relays' cost
+#   HLS [1]          0 runs mediad with --hls=false (LL-HLS off)
+#   MEDIAD_FLAGS []  more flags for mediad, split on spaces
+#                    (e.g. "--gop-cache-bytes=0"); GOGC and GOMEMLIMIT in
+#                    the environment reach mediad as they are
+#   NGINX [0]        1: nginx-rtmp too, after mediad in every run; only:
+#                    nginx-rtmp alone. Debian's nginx with its RTMP module
+#                    (packages nginx and libnginx-mod-rtmp), one process
+#                    (master_process off: the worker itself, so /proc
+#                    shows all it does), live on, record off, defaults
+#                    otherwise (4096-byte chunks, as mediad's)
+#   NGINX_BIN [/usr/sbin/nginx]
+#   NGINX_RTMP_MODULE [/usr/lib/nginx/modules/ngx_rtmp_module.so]
+#   PROFILE [0]      1: mediad's CPU profile over each run's window, from
+#                    /debug/pprof on its admin listener, kept as
+#                    mediad-RUN.pprof and its top printed; implies KEEP=1.
+#                    The profiler costs mediad a little CPU itself.
 #
-# Example: N=100 DURATION=40s RUNS=3 scripts/bench-load.sh
+# Host assumptions, each checked with a message that names it: jq, awk and
+# go are installed; the soft descriptor limit can be raised to what the
+# load needs (N × (1 + PLAYERS) connections, in rtmpload and in the server);
+# for NGINX, the binary and module above exist and nginx accepts the
+# config; curl, for PROFILE.
+#
+# Examples: N=100 DURATION=40s RUNS=3 scripts/bench-load.sh
+#           N=1000 BITRATE=500k RUNS=5 HLS=0 NGINX=1 scripts/bench-load.sh
+#           N=100 PLAYERS=1 BITRATE=500k RUNS=5 NGINX=1 scripts/bench-load.sh
 set -euo pipefail
 
 N=${N:-100}
@@ -35,6 +61,13 @@ BITRATE=${BITRATE:-2M}
 RUNS=${RUNS:-1}
 KEEP=${KEEP:-0}
 PUSH=${PUSH:-0}
+HLS=${HLS:-1}
+MEDIAD_FLAGS=${MEDIAD_FLAGS:-}
+NGINX=${NGINX:-0}
+NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
+NGINX_RTMP_MODULE=${NGINX_RTMP_MODULE:-/usr/lib/nginx/modules/ngx_rtmp_module.so}
+PROFILE=${PROFILE:-0}
+[[ $PROFILE == 1 ]] && KEEP=1
 
 NAME=bench-load
 # shellcheck source=scripts/bench-lib.sh
@@ -46,6 +79,12 @@ done
 [[ $N =~ ^[0-9]+$ && $N -gt 0 ]] || die "N must be a positive integer, got '$N'"
 [[ $PLAYERS =~ ^[0-9]+$ ]] || die "PLAYERS must be a non-negative integer, got '$PLAYERS'"
 [[ $RUNS =~ ^[0-9]+$ && $RUNS -gt 0 ]] || die "RUNS must be a positive integer, got '$RUNS'"
+[[ $HLS == 0 || $HLS == 1 ]] || die "HLS must be 0 or 1, got '$HLS'"
+[[ $NGINX == 0 || $NGINX == 1 || $NGINX == only ]] || die "NGINX must be 0, 1 or only, got '$NGINX'"
+[[ $PROFILE == 0 || $PROFILE == 1 ]] || die "PROFILE must be 0 or 1, got '$PROFILE'"
+if [[ $PROFILE == 1 ]]; then
+	command -v curl >/dev/null || die "PROFILE=1 needs curl, to fetch mediad's profile from its admin listener"
+fi
 dur_s=$(seconds "$DURATION")
 ramp_s=$(seconds "$RAMP")
 [[ $dur_s =~ ^[0-9]+$ && $ramp_s =~ ^[0-9]+$ ]] || die "DURATION and RAMP must be whole seconds (s or m suffix)"
@@ -57,7 +96,31 @@ if (( start_s + WINDOW + 1 > dur_s )); then
 	echo "bench-load: window shrunk to ${WINDOW}s to fit DURATION $DURATION" >&2
 fi
 
+# Descriptors: rtmpload holds every connection, and so does the server
+# (mediad's relays hold as many again). The soft limit is raised to the
+# hard one, which children inherit; the margin is for listeners, logs,
+# the runtime.
+conns=$(( N * (1 + PLAYERS) ))
+(( PUSH == 1 )) && conns=$(( conns + N ))
+need_fds=$(( conns + 256 ))
+hard_fds=$(ulimit -Hn)
+if [[ $hard_fds != unlimited ]] && (( hard_fds < need_fds )); then
+	die "host assumption: $conns connections need $need_fds descriptors per process, above the hard RLIMIT_NOFILE of $hard_fds; lower N or PLAYERS"
+fi
+ulimit -Sn "$hard_fds" || die "host assumption: cannot raise the soft RLIMIT_NOFILE to the hard limit $hard_fds"
+
+run_mediad=1 run_nginx=0
+[[ $NGINX == 1 ]] && run_nginx=1
+[[ $NGINX == only ]] && run_mediad=0 run_nginx=1
+if (( run_nginx )); then
+	[[ -x $NGINX_BIN ]] || die "host assumption: nginx is not at $NGINX_BIN (Debian: apt-get install nginx libnginx-mod-rtmp; or set NGINX_BIN)"
+	[[ -f $NGINX_RTMP_MODULE ]] || die "host assumption: nginx's RTMP module is not at $NGINX_RTMP_MODULE (Debian: apt-get install libnginx-mod-rtmp; or set NGINX_RTMP_MODULE)"
+fi
+read -r -a mediad_flags <<<"$MEDIAD_FLAGS"
+
 bench_start
+nginx_pid=""
+trap 'if [[ -n $nginx_pid ]]; then kill "$nginx_pid" 2>/dev/null || true; fi; bench_cleanup' EXIT
 
 clk_tck=$(getconf CLK_TCK)
 
@@ -75,10 +138,12 @@ now() { date +%s.%N; }
 results="$tmp/results.tsv"
 : >"$results"
 
-run_once() {
+# start_mediad RUN: starts mediad (and with PUSH its relay target); sets
+# mediad_pid and server_addr, and admin_addr when PROFILE is on.
+start_mediad() {
 	local run=$1
-	local log="$tmp/mediad-$run.log" report="$tmp/report-$run.json"
-	local push=()
+	local log="$tmp/mediad-$run.log"
+	local push=() hls=() admin=(--http '')
 	if [[ $PUSH == 1 ]]; then
 		# The target is a second mediad, recording and HLS off: a sink that
 		# speaks RTMP, on its own process so that its CPU is not counted.
@@ -88,33 +153,18 @@ run_once() {
 		taddr=$(wait_log "$tmp/target-$run.log" "mediad ready" rtmp) || { cat "$tmp/target-$run.log" >&2; die "relay target did not start"; }
 		push=(--push "rtmp://$taddr/live/{key}")
 	fi
-	"$tmp/mediad" --rtmp 127.0.0.1:0 --http '' --record-dir '' --log-format json "${push[@]}" >"$log" 2>&1 &
+	[[ $HLS == 0 ]] && hls=(--hls=false)
+	[[ $PROFILE == 1 ]] && admin=(--http 127.0.0.1:0)
+	"$tmp/mediad" --rtmp 127.0.0.1:0 "${admin[@]}" --record-dir '' --log-format json "${hls[@]}" "${push[@]}" "${mediad_flags[@]}" >"$log" 2>&1 &
 	mediad_pid=$!
-	local addr
-	addr=$(wait_log "$log" "mediad ready" rtmp) || { cat "$log" >&2; die "mediad did not start"; }
-	sleep 1
-	local idle_kib
-	idle_kib=$(rss_kib "$mediad_pid")
-
-	"$tmp/rtmpload" -url "rtmp://$addr/live" -synthetic -bitrate "$BITRATE" \
-		-n "$N" -players "$PLAYERS" -duration "${dur_s}s" -ramp "${ramp_s}s" -json >"$report" 2>"$tmp/rtmpload-$run.log" &
-	load_pid=$!
-	sleep "$start_s"
-	local c0 t0 c1 t1 rss
-	c0=$(cpu_ticks "$mediad_pid")
-	t0=$(now)
-	sleep "$WINDOW"
-	c1=$(cpu_ticks "$mediad_pid")
-	t1=$(now)
-	rss=$(rss_kib "$mediad_pid")
-
-	local load_rc=0
-	wait "$load_pid" || load_rc=$?
-	load_pid=""
-	local relays=0
-	if [[ $PUSH == 1 ]]; then
-		relays=$(grep -c '"relay connected"' "$log" || true)
+	server_addr=$(wait_log "$log" "mediad ready" rtmp) || { cat "$log" >&2; die "mediad did not start"; }
+	if [[ $PROFILE == 1 ]]; then
+		admin_addr=$(wait_log "$log" "admin HTTP listening" addr) || { cat "$log" >&2; die "mediad's admin listener did not start"; }
 	fi
+}
+
+stop_mediad() {
+	local run=$1
 	kill "$mediad_pid"
 	wait "$mediad_pid" || true
 	mediad_pid=""
@@ -122,69 +172,169 @@ run_once() {
 		kill "$target_pid"
 		wait "$target_pid" || true
 		target_pid=""
+		local relays
+		relays=$(grep -c '"relay connected"' "$tmp/mediad-$run.log" || true)
 		echo "bench-load: run $run: $relays relays connected" >&2
-		(( relays >= N )) || die "only $relays of $N relays connected (log $log)"
+		(( relays >= N )) || die "only $relays of $N relays connected (log $tmp/mediad-$run.log)"
 	fi
-	load_report "run $run" "$report" "$tmp/rtmpload-$run.log" "$load_rc"
+}
+
+# start_nginx RUN: writes an nginx-rtmp config and starts it in the
+# foreground on a free port; sets nginx_pid and server_addr.
+start_nginx() {
+	local run=$1
+	local dir="$tmp/nginx-$run"
+	mkdir -p "$dir"
+	local port
+	port=$(free_port)
+	cat >"$dir/nginx.conf" <<-CONF
+	# written by scripts/bench-load.sh
+	load_module $NGINX_RTMP_MODULE;
+	daemon off;
+	master_process off;
+	worker_processes 1;
+	worker_rlimit_nofile $need_fds;
+	pid $dir/nginx.pid;
+	error_log $dir/error.log warn;
+	events {
+		worker_connections $need_fds;
+	}
+	rtmp {
+		server {
+			listen 127.0.0.1:$port;
+			application live {
+				live on;
+				record off;
+			}
+		}
+	}
+	CONF
+	"$NGINX_BIN" -t -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/test.log" 2>&1 ||
+		{ cat "$dir/test.log" >&2; die "host assumption: nginx ($NGINX_BIN) refuses the config (is $NGINX_RTMP_MODULE built for this nginx?)"; }
+	"$NGINX_BIN" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
+	nginx_pid=$!
+	local i
+	for i in $(seq 1 200); do
+		alive "$nginx_pid" || { cat "$dir/error.log" >&2; die "nginx exited at start"; }
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			server_addr=127.0.0.1:$port
+			return 0
+		fi
+		sleep 0.05
+	done
+	die "nginx did not accept on 127.0.0.1:$port within 10 s (log $dir/error.log)"
+}
+
+stop_nginx() {
+	kill "$nginx_pid"
+	wait "$nginx_pid" || true
+	nginx_pid=""
+}
+
+# measure SERVER RUN PID ADDR: the load against the server at ADDR, its
+# process PID sampled; appends one line to $results.
+measure() {
+	local server=$1 run=$2 pid=$3 addr=$4
+	local report="$tmp/report-$server-$run.json"
+	sleep 1
+	local idle_kib
+	idle_kib=$(rss_kib "$pid")
+	"$tmp/rtmpload" -url "rtmp://$addr/live" -synthetic -bitrate "$BITRATE" \
+		-n "$N" -players "$PLAYERS" -duration "${dur_s}s" -ramp "${ramp_s}s" -json >"$report" 2>"$tmp/rtmpload-$server-$run.log" &
+	load_pid=$!
+	sleep "$start_s"
+	local prof_pid=""
+	if [[ $server != nginx-rtmp && $PROFILE == 1 ]]; then
+		curl -fsS --max-time $((WINDOW + 30)) -o "$tmp/mediad-$run.pprof" \
+			"http://$admin_addr/debug/pprof/profile?seconds=$WINDOW" &
+		prof_pid=$!
+	fi
+	local c0 t0 c1 t1 rss
+	c0=$(cpu_ticks "$pid")
+	t0=$(now)
+	sleep "$WINDOW"
+	c1=$(cpu_ticks "$pid")
+	t1=$(now)
+	rss=$(rss_kib "$pid")
+	if [[ -n $prof_pid ]]; then
+		if wait "$prof_pid"; then
+			echo "bench-load: run $run: mediad's profile: $tmp/mediad-$run.pprof" >&2
+			go tool pprof -top -nodecount=30 "$tmp/mediad" "$tmp/mediad-$run.pprof" 2>/dev/null | head -n 40 >&2 || true
+		else
+			echo "bench-load: run $run: mediad's profile failed" >&2
+		fi
+	fi
+
+	local load_rc=0
+	wait "$load_pid" || load_rc=$?
+	load_pid=""
+	load_report "$server run $run" "$report" "$tmp/rtmpload-$server-$run.log" "$load_rc"
 
 	local started failed bps gen_cpu elapsed
 	read -r started failed bps gen_cpu elapsed < <(jq -r '[.started, (.failed + .refused + .players.failed + .players.refused), .bitrate_bps, .generator_cpu_s, .elapsed_s] | @tsv' "$report")
-	awk -v run="$run" -v n="$N" -v started="$started" -v failed="$failed" -v bps="$bps" \
+	awk -v server="$server" -v run="$run" -v n="$N" -v started="$started" -v failed="$failed" -v bps="$bps" \
 		-v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$clk_tck" \
 		-v rss="$rss" -v idle="$idle_kib" -v gen="$gen_cpu" -v elapsed="$elapsed" 'BEGIN {
 		win = t1 - t0
 		cpu = (c1 - c0) / hz
 		streams = started > 0 ? started : n
-		printf "%d\t%d\t%d\t%.1f\t%.1f\t%.3f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\n",
-			run, started, failed, bps / 1e6, 100 * cpu / win, 1000 * cpu / win / streams,
+		printf "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\n",
+			server, run, started, failed, bps / 1e6, 100 * cpu / win, 1e6 * cpu / win / streams,
 			rss / 1024, idle / 1024, (rss - idle) / streams, rss / streams, 100 * gen / elapsed, win
 	}' >>"$results"
 }
 
-header="run\tstarted\tfailed\tMbit/s\tCPU%\tms/s/stream\tRSS_MiB\tidle_MiB\tKiB/stream\traw_KiB/stream\tgen_CPU%\twindow_s"
+mediad_label=mediad
+[[ $HLS == 0 ]] && mediad_label=mediad-nohls
+header="server\trun\tstarted\tfailed\tMbit/s\tCPU%\tus/s/stream\tRSS_MiB\tidle_MiB\tKiB/stream\traw_KiB/stream\tgen_CPU%\twindow_s"
 target_pid=""
-echo "bench-load: N=$N PUSH=$PUSH PLAYERS=$PLAYERS BITRATE=$BITRATE DURATION=${dur_s}s RAMP=${ramp_s}s window=${WINDOW}s after ${start_s}s; $(nproc) cores" >&2
+admin_addr=""
+echo "bench-load: N=$N PLAYERS=$PLAYERS PUSH=$PUSH HLS=$HLS NGINX=$NGINX BITRATE=$BITRATE DURATION=${dur_s}s RAMP=${ramp_s}s window=${WINDOW}s after ${start_s}s; GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-} MEDIAD_FLAGS=$MEDIAD_FLAGS; $(nproc) cores" >&2
 for run in $(seq 1 "$RUNS"); do
-	run_once "$run"
+	if (( run_mediad )); then
+		start_mediad "$run"
+		measure "$mediad_label" "$run" "$mediad_pid" "$server_addr"
+		stop_mediad "$run"
+	fi
+	if (( run_nginx )); then
+		start_nginx "$run"
+		measure nginx-rtmp "$run" "$nginx_pid" "$server_addr"
+		stop_nginx
+	fi
 done
+
+# The median of each numeric column, per server.
+medians="$tmp/medians.tsv"
+awk -F'\t' '
+{ k = $1; if (!(k in cnt)) order[++ns] = k; c = ++cnt[k]; for (i = 3; i <= NF; i++) v[k, i, c] = $i; nf = NF }
+END {
+	for (s = 1; s <= ns; s++) {
+		k = order[s]; n = cnt[k]
+		printf "%s\tmedian", k
+		for (i = 3; i <= nf; i++) {
+			for (x = 1; x <= n; x++) a[x] = v[k, i, x] + 0
+			for (x = 1; x <= n; x++) for (y = x + 1; y <= n; y++) if (a[y] < a[x]) { t = a[x]; a[x] = a[y]; a[y] = t }
+			m = n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+			if (i == 3 || i == 4 || i == 7) printf "\t%.0f", m
+			else printf "\t%.1f", m
+		}
+		printf "\n"
+	}
+}' "$results" >"$medians"
 
 {
 	echo -e "$header"
-	cat "$results"
-	if (( RUNS > 1 )); then
-		# Median of each column over the runs.
-		awk -F'\t' -v runs="$RUNS" '
-		{ for (i = 2; i <= NF; i++) v[i, NR] = $i; nf = NF }
-		END {
-			printf "median"
-			for (i = 2; i <= nf; i++) {
-				n = 0
-				for (r = 1; r <= runs; r++) a[++n] = v[i, r] + 0
-				for (x = 1; x <= n; x++) for (y = x + 1; y <= n; y++) if (a[y] < a[x]) { t = a[x]; a[x] = a[y]; a[y] = t }
-				m = n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-				if (i == 2 || i == 3) printf "\t%d", m
-				else if (i == 6) printf "\t%.3f", m
-				else printf "\t%.1f", m
-			}
-			printf "\n"
-		}' "$results"
-	fi
+	sort -t$'\t' -k1,1 -s "$results"
+	(( RUNS > 1 )) && cat "$medians"
 } | table
 
 echo
-awk -F'\t' -v runs="$RUNS" -v n="$N" -v players="$PLAYERS" '
-{ cpu[NR] = $5; ms[NR] = $6; kib[NR] = $9; raw[NR] = $10; mbps[NR] = $4; rss[NR] = $7; idle[NR] = $8 }
-function med(arr,   i, j, t, b, k) {
-	for (i = 1; i <= runs; i++) b[i] = arr[i] + 0
-	for (i = 1; i <= runs; i++) for (j = i + 1; j <= runs; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
-	return runs % 2 ? b[(runs + 1) / 2] : (b[runs / 2] + b[runs / 2 + 1]) / 2
-}
+label=$( (( RUNS > 1 )) && echo "median of $RUNS runs" || echo "1 run")
+echo "streams: $N publishers, $PLAYERS players each; $label"
+awk -F'\t' '
+{ printf "%-13s CPU %5.1f%% of a core, %4.0f us/s per stream; RSS %6.1f MiB (idle %.1f), %5.1f KiB per stream above idle\n", $1, $6, $7, $8, $9, $10
+  cpu[$1] = $6 }
 END {
-	label = runs > 1 ? sprintf("median of %d runs", runs) : "1 run"
-	printf "streams:            %d publishers, %d players each (%s)\n", n, players, label
-	printf "total:              %.1f Mbit/s of media\n", med(mbps)
-	printf "CPU:                %.1f%% of one core\n", med(cpu)
-	printf "CPU per stream:     %.3f ms per second\n", med(ms)
-	printf "RSS:                %.1f MiB (idle %.1f MiB)\n", med(rss), med(idle)
-	printf "RSS per stream:     %.1f KiB above idle (raw %.1f KiB)\n", med(kib), med(raw)
-}' "$results"
+	for (k in cpu) if (k != "nginx-rtmp" && ("nginx-rtmp" in cpu) && cpu["nginx-rtmp"] > 0)
+		printf "%-13s CPU %.2f x nginx-rtmp\n", k, cpu[k] / cpu["nginx-rtmp"]
+}' "$medians"
