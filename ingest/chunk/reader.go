@@ -73,6 +73,9 @@ type Reader struct {
 	bytesRead uint64
 	inflight  uint64 // bytes held in incomplete messages
 	msg       Message
+	// last and prev are the chunk streams looked up last and the one
+	// before, which lookup tries first.
+	last, prev *stream
 }
 
 type stream struct {
@@ -108,7 +111,19 @@ func (r *Reader) Feed(p []byte, fn func(*Message) error) error {
 			if r.inflight+uint64(n) > uint64(r.maxMsg)*maxInflightMessages {
 				return fmt.Errorf("chunk stream %d: %w: %d bytes of incomplete messages", s.CSID, ErrTooMuchInflight, r.inflight+uint64(n))
 			}
-			s.Partial = append(s.Partial, p[:n]...)
+			if s.Partial == nil && n == s.Length {
+				// The whole message at once, as most media messages come:
+				// one allocation of its size, not cleared before the copy.
+				s.Partial = append([]byte(nil), p[:n]...)
+			} else {
+				if s.Partial == nil {
+					// Memory follows the bytes that arrive, not the length
+					// a peer declares: a few kilobytes of headers must not
+					// reserve gigabytes.
+					s.Partial = make([]byte, 0, min(s.Length, initialPartial))
+				}
+				s.Partial = append(s.Partial, p[:n]...)
+			}
 			r.inflight += uint64(n)
 			p = p[n:]
 			r.bytesRead += uint64(n)
@@ -249,9 +264,9 @@ func (r *Reader) header1(b []byte) (int, error) {
 			return 0, fmt.Errorf("chunk stream %d: %w: %d > %d", csid, ErrMessageTooLarge, s.Length, r.maxMsg)
 		}
 		s.Active = true
-		// Memory follows the bytes that arrive, not the length a peer
-		// declares: a few kilobytes of headers must not reserve gigabytes.
-		s.Partial = make([]byte, 0, min(s.Length, initialPartial))
+		// The payload's buffer is allocated when its first bytes come
+		// (Feed).
+		s.Partial = nil
 	}
 	r.body = s
 	r.bodyLeft = min(s.Length-uint32(len(s.Partial)), r.chunkSize)
@@ -261,7 +276,11 @@ func (r *Reader) header1(b []byte) (int, error) {
 // complete hands a finished message out after applying protocol control.
 func (r *Reader) complete(s *stream, fn func(*Message) error) error {
 	s.Active = false
-	r.msg = Message{CSID: s.CSID, Timestamp: s.Timestamp, TypeID: s.TypeID, StreamID: s.StreamID, Payload: s.Partial}
+	payload := s.Partial
+	if payload == nil {
+		payload = []byte{} // a zero-length message: a payload all the same
+	}
+	r.msg = Message{CSID: s.CSID, Timestamp: s.Timestamp, TypeID: s.TypeID, StreamID: s.StreamID, Payload: payload}
 	r.inflight -= uint64(len(s.Partial))
 	s.Partial = nil
 	if err := r.control(&r.msg); err != nil {
@@ -298,8 +317,18 @@ func (r *Reader) control(m *Message) error {
 }
 
 func (r *Reader) lookup(csid uint32) *stream {
+	// Audio and video alternate on two chunk streams: the one used last
+	// but one is the likeliest, then the last.
+	if s := r.prev; s != nil && s.CSID == csid {
+		r.prev, r.last = r.last, s
+		return s
+	}
+	if s := r.last; s != nil && s.CSID == csid {
+		return s
+	}
 	for _, s := range r.streams {
 		if s.CSID == csid {
+			r.prev, r.last = r.last, s
 			return s
 		}
 	}
@@ -323,6 +352,11 @@ func (r *Reader) State() state.ChunkReader {
 	for i, s := range r.streams {
 		st.Streams[i] = s.ChunkStream
 		st.Streams[i].Partial = slices.Clone(s.Partial)
+		if s.Active && s.Partial == nil {
+			// A message whose first bytes have not come exports as it
+			// did when its buffer was allocated with its header.
+			st.Streams[i].Partial = []byte{}
+		}
 	}
 	return st
 }
