@@ -2,11 +2,17 @@ package ingest
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
+	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/mediad/mediad/ingest/amf0"
 	"github.com/mediad/mediad/ingest/chunk"
@@ -86,9 +92,18 @@ type player struct {
 	resumeC chan struct{}
 	pausing atomic.Bool
 
-	// Writer-goroutine scratch, reused across batches.
+	// Writer scratch, reused across batches: the writer goroutine's, and
+	// the publisher's for a direct write (deliverLocked), both with the
+	// session's wmu held.
 	iov     [][]byte
 	headers []byte
+	iovecs  []unix.Iovec
+	// raw is the connection's descriptor for direct writes, nil where
+	// there is none to use (TLS, HTTP-FLV, relays).
+	raw syscall.RawConn
+	// outPending: a direct write left bytes in the session's output for
+	// the writer goroutine to finish. Guarded by mu.
+	outPending bool
 }
 
 func newPlayer(s *session, msid uint32) *player {
@@ -105,6 +120,13 @@ func newPlayer(s *session, msid uint32) *player {
 		done:    make(chan struct{}),
 		pauseC:  make(chan chan struct{}),
 		resumeC: make(chan struct{}),
+	}
+	if !p.flv && !p.relay {
+		if sc, ok := s.conn.(syscall.Conn); ok {
+			if raw, err := sc.SyscallConn(); err == nil {
+				p.raw = raw
+			}
+		}
 	}
 	go p.run()
 	return p
@@ -144,12 +166,113 @@ func (p *player) enqueue(m outMsg) {
 			p.waitKey = false
 		}
 	}
+	if p.deliverLocked(m) {
+		return
+	}
 	p.queue = append(p.queue, m)
 	p.queued += m.size()
 	select {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// deliverLocked writes m to the player at once when nothing is queued
+// before it and the writer goroutine is idle: the caller's goroutine (the
+// publisher's, in the fan-out) frames it and hands it to the socket with
+// one writev that never waits. That saves the writer goroutine's wake-up,
+// its switch and its write deadline, per message and player. It reports
+// false, having written nothing, when m must be queued instead: a socket
+// that takes nothing now, a write in progress, a park on its way. A write
+// the socket takes in part leaves the rest in the session's output, where
+// the writer goroutine (woken) or a park finds it, so the stream of chunks
+// stays whole. p.mu is held; the session's wmu is only tried, never waited
+// for.
+func (p *player) deliverLocked(m outMsg) bool {
+	if p.raw == nil || len(p.queue) > 0 || p.writing || p.outPending || p.exported || p.pausing.Load() {
+		return false
+	}
+	s := p.sess
+	if s.parkReq.Load() != nil || !s.wmu.TryLock() {
+		return false
+	}
+	defer s.wmu.Unlock()
+	if s.wclosed || s.parking || len(s.out) > 0 {
+		return false
+	}
+	batch := [1]outMsg{m}
+	iov := p.frame(batch[:])
+	total := 0
+	vecs := p.iovecs[:0]
+	for _, b := range iov {
+		var v unix.Iovec
+		v.Base = unsafe.SliceData(b)
+		v.SetLen(len(b))
+		vecs = append(vecs, v)
+		total += len(b)
+	}
+	p.iovecs = vecs
+	var n int
+	var werr error
+	err := p.raw.Write(func(fd uintptr) bool {
+		for {
+			r, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(unsafe.SliceData(vecs))), uintptr(len(vecs)))
+			if e == syscall.EINTR {
+				continue
+			}
+			if e != 0 {
+				werr = e
+			} else {
+				n = int(r)
+			}
+			// Never wait for the socket here: what it did not take goes
+			// to the writer goroutine.
+			return true
+		}
+	})
+	clear(p.iovecs)
+	if err == nil {
+		err = werr
+	}
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, os.ErrDeadlineExceeded) {
+		// Full, or a past write deadline still set (a park that resumed
+		// leaves one until the next queued write moves it): queued.
+		n, err = 0, nil
+	}
+	if err != nil {
+		clear(p.iov)
+		// As the writer goroutine does: the session's read loop ends on
+		// the closed socket and tears the player down.
+		p.sess.log.Warn().Err(err).Msg("player write failed")
+		p.stopped = true
+		s.conn.Close()
+		return true
+	}
+	if n == 0 {
+		clear(p.iov)
+		return false
+	}
+	s.srv.bytesOut.Add(uint64(n))
+	s.written.Add(uint64(n))
+	p.skips = 0
+	if n < total {
+		// The rest, copied: the payload's slices are not ours to keep.
+		for _, b := range iov {
+			if n >= len(b) {
+				n -= len(b)
+				continue
+			}
+			s.out = append(s.out, b[n:]...)
+			n = 0
+		}
+		p.outPending = true
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	clear(p.iov)
+	return true
 }
 
 // enqueueGOP queues a cached GOP, keyframe first, for a player that has
@@ -292,7 +415,9 @@ func (p *player) run() {
 			batch := p.queue
 			p.queue, p.spare = p.spare[:0], nil
 			p.queued = 0
-			p.writing = len(batch) > 0
+			flush := p.outPending
+			p.outPending = false
+			p.writing = len(batch) > 0 || flush
 			if len(batch) == 0 {
 				p.skips = 0
 			}
@@ -301,7 +426,10 @@ func (p *player) run() {
 			if ended {
 				p.sess.responseComplete()
 			}
-			if len(batch) == 0 {
+			if !p.writing {
+				p.mu.Lock()
+				p.spare = batch[:0]
+				p.mu.Unlock()
 				break
 			}
 			err := p.write(batch)
@@ -352,6 +480,10 @@ func (p *player) resume() {
 	p.exported, p.fedLate = false, false
 	p.mu.Unlock()
 	p.pausing.Store(false)
+	// The pause set a write deadline in the past: the next write sets it.
+	p.sess.wmu.Lock()
+	p.sess.wdl = time.Time{}
+	p.sess.wmu.Unlock()
 	select {
 	case p.resumeC <- struct{}{}:
 	case <-p.done:
@@ -363,7 +495,8 @@ func (p *player) resume() {
 }
 
 // write sends a batch with one vectored write: chunk headers interleaved
-// with the shared payloads, nothing copied.
+// with the shared payloads, nothing copied. An empty batch writes what
+// waits in the session's output.
 func (p *player) write(batch []outMsg) error {
 	if p.flv {
 		return p.writeFLV(batch)
@@ -371,6 +504,16 @@ func (p *player) write(batch []outMsg) error {
 	s := p.sess
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	iov := p.frame(batch)
+	err := s.writeLocked(net.Buffers(iov))
+	clear(p.iov)
+	return err
+}
+
+// frame lays a batch out as chunks in p.iov, headers in p.headers, and
+// returns it. The session's wmu is held: the chunk writer is shared.
+func (p *player) frame(batch []outMsg) [][]byte {
+	s := p.sess
 	need := 0
 	for i := range batch {
 		need += s.w.HeaderSpace(len(batch[i].payload))
@@ -406,7 +549,5 @@ func (p *player) write(batch []outMsg) error {
 		iov, hdr = s.w.Buffers(iov, hdr, &chunk.Message{CSID: csid, Timestamp: m.ts, TypeID: m.typ, StreamID: msid, Payload: payload})
 	}
 	p.iov = iov
-	err := s.writeLocked(net.Buffers(iov))
-	clear(p.iov)
-	return err
+	return iov
 }

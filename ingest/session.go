@@ -73,6 +73,9 @@ type session struct {
 	w       *chunk.Writer
 	wbuf    []byte
 	wclosed bool
+	// wdl is the write deadline this process set last (armWriteDeadline);
+	// zero when it must be set again. Guarded by wmu.
+	wdl time.Time
 
 	connected bool
 	app       string
@@ -104,7 +107,14 @@ type session struct {
 	// rbuf is the read buffer, allocated with the session so that a
 	// restored session's first read does not wait on the allocator.
 	rbuf []byte
-	done chan struct{}
+	// rdl is what the read deadline is known to be (armReadDeadline);
+	// the session goroutine's.
+	rdl uint8
+	// raw is conn's descriptor for readPublishing, looked up once
+	// (rawChecked).
+	raw        syscall.RawConn
+	rawChecked bool
+	done       chan struct{}
 	// stallFrom is the old process's last read, for a restored session
 	// until its first read here.
 	stallFrom time.Time
@@ -214,12 +224,14 @@ func (s *session) serve() error {
 	}
 	buf := s.rbuf
 	for {
-		if err := s.conn.SetReadDeadline(s.deadline()); err != nil {
-			return fmt.Errorf("set read deadline: %w", err)
+		if err := s.armReadDeadline(); err != nil {
+			return err
 		}
 		// The flag is checked after the deadline is set: a park request
 		// sets the flag first and a deadline in the past second, so either
-		// this check sees it or the read below returns at once.
+		// this check sees it or the read below returns at once. Each
+		// branch leaves the deadline to be set again: the request's past
+		// one may still stand.
 		if s.stopReq.Load() != 0 {
 			return s.stop()
 		}
@@ -227,33 +239,46 @@ func (s *session) serve() error {
 			return errResponseComplete
 		}
 		if s.parkReq.Load() != nil {
+			s.rdl = rdlUnknown
 			if !s.park() {
 				return errMoved
 			}
 			continue
 		}
 		if d := s.decided.Swap(nil); d != nil {
+			s.rdl = rdlUnknown
 			if err := s.finishDecision(d); err != nil {
 				return err
 			}
 			continue
 		}
-		n, err := s.conn.Read(buf)
-		if n > 0 {
-			s.srv.bytesIn.Add(uint64(n))
-			now := time.Now()
-			if !s.stallFrom.IsZero() {
-				s.srv.recordStall(now.Sub(s.stallFrom))
-				s.stallFrom = time.Time{}
+		var n int
+		var err error
+		if raw := s.rawConn(); raw != nil && s.role == rolePublisher && s.rdl == rdlIdle {
+			var perr error
+			if perr, err = s.readPublishing(raw); perr != nil {
+				return perr
 			}
-			s.lastRead = now
-			if perr := s.consume(buf[:n]); perr != nil {
+		} else {
+			n, err = s.conn.Read(buf)
+		}
+		if n > 0 {
+			if perr := s.received(buf[:n]); perr != nil {
 				return perr
 			}
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && (s.parkReq.Load() != nil || s.stopReq.Load() != 0 || s.complete.Load() || s.decided.Load() != nil) {
-				continue
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.rdl = rdlUnknown
+				if s.parkReq.Load() != nil || s.stopReq.Load() != 0 || s.complete.Load() || s.decided.Load() != nil {
+					continue
+				}
+				if s.role == rolePublisher && time.Since(s.lastRead) < s.srv.cfg.IdleTimeout {
+					// The idle deadline is set once and moved only when it
+					// passes (armReadDeadline): the publisher has sent
+					// something since, so it is not idle yet.
+					continue
+				}
 			}
 			// ffmpeg ends with a reset when our last replies are unread: for
 			// a player, or after a clean unpublish, that is an orderly close.
@@ -268,23 +293,134 @@ func (s *session) serve() error {
 	}
 }
 
-// deadline is when a silent peer is given up on, which depends on what it
-// is expected to send next.
-func (s *session) deadline() time.Time {
+// received accounts for bytes just read and runs the protocol over them.
+func (s *session) received(p []byte) error {
+	s.srv.bytesIn.Add(uint64(len(p)))
 	now := time.Now()
+	if !s.stallFrom.IsZero() {
+		s.srv.recordStall(now.Sub(s.stallFrom))
+		s.stallFrom = time.Time{}
+	}
+	s.lastRead = now
+	return s.consume(p)
+}
+
+// rawConn is the connection's descriptor for readPublishing, nil when it
+// has none (TLS, a pipe in a test).
+func (s *session) rawConn() syscall.RawConn {
+	if !s.rawChecked {
+		s.rawChecked = true
+		if sc, ok := s.conn.(syscall.Conn); ok {
+			if raw, err := sc.SyscallConn(); err == nil {
+				s.raw = raw
+			}
+		}
+	}
+	return s.raw
+}
+
+// readPublishing reads and handles a publisher's media until a read fills
+// the buffer, the protocol fails (perr), the connection does (err), or
+// something asks the session to stop reading. It saves the read that a
+// net.Conn.Read after a short read makes only to learn that nothing is
+// left (EAGAIN): a read shorter than the buffer took everything the
+// socket had, so it waits for the poller's next word instead. No wake-up
+// is lost: the readiness is not reset between that read and the wait, so
+// bytes that came in between end the wait at once. Its callback runs with
+// the descriptor's read lock held, so nothing it calls may close this
+// connection (Close would wait for the lock); consume closes only others.
+func (s *session) readPublishing(raw syscall.RawConn) (perr, err error) {
+	buf := s.rbuf
+	var rerr error
+	err = raw.Read(func(fd uintptr) bool {
+		var n int
+		for {
+			n, rerr = syscall.Read(int(fd), buf)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		switch {
+		case rerr == syscall.EAGAIN:
+			rerr = nil
+			return false
+		case rerr != nil:
+			rerr = os.NewSyscallError("read", rerr)
+			return true
+		case n == 0:
+			rerr = io.EOF
+			return true
+		}
+		if perr = s.received(buf[:n]); perr != nil {
+			return true
+		}
+		if n == len(buf) || s.role != rolePublisher || s.rdl != rdlIdle {
+			// More may wait, or the session changed what it reads for.
+			return true
+		}
+		// Whoever sets one of these flags sets a read deadline in the past
+		// after it, which ends the wait.
+		return s.parkReq.Load() != nil || s.stopReq.Load() != 0 || s.complete.Load() || s.decided.Load() != nil
+	})
+	if rerr != nil {
+		return perr, rerr
+	}
+	return perr, err
+}
+
+// What the connection's read deadline is known to be (session.rdl).
+const (
+	// rdlUnknown: set it before the next read; something may have moved
+	// it (a park, a stop or a webhook's answer sets one in the past).
+	rdlUnknown uint8 = iota
+	// rdlNone: none is set.
+	rdlNone
+	// rdlIdle: a publisher's idle deadline is set, at most IdleTimeout
+	// after the read that set it.
+	rdlIdle
+)
+
+// armReadDeadline sets when a silent peer is given up on, which depends on
+// what it is expected to send next. Setting a deadline moves a runtime
+// timer, so it is set only when it changes: a publisher's idle deadline
+// is set once and moved forward only when it passes (serve), instead of
+// at every read; a connection that may be silent has none, set once.
+func (s *session) armReadDeadline() error {
+	var want uint8
+	var at time.Time
 	switch {
 	case s.role == roleFLVPlayer, s.role == roleRelay:
 		// A viewer owes us nothing after its request, a downstream
 		// nothing while we publish.
-		return time.Time{}
+		want = rdlNone
 	case !s.hs.Done() || !s.connected:
-		return now.Add(s.srv.cfg.HandshakeTimeout)
+		// Set at every read, as the handshake's few reads come.
+		want, at = rdlUnknown, time.Now().Add(s.srv.cfg.HandshakeTimeout)
 	case s.role == rolePublisher:
-		return now.Add(s.srv.cfg.IdleTimeout)
+		if s.rdl == rdlIdle {
+			return nil
+		}
+		want = rdlIdle
+		now := time.Now()
+		at = now.Add(s.srv.cfg.IdleTimeout)
+		if last := s.lastRead.Add(s.srv.cfg.IdleTimeout); !s.lastRead.IsZero() && last.After(now) {
+			// The deadline passed early (serve): IdleTimeout after the
+			// last read, exactly.
+			at = last
+		}
+	default:
+		// Players and idle connections owe us nothing; writes have their
+		// own deadline.
+		want = rdlNone
 	}
-	// Players and idle connections owe us nothing; writes have their own
-	// deadline.
-	return time.Time{}
+	if want != rdlUnknown && want == s.rdl {
+		return nil
+	}
+	if err := s.conn.SetReadDeadline(at); err != nil {
+		return fmt.Errorf("set read deadline: %w", err)
+	}
+	s.rdl = want
+	return nil
 }
 
 // consume runs the protocol over bytes just read.
@@ -409,6 +545,8 @@ func (s *session) writeRaw(p []byte) error {
 func (s *session) flushOut() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	// A park leaves a write deadline in the past: set it again.
+	s.wdl = time.Time{}
 	if len(s.out) == 0 {
 		return nil
 	}
@@ -421,6 +559,10 @@ func (s *session) flushOut() error {
 // tail in s.out, so the stream of chunks stays whole whichever process
 // writes the rest.
 func (s *session) writeLocked(bufs net.Buffers) error {
+	return s.writeLockedRetry(bufs, true)
+}
+
+func (s *session) writeLockedRetry(bufs net.Buffers, retry bool) error {
 	if s.wclosed {
 		return net.ErrClosed
 	}
@@ -430,8 +572,8 @@ func (s *session) writeLocked(bufs net.Buffers) error {
 		}
 		return nil
 	}
-	if err := s.conn.SetWriteDeadline(time.Now().Add(s.srv.cfg.WriteTimeout)); err != nil {
-		return fmt.Errorf("set write deadline: %w", err)
+	if err := s.armWriteDeadline(); err != nil {
+		return err
 	}
 	if s.parkReq.Load() != nil {
 		// A park request's deadline in the past may have been replaced
@@ -459,7 +601,32 @@ func (s *session) writeLocked(bufs net.Buffers) error {
 	if (s.parking || s.parkReq.Load() != nil) && errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil
 	}
+	if retry && errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(s.wdl) {
+		// Not the deadline we set: one in the past that a park left
+		// behind when it resumed. Set ours and write the rest.
+		s.wdl = time.Time{}
+		return s.writeLockedRetry(nil, false)
+	}
 	return fmt.Errorf("write: %w", err)
+}
+
+// armWriteDeadline keeps a write deadline at least WriteTimeout ahead,
+// moving it (and the runtime timer behind it) only when less is left:
+// a write that blocks fails after WriteTimeout to 1.25 × WriteTimeout,
+// and a player written to 50 times a second moves its timer every
+// quarter of WriteTimeout instead of at every write. wmu is held.
+func (s *session) armWriteDeadline() error {
+	now := time.Now()
+	wt := s.srv.cfg.WriteTimeout
+	if s.wdl.Sub(now) >= wt {
+		return nil
+	}
+	at := now.Add(wt + wt/4)
+	if err := s.conn.SetWriteDeadline(at); err != nil {
+		return fmt.Errorf("set write deadline: %w", err)
+	}
+	s.wdl = at
+	return nil
 }
 
 // responseComplete tells the session goroutine, which owns the
