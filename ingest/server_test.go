@@ -362,3 +362,36 @@ func TestServerCloseFinalisesRecording(t *testing.T) {
 		t.Fatalf("recording has %d tags, want 10", n)
 	}
 }
+
+// TestIdlePublisherTimesOut: a publisher that keeps sending stays past its
+// idle timeout (the deadline, set once, moves when it passes), and one
+// that falls silent is dropped once the timeout has passed since its last
+// message.
+func TestIdlePublisherTimesOut(t *testing.T) {
+	const idle = 2 * time.Second
+	srv, addr, logs := startServer(t, Config{IdleTimeout: idle})
+	c := dialClient(t, addr)
+	msid, code := c.publish("live", "idle")
+	if code != "NetStream.Publish.Start" {
+		t.Fatal(code)
+	}
+	start := time.Now()
+	var last time.Time
+	for i := 0; time.Since(start) < idle+idle/2; i++ {
+		if err := c.sendMedia(msid, chunk.TypeAudio, uint32(i*100), []byte{0xaf, 1, 0, 0}); err != nil {
+			t.Fatalf("publisher dropped while sending, after %v: %v", time.Since(start), err)
+		}
+		last = time.Now()
+		time.Sleep(idle / 20)
+	}
+	if l := srv.Registry().List(); len(l) != 1 || !l[0].Live {
+		t.Fatalf("after %v of media, want the stream live, got %+v", time.Since(start), l)
+	}
+	c.expectClosed()
+	if silent := time.Since(last); silent < idle {
+		t.Errorf("dropped %v after its last message, want at least %v", silent, idle)
+	}
+	waitFor(t, "the timeout's log line", func() bool {
+		return logLineFor(logs.String(), c.conn.LocalAddr().String(), "timed out") != nil
+	})
+}
