@@ -117,7 +117,7 @@ load_report() {
 	[[ -s $report ]] || { cat "$log" >&2; die "$label: rtmpload produced no report (exit $rc)"; }
 	if ((rc != 0)); then
 		echo "$NAME: $label: rtmpload exit $rc; failures:" >&2
-		jq -r '.publishers[], (.player_list // [])[] | select(.state == "failed" or .state == "refused") | "  \(.key): \(.state): \(.error)"' "$report" | head -n 20 >&2
+		jq -r '.publishers[], (.player_list // [])[] | select(.state == "failed" or .state == "refused") | "  \(.key): \(.state): \(.error)"' "$report" | head -n 20 >&2 || true # jq's SIGPIPE past 20 lines is no failure
 	fi
 }
 

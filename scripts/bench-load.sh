@@ -35,6 +35,8 @@
 #                    otherwise (4096-byte chunks, as mediad's)
 #   NGINX_BIN [/usr/sbin/nginx]
 #   NGINX_RTMP_MODULE [/usr/lib/nginx/modules/ngx_rtmp_module.so]
+#   MEDIAD_BIN []    a mediad binary to measure instead of the one built
+#                    from this tree (an older build, to compare with)
 #   PROFILE [0]      1: mediad's CPU profile over each run's window, from
 #                    /debug/pprof on its admin listener, kept as
 #                    mediad-RUN.pprof and its top printed; implies KEEP=1.
@@ -118,7 +120,15 @@ if (( run_nginx )); then
 fi
 read -r -a mediad_flags <<<"$MEDIAD_FLAGS"
 
+if [[ -n ${MEDIAD_BIN:-} ]]; then
+	[[ -x $MEDIAD_BIN ]] || die "MEDIAD_BIN $MEDIAD_BIN is not an executable"
+fi
+
 bench_start
+if [[ -n ${MEDIAD_BIN:-} ]]; then
+	cp "$MEDIAD_BIN" "$tmp/mediad"
+	echo "bench-load: measuring $MEDIAD_BIN" >&2
+fi
 nginx_pid=""
 trap 'if [[ -n $nginx_pid ]]; then kill "$nginx_pid" 2>/dev/null || true; fi; bench_cleanup' EXIT
 
