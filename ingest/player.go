@@ -101,6 +101,10 @@ type player struct {
 	// raw is the connection's descriptor for direct writes, nil where
 	// there is none to use (TLS, HTTP-FLV, relays).
 	raw syscall.RawConn
+	// writeFn is writevNow, bound once; wn and werr are its result.
+	writeFn func(uintptr) bool
+	wn      int
+	werr    error
 	// outPending: a direct write left bytes in the session's output for
 	// the writer goroutine to finish. Guarded by mu.
 	outPending bool
@@ -212,24 +216,14 @@ func (p *player) deliverLocked(m outMsg) bool {
 		total += len(b)
 	}
 	p.iovecs = vecs
-	var n int
-	var werr error
-	err := p.raw.Write(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(unsafe.SliceData(vecs))), uintptr(len(vecs)))
-			if e == syscall.EINTR {
-				continue
-			}
-			if e != 0 {
-				werr = e
-			} else {
-				n = int(r)
-			}
-			// Never wait for the socket here: what it did not take goes
-			// to the writer goroutine.
-			return true
-		}
-	})
+	if p.writeFn == nil {
+		// Made once: a closure made per call would be allocated per write.
+		p.writeFn = p.writevNow
+	}
+	p.wn, p.werr = 0, nil
+	err := p.raw.Write(p.writeFn)
+	n, werr := p.wn, p.werr
+	p.werr = nil
 	clear(p.iovecs)
 	if err == nil {
 		err = werr
@@ -273,6 +267,24 @@ func (p *player) deliverLocked(m outMsg) bool {
 	}
 	clear(p.iov)
 	return true
+}
+
+// writevNow is deliverLocked's RawConn.Write callback: one writev of
+// p.iovecs that never waits for the socket (what it did not take goes to
+// the writer goroutine), its count and error in p.wn and p.werr.
+func (p *player) writevNow(fd uintptr) bool {
+	for {
+		r, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p.iovecs))), uintptr(len(p.iovecs)))
+		if e == syscall.EINTR {
+			continue
+		}
+		if e != 0 {
+			p.werr = e
+		} else {
+			p.wn = int(r)
+		}
+		return true
+	}
 }
 
 // enqueueGOP queues a cached GOP, keyframe first, for a player that has

@@ -73,6 +73,8 @@ type session struct {
 	w       *chunk.Writer
 	wbuf    []byte
 	wclosed bool
+	// wv and wcur are writeLocked's vector, reused.
+	wv, wcur net.Buffers
 	// wdl is the write deadline this process set last (armWriteDeadline);
 	// zero when it must be set again. Guarded by wmu.
 	wdl time.Time
@@ -114,7 +116,11 @@ type session struct {
 	// (rawChecked).
 	raw        syscall.RawConn
 	rawChecked bool
-	done       chan struct{}
+	// readFn is readCallback, bound once; rdPerr and rdErr carry its
+	// protocol and read errors out of RawConn.Read.
+	readFn        func(uintptr) bool
+	rdPerr, rdErr error
+	done          chan struct{}
 	// stallFrom is the old process's last read, for a restored session
 	// until its first read here.
 	stallFrom time.Time
@@ -330,42 +336,52 @@ func (s *session) rawConn() syscall.RawConn {
 // the descriptor's read lock held, so nothing it calls may close this
 // connection (Close would wait for the lock); consume closes only others.
 func (s *session) readPublishing(raw syscall.RawConn) (perr, err error) {
-	buf := s.rbuf
-	var rerr error
-	err = raw.Read(func(fd uintptr) bool {
-		var n int
-		for {
-			n, rerr = syscall.Read(int(fd), buf)
-			if rerr != syscall.EINTR {
-				break
-			}
-		}
-		switch {
-		case rerr == syscall.EAGAIN:
-			rerr = nil
-			return false
-		case rerr != nil:
-			rerr = os.NewSyscallError("read", rerr)
-			return true
-		case n == 0:
-			rerr = io.EOF
-			return true
-		}
-		if perr = s.received(buf[:n]); perr != nil {
-			return true
-		}
-		if n == len(buf) || s.role != rolePublisher || s.rdl != rdlIdle {
-			// More may wait, or the session changed what it reads for.
-			return true
-		}
-		// Whoever sets one of these flags sets a read deadline in the past
-		// after it, which ends the wait.
-		return s.parkReq.Load() != nil || s.stopReq.Load() != 0 || s.complete.Load() || s.decided.Load() != nil
-	})
-	if rerr != nil {
-		return perr, rerr
+	if s.readFn == nil {
+		// Made once: a closure made per call would be allocated per read.
+		s.readFn = s.readCallback
 	}
+	s.rdPerr, s.rdErr = nil, nil
+	err = raw.Read(s.readFn)
+	perr = s.rdPerr
+	if s.rdErr != nil {
+		err = s.rdErr
+	}
+	s.rdPerr, s.rdErr = nil, nil
 	return perr, err
+}
+
+// readCallback is readPublishing's RawConn.Read callback: it reports
+// whether to return (true) or wait for the descriptor to be readable.
+func (s *session) readCallback(fd uintptr) bool {
+	buf := s.rbuf
+	var n int
+	var rerr error
+	for {
+		n, rerr = syscall.Read(int(fd), buf)
+		if rerr != syscall.EINTR {
+			break
+		}
+	}
+	switch {
+	case rerr == syscall.EAGAIN:
+		return false
+	case rerr != nil:
+		s.rdErr = os.NewSyscallError("read", rerr)
+		return true
+	case n == 0:
+		s.rdErr = io.EOF
+		return true
+	}
+	if s.rdPerr = s.received(buf[:n]); s.rdPerr != nil {
+		return true
+	}
+	if n == len(buf) || s.role != rolePublisher || s.rdl != rdlIdle {
+		// More may wait, or the session changed what it reads for.
+		return true
+	}
+	// Whoever sets one of these flags sets a read deadline in the past
+	// after it, which ends the wait.
+	return s.parkReq.Load() != nil || s.stopReq.Load() != 0 || s.complete.Load() || s.decided.Load() != nil
 }
 
 // What the connection's read deadline is known to be (session.rdl).
@@ -583,20 +599,28 @@ func (s *session) writeLockedRetry(bufs net.Buffers, retry bool) error {
 		}
 		return nil
 	}
+	// The vector is the session's, so that nothing is allocated per
+	// write: WriteTo consumes s.wcur, s.wv keeps the array.
+	wv := s.wv[:0]
 	if len(s.out) > 0 {
-		bufs = append(net.Buffers{s.out}, bufs...)
+		wv = append(wv, s.out)
 	}
-	n, err := bufs.WriteTo(s.conn)
+	wv = append(wv, bufs...)
+	s.wv, s.wcur = wv, wv
+	n, err := s.wcur.WriteTo(s.conn)
 	s.srv.bytesOut.Add(uint64(n))
 	s.written.Add(uint64(n))
 	if err == nil {
 		s.out = s.out[:0]
+		clear(s.wv)
 		return nil
 	}
 	var rest []byte
-	for _, b := range bufs {
+	for _, b := range s.wcur {
 		rest = append(rest, b...)
 	}
+	clear(s.wv)
+	s.wcur = nil
 	s.out = rest
 	if (s.parking || s.parkReq.Load() != nil) && errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil
