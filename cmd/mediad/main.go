@@ -135,6 +135,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if code, ok := maybeInit(args, o, log); ok {
 		return code
 	}
+	gc := applyGCDefaults(os.LookupEnv)
+	log.Info().Str("gogc", gc.GOGC).Str("memory_limit", gc.MemoryLimit).Msg("garbage collector")
 	if err := serve(o, log); err != nil {
 		log.Error().Err(err).Msg("mediad stopped with an error")
 		return 1
