@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -242,11 +243,16 @@ func (s *session) serve() error {
 		if n > 0 {
 			s.srv.bytesIn.Add(uint64(n))
 			now := time.Now()
+			s.lastRead = now
 			if !s.stallFrom.IsZero() {
 				s.srv.recordStall(now.Sub(s.stallFrom))
 				s.stallFrom = time.Time{}
+				// Every restored session has a backlog the upgrade made;
+				// let the others read once before this one works through
+				// its own, so that no connection waits for the others'
+				// catching up to be read again.
+				runtime.Gosched()
 			}
-			s.lastRead = now
 			if perr := s.consume(buf[:n]); perr != nil {
 				return perr
 			}
