@@ -49,45 +49,67 @@ func (c *Conn) ReadPlan(deadline time.Time) (Plan, error) {
 // stream must match the plan exactly. On any error, including an Abort
 // (*AbortedError), every descriptor received so far is closed.
 func (c *Conn) ReadItems(deadline time.Time) ([]Item, error) {
-	if c.got == nil {
-		return nil, errors.New("handoff: ReadItems before ReadPlan")
-	}
-	plan := *c.got
-	items := make([]Item, 0, min(plan.Items, 4096))
-	nfds, batches := 0, 0
-	fail := func(err error) ([]Item, error) {
+	var items []Item
+	err := c.ReadBatches(deadline, func(batch []Item) error {
+		items = append(items, batch...)
+		return nil
+	})
+	if err != nil {
 		CloseItems(items)
 		return nil, err
 	}
+	return items, nil
+}
+
+// ReadBatches receives batches until End, before deadline (zero: none),
+// and hands each batch's items to each as it arrives, so that the caller
+// can rebuild them while the rest are on their way. The files of the items
+// handed to each are close-on-exec and each's to own from the call on,
+// whatever follows; envelope payloads alias the received frames' buffers.
+// The stream must match the plan exactly: a batch that goes past it is
+// closed unseen, and an End short of it is an error. An error from each
+// ends the read with it. On any error, including an Abort
+// (*AbortedError), what was already handed over stays the caller's.
+func (c *Conn) ReadBatches(deadline time.Time, each func([]Item) error) error {
+	if c.got == nil {
+		return errors.New("handoff: ReadItems before ReadPlan")
+	}
+	plan := *c.got
+	nitems, nfds, batches := 0, 0, 0
 	for {
 		m, fds, err := c.recv(deadline)
 		if err != nil {
-			return fail(fmt.Errorf("handoff: read items: %w", err))
+			return fmt.Errorf("handoff: read items: %w", err)
 		}
 		switch m := m.(type) {
 		case batchMsg:
-			if len(items)+len(m.items) > plan.Items || nfds+len(fds) > plan.FDs {
+			if nitems+len(m.items) > plan.Items || nfds+len(fds) > plan.FDs {
 				closeFDs(fds)
-				return fail(fmt.Errorf("handoff: batch brings %d items and %d descriptors past the plan of %d and %d",
-					len(items)+len(m.items), nfds+len(fds), plan.Items, plan.FDs))
+				return fmt.Errorf("handoff: batch brings %d items and %d descriptors past the plan of %d and %d",
+					nitems+len(m.items), nfds+len(fds), plan.Items, plan.FDs)
 			}
-			items = appendItems(items, m.items, fds)
+			batch := appendItems(make([]Item, 0, len(m.items)), m.items, fds)
+			nitems += len(batch)
 			nfds += len(fds)
 			if batches++; batches == 1 {
 				if err := Fault(FaultMidItems); err != nil {
-					return fail(err)
+					CloseItems(batch)
+					return err
 				}
 			}
-		case endMsg:
-			if len(items) != plan.Items || nfds != plan.FDs {
-				return fail(fmt.Errorf("handoff: end after %d items and %d descriptors, the plan promised %d and %d",
-					len(items), nfds, plan.Items, plan.FDs))
+			if err := each(batch); err != nil {
+				return err
 			}
-			return items, nil
+		case endMsg:
+			if nitems != plan.Items || nfds != plan.FDs {
+				return fmt.Errorf("handoff: end after %d items and %d descriptors, the plan promised %d and %d",
+					nitems, nfds, plan.Items, plan.FDs)
+			}
+			return nil
 		case abortMsg:
-			return fail(&AbortedError{Reason: m.reason})
+			return &AbortedError{Reason: m.reason}
 		default:
-			return fail(unexpected("Batch or End", m))
+			return unexpected("Batch or End", m)
 		}
 	}
 }

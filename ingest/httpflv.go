@@ -373,10 +373,10 @@ func (sess *session) flvState() state.FLVPlayer {
 	}
 }
 
-// restoreFLVPlayer rebuilds a viewer attached to its stream as it stood:
-// no header and no configuration resent, its queue and unwritten bytes
-// carry on where the old process stopped.
-func (r *Restored) restoreFLVPlayer(it *ParkedSession) error {
+// prepareFLVPlayer rebuilds an HTTP-FLV viewer, its queue as it stood;
+// attach joins it to its stream. It runs as a restore's worker.
+func (r *Restored) prepareFLVPlayer(j *restoreJob) error {
+	it := &j.it
 	var fp state.FLVPlayer
 	if err := state.Decode(it.Envelope, &fp); err != nil {
 		return err
@@ -402,18 +402,6 @@ func (r *Restored) restoreFLVPlayer(it *ParkedSession) error {
 		return err
 	}
 	sess.player = p
-	sess.stream = r.srv.registry.attachPlayer(fp.App, fp.Key, p)
-	// Publishers were restored first; a viewer whose broadcast did not
-	// come along has seen its end.
-	sess.stream.mu.Lock()
-	live := sess.stream.publisher != nil
-	sess.stream.mu.Unlock()
-	if fp.Ending || !live {
-		// Not endOfStream: its wake would write before Start.
-		p.mu.Lock()
-		p.ending = true
-		p.mu.Unlock()
-	}
-	r.sessions = append(r.sessions, sess)
+	j.sess, j.app, j.key, j.ending = sess, fp.App, fp.Key, fp.Ending
 	return nil
 }

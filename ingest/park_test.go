@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"errors"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -152,7 +154,13 @@ func upgradeInProcess(t *testing.T, from *Server, cfg Config) *Server {
 		}
 	}
 	to := NewServer(cfg)
-	restored, err := to.Restore(items)
+	// The sessions arrive one at a time and each is rebuilt as it comes;
+	// last parked first, so that players arrive before their publishers.
+	rs := to.BeginRestore()
+	for i := len(items) - 1; i >= 0; i-- {
+		rs.Add(items[i : i+1])
+	}
+	restored, err := rs.Finish()
 	if err != nil {
 		parked.Resume()
 		t.Fatalf("restore: %v", err)
@@ -277,6 +285,64 @@ func TestParkResumeRollback(t *testing.T) {
 	late.connect("live")
 	target := feed.received() + 100
 	waitFor(t, "frames after rollbacks", func() bool { return feed.received() >= target })
+	feed.finish()
+}
+
+// exportForRestore is what crosses to a new process for each parked
+// session: the envelope and the kernel's copy of every descriptor.
+func exportForRestore(t *testing.T, parked *Parked) []ParkedSession {
+	t.Helper()
+	items := make([]ParkedSession, len(parked.Items))
+	for i, it := range parked.Items {
+		items[i] = ParkedSession{Envelope: it.Envelope}
+		for _, fd := range it.Borrowed {
+			dup, err := dupFile(uintptr(fd), "lent")
+			if err != nil {
+				t.Fatal(err)
+			}
+			items[i].Files = append(items[i].Files, dup)
+		}
+	}
+	return items
+}
+
+// A restore abandoned while sessions still arrive (the old process aborted,
+// or went away) leaves nothing in the new server: every descriptor it was
+// given is closed, no session or stream stays; the old process resumes.
+func TestRestoreAbandonedLeavesNothing(t *testing.T) {
+	cfg := Config{RecordDir: t.TempDir()}
+	srv, addr, _ := startServer(t, cfg)
+	feed := startFeed(t, addr, "ab")
+	target := feed.received() + 100
+	waitFor(t, "frames", func() bool { return feed.received() >= target })
+	parked, err := srv.Park(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	items := exportForRestore(t, parked)
+	to := NewServer(cfg)
+	t.Cleanup(func() { to.Close() })
+	rs := to.BeginRestore()
+	rs.Add(items[:1])
+	rs.Abandon()
+	// Whatever comes after the abandon is closed unread.
+	rs.Add(items[1:])
+	if _, err := rs.Finish(); err == nil {
+		t.Error("Finish after Abandon succeeded")
+	}
+	for i, it := range items {
+		for _, f := range it.Files {
+			if _, err := f.Stat(); !errors.Is(err, os.ErrClosed) {
+				t.Errorf("item %d: descriptor %s left open", i, f.Name())
+			}
+		}
+	}
+	if n, l := to.SessionCount(), len(to.Registry().List()); n != 0 || l != 0 {
+		t.Errorf("abandoned restore left %d sessions and %d streams", n, l)
+	}
+	parked.Resume()
+	target = feed.received() + 100
+	waitFor(t, "frames after the rollback", func() bool { return feed.received() >= target })
 	feed.finish()
 }
 

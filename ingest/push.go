@@ -484,9 +484,11 @@ func (sess *session) exportRelay(ss state.Session) (state.Relay, error) {
 	return rs, nil
 }
 
-// restoreRelay rebuilds a relay moved from an old process. It runs as a
-// session from Start on; its link is made when the stream's relays start.
-func (r *Restored) restoreRelay(it *ParkedSession) error {
+// prepareRelay rebuilds a relay moved from an old process, its queue as it
+// stood; attach joins it to its stream, and the stream's link adopts it at
+// Start. It runs as a restore's worker.
+func (r *Restored) prepareRelay(j *restoreJob) error {
+	it := &j.it
 	var rs state.Relay
 	if err := state.Decode(it.Envelope, &rs); err != nil {
 		return err
@@ -514,9 +516,7 @@ func (r *Restored) restoreRelay(it *ParkedSession) error {
 	}
 	sess.player = p
 	sess.relayState = &rs
-	sess.stream = r.srv.registry.attachPlayer(rs.App, rs.Key, p)
-	r.sessions = append(r.sessions, sess)
-	r.relays = append(r.relays, sess)
+	j.sess, j.app, j.key = sess, rs.App, rs.Key
 	return nil
 }
 

@@ -55,135 +55,183 @@ func (r *Restored) Readers() int {
 // Restore rebuilds sessions from envelopes of the current state version
 // and their descriptors: the connection first, then the recording. It takes
 // ownership of every file, success or not. Nothing is read or written until
-// Start.
+// Start. It is BeginRestore, Add and Finish in one call.
 func (s *Server) Restore(items []ParkedSession) (*Restored, error) {
-	r := &Restored{srv: s, spills: hls.NewSpills()}
-	ok := false
-	defer func() {
-		// Every muxer holds its frames in memory now, and after a
-		// rollback the old process still has its own.
-		if err := r.spills.Close(); err != nil {
-			s.log.Warn().Err(err).Msg("removing the LL-HLS spill file after the restore")
+	rs := s.BeginRestore()
+	rs.Add(items)
+	return rs.Finish()
+}
+
+// restoreOrder is the order in which Finish puts restored sessions
+// together: publishers first, since players attach to the streams they
+// rebuild.
+var restoreOrder = []state.Kind{state.KindPublisher, state.KindPlayer, state.KindFLVPlayer, state.KindRelay, state.KindConn}
+
+// restoreQueueLen bounds the sessions waiting for a worker: Add blocks,
+// and so does the handoff socket behind it, only when the workers are this
+// far behind.
+const restoreQueueLen = 1024
+
+// Restoring is a restore in progress. Each session is rebuilt as soon as it
+// arrives, on every core at once: its state decoded, its connection, chunk
+// streams, player queue, recording and LL-HLS files made ready, all of
+// which touch nothing but the session's own. Finish then puts the sessions
+// together with the registry and with each other, in restoreOrder. Add,
+// Finish and Abandon are called from one goroutine; exactly one of Finish
+// or Abandon ends a restore, and it waits for the workers, which the
+// Restoring owns.
+type Restoring struct {
+	r    *Restored
+	jobs chan *restoreJob
+	wg   sync.WaitGroup
+	// all is every session added, in arrival order; a job's fields are
+	// its worker's until wg.Wait returns.
+	all  []*restoreJob
+	done bool
+}
+
+// restoreJob is one session: what arrived, and what its worker made of it.
+type restoreJob struct {
+	it ParkedSession
+	// sess is the rebuilt session, st a publisher's stream; app and key
+	// name the stream a player attaches to.
+	sess     *session
+	st       *Stream
+	app, key string
+	// ending: an HTTP-FLV viewer whose broadcast had ended.
+	ending bool
+	err    error
+}
+
+// BeginRestore starts a restore that rebuilds sessions as they arrive
+// (Add); Finish returns them, not yet running.
+func (s *Server) BeginRestore() *Restoring {
+	rs := &Restoring{
+		r:    &Restored{srv: s, spills: hls.NewSpills()},
+		jobs: make(chan *restoreJob, restoreQueueLen),
+	}
+	for range runtime.GOMAXPROCS(0) {
+		rs.wg.Go(rs.work)
+	}
+	return rs
+}
+
+// Add hands sessions of the current state version to the restore, which
+// owns their files from the call on, success or not, and rebuilds them
+// while more arrive. After Finish or Abandon it only closes the files.
+func (rs *Restoring) Add(items []ParkedSession) {
+	for _, it := range items {
+		if rs.done {
+			closeFiles(it.Files)
+			continue
 		}
-		if !ok {
-			r.Discard()
-			for _, it := range items {
-				for _, f := range it.Files {
-					f.Close()
-				}
+		j := &restoreJob{it: it}
+		rs.all = append(rs.all, j)
+		rs.jobs <- j
+	}
+}
+
+func (rs *Restoring) work() {
+	for j := range rs.jobs {
+		if j.err = rs.r.prepare(j); j.err != nil {
+			// Closing a file the failed step already closed is harmless.
+			closeFiles(j.it.Files)
+		}
+		j.it.Files = nil
+	}
+}
+
+// wait ends the workers once they have rebuilt every session added.
+func (rs *Restoring) wait() {
+	if rs.done {
+		return
+	}
+	rs.done = true
+	close(rs.jobs)
+	rs.wg.Wait()
+	for _, j := range rs.all {
+		if j.st != nil {
+			rs.r.streams = append(rs.r.streams, j.st)
+		}
+	}
+}
+
+// Abandon drops every session added without a word to its peer: the old
+// process keeps them.
+func (rs *Restoring) Abandon() {
+	if rs.done {
+		return
+	}
+	rs.wait()
+	rs.discard()
+}
+
+// discard drops every session the workers made, put together or not.
+func (rs *Restoring) discard() {
+	r := rs.r
+	r.sessions, r.relays = r.sessions[:0], nil
+	for _, j := range rs.all {
+		if j.sess != nil {
+			r.sessions = append(r.sessions, j.sess)
+		}
+	}
+	r.Discard()
+	rs.closeSpills()
+}
+
+func (rs *Restoring) closeSpills() {
+	// Every muxer holds its frames in memory now, and after a rollback
+	// the old process still has its own.
+	if err := rs.r.spills.Close(); err != nil {
+		rs.r.srv.log.Warn().Err(err).Msg("removing the LL-HLS spill file after the restore")
+	}
+}
+
+// Finish waits until every session added is rebuilt, puts them together
+// with the registry and with each other, and returns them, ready to Start.
+// On error nothing stays: every session added is dropped as by Discard.
+func (rs *Restoring) Finish() (*Restored, error) {
+	if rs.done {
+		return nil, errors.New("restore: finished or abandoned already")
+	}
+	rs.wait()
+	r := rs.r
+	for _, j := range rs.all {
+		if j.err != nil {
+			rs.discard()
+			return nil, fmt.Errorf("restore %s session: %w", j.it.Envelope.Kind, j.err)
+		}
+	}
+	for _, kind := range restoreOrder {
+		for _, j := range rs.all {
+			if j.it.Envelope.Kind != kind {
+				continue
 			}
-		}
-	}()
-	// Publishers first: players attach to the streams they rebuild.
-	order := make([]int, 0, len(items))
-	for _, kind := range []state.Kind{state.KindPublisher, state.KindPlayer, state.KindFLVPlayer, state.KindRelay, state.KindConn} {
-		for i, it := range items {
-			if it.Envelope.Kind == kind {
-				order = append(order, i)
+			if err := r.attach(j); err != nil {
+				rs.discard()
+				return nil, fmt.Errorf("restore %s session: %w", kind, err)
 			}
 		}
 	}
-	if len(order) != len(items) {
-		for _, it := range items {
-			switch it.Envelope.Kind {
-			case state.KindPublisher, state.KindPlayer, state.KindFLVPlayer, state.KindRelay, state.KindConn:
-			default:
-				return nil, fmt.Errorf("restore: unknown session kind %q", it.Envelope.Kind)
-			}
-		}
-	}
-	prep := r.preparePublishers(items)
-	for _, i := range order {
-		it := &items[i]
-		if err := r.restoreOne(it, prep[i]); err != nil {
-			return nil, fmt.Errorf("restore %s session: %w", it.Envelope.Kind, err)
-		}
-		it.Files = nil // owned by the session now
-	}
-	ok = true
+	rs.closeSpills()
 	r.gate = make(chan struct{})
 	for _, sess := range r.sessions {
-		s.prestart(r, sess)
+		r.srv.prestart(r, sess)
 	}
 	return r, nil
 }
 
-// preparedPublisher is a publisher's stream rebuilt ahead of the ordered
-// part of a restore. Decoding its state and reopening its recording and
-// LL-HLS files touch nothing but the stream's own, so they run on every
-// core at once; the registry and the sessions are then put together in
-// order.
-type preparedPublisher struct {
-	ps  state.Publisher
-	st  *Stream
-	err error
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }
 
-// preparePublishers prepares every publisher of items in parallel. A
-// stream it rebuilt is in r.streams, for Discard, and owns its recording's
-// descriptor from then on.
-func (r *Restored) preparePublishers(items []ParkedSession) map[int]*preparedPublisher {
-	var idx []int
-	for i := range items {
-		if items[i].Envelope.Kind == state.KindPublisher {
-			idx = append(idx, i)
-		}
-	}
-	out := make(map[int]*preparedPublisher, len(idx))
-	for _, i := range idx {
-		out[i] = &preparedPublisher{}
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(idx)) {
-		wg.Go(func() {
-			for {
-				k := int(next.Add(1) - 1)
-				if k >= len(idx) {
-					return
-				}
-				p := out[idx[k]]
-				p.ps, p.st, p.err = r.preparePublisher(&items[idx[k]])
-			}
-		})
-	}
-	wg.Wait()
-	for _, i := range idx {
-		if p := out[i]; p.st != nil {
-			r.streams = append(r.streams, p.st)
-			items[i].Files = items[i].Files[:1]
-		}
-	}
-	return out
-}
-
-func (r *Restored) preparePublisher(it *ParkedSession) (state.Publisher, *Stream, error) {
-	var ps state.Publisher
-	if len(it.Files) == 0 {
-		return ps, nil, errors.New("no connection descriptor")
-	}
-	if err := state.Decode(it.Envelope, &ps); err != nil {
-		return ps, nil, err
-	}
-	want := 1
-	if ps.Stream.Recorder != nil && ps.Stream.Recorder.HasFile {
-		want = 2
-	}
-	if len(it.Files) != want {
-		return ps, nil, fmt.Errorf("%d descriptors, want %d", len(it.Files), want)
-	}
-	if !validName(ps.Stream.App) || !validName(ps.Stream.Key) {
-		return ps, nil, fmt.Errorf("invalid stream name %q/%q", ps.Stream.App, ps.Stream.Key)
-	}
-	var recFile *os.File
-	if want == 2 {
-		recFile = it.Files[1]
-	}
-	st, err := r.srv.restoreStream(ps.Stream, recFile, r.spills)
-	return ps, st, err
-}
-
-func (r *Restored) restoreOne(it *ParkedSession, prep *preparedPublisher) error {
+// prepare rebuilds one session from its envelope and descriptors, which it
+// takes; it touches nothing shared but the session id counter and, for a
+// publisher, the spill files, both safe on every core at once.
+func (r *Restored) prepare(j *restoreJob) error {
+	it := &j.it
 	if len(it.Files) == 0 {
 		return errors.New("no connection descriptor")
 	}
@@ -196,49 +244,19 @@ func (r *Restored) restoreOne(it *ParkedSession, prep *preparedPublisher) error 
 		if len(it.Files) != 1 {
 			return fmt.Errorf("%d descriptors, want 1", len(it.Files))
 		}
+		// A publish or play waiting for its webhook: asked again once the
+		// session runs here. Only a connection without a stream can wait.
+		if ss.Pending != nil && !ss.Connected {
+			return errors.New("a publish or play pending before connect")
+		}
 		sess, err := r.srv.restoreSession(ss, it.Files[0])
 		if err != nil {
 			return err
 		}
-		// A publish or play waiting for its webhook: asked again once the
-		// session runs here. Only a connection without a stream can wait.
-		if pc := ss.Pending; pc != nil {
-			if !ss.Connected {
-				sess.conn.Close()
-				return errors.New("a publish or play pending before connect")
-			}
-			sess.resumeDecision = pc
-		}
-		r.sessions = append(r.sessions, sess)
+		sess.resumeDecision = ss.Pending
+		j.sess = sess
 	case state.KindPublisher:
-		if prep.err != nil {
-			return prep.err
-		}
-		ps, st := &prep.ps, prep.st
-		sess, err := r.srv.restoreSession(ps.Session, it.Files[0])
-		if err != nil {
-			st.closeRecording()
-			return err
-		}
-		sess.setRole(rolePublisher)
-		sess.restoredRec = ps.Stream.Recorder != nil && ps.Stream.Recorder.HasFile
-		sess.pubMsid = ps.Msid
-		if ps.Session.LastRead != 0 {
-			sess.stallFrom = time.Unix(0, ps.Session.LastRead)
-		}
-		sess.stream = st
-		st.pubID = sess.id
-		if st.pubAddr == "" {
-			st.pubAddr = ps.Session.Peer
-		}
-		sess.log = sess.log.With().Str("key", ps.Stream.Key).Logger()
-		st.log = sess.log
-		if err := r.srv.registry.restorePublisher(st, sess); err != nil {
-			sess.conn.Close()
-			st.closeRecording()
-			return err
-		}
-		r.sessions = append(r.sessions, sess)
+		return r.preparePublisher(j)
 	case state.KindPlayer:
 		var ps state.Player
 		if err := state.Decode(it.Envelope, &ps); err != nil {
@@ -263,13 +281,97 @@ func (r *Restored) restoreOne(it *ParkedSession, prep *preparedPublisher) error 
 		}
 		sess.setRole(rolePlayer)
 		sess.player = p
-		sess.stream = r.srv.registry.attachPlayer(ps.App, ps.Key, p)
-		r.sessions = append(r.sessions, sess)
+		j.sess, j.app, j.key = sess, ps.App, ps.Key
 	case state.KindFLVPlayer:
-		return r.restoreFLVPlayer(it)
+		return r.prepareFLVPlayer(j)
 	case state.KindRelay:
-		return r.restoreRelay(it)
+		return r.prepareRelay(j)
+	default:
+		return fmt.Errorf("unknown session kind %q", it.Envelope.Kind)
 	}
+	return nil
+}
+
+// attach puts a prepared session together with the registry and the
+// sessions before it in restoreOrder: a publisher's stream is registered,
+// a player joins its stream.
+func (r *Restored) attach(j *restoreJob) error {
+	sess := j.sess
+	switch j.it.Envelope.Kind {
+	case state.KindPublisher:
+		if err := r.srv.registry.restorePublisher(j.st, sess); err != nil {
+			return err
+		}
+	case state.KindPlayer:
+		sess.stream = r.srv.registry.attachPlayer(j.app, j.key, sess.player)
+	case state.KindFLVPlayer:
+		sess.stream = r.srv.registry.attachPlayer(j.app, j.key, sess.player)
+		// Publishers were restored first; a viewer whose broadcast did not
+		// come along has seen its end.
+		sess.stream.mu.Lock()
+		live := sess.stream.publisher != nil
+		sess.stream.mu.Unlock()
+		if j.ending || !live {
+			// Not endOfStream: its wake would write before Start.
+			p := sess.player
+			p.mu.Lock()
+			p.ending = true
+			p.mu.Unlock()
+		}
+	case state.KindRelay:
+		sess.stream = r.srv.registry.attachPlayer(j.app, j.key, sess.player)
+		r.relays = append(r.relays, sess)
+	}
+	r.sessions = append(r.sessions, sess)
+	return nil
+}
+
+// preparePublisher rebuilds a publisher and its stream: the recording and
+// LL-HLS files reopened, everything but the registry.
+func (r *Restored) preparePublisher(j *restoreJob) error {
+	it := &j.it
+	var ps state.Publisher
+	if err := state.Decode(it.Envelope, &ps); err != nil {
+		return err
+	}
+	want := 1
+	if ps.Stream.Recorder != nil && ps.Stream.Recorder.HasFile {
+		want = 2
+	}
+	if len(it.Files) != want {
+		return fmt.Errorf("%d descriptors, want %d", len(it.Files), want)
+	}
+	if !validName(ps.Stream.App) || !validName(ps.Stream.Key) {
+		return fmt.Errorf("invalid stream name %q/%q", ps.Stream.App, ps.Stream.Key)
+	}
+	var recFile *os.File
+	if want == 2 {
+		recFile = it.Files[1]
+	}
+	st, err := r.srv.restoreStream(ps.Stream, recFile, r.spills)
+	if err != nil {
+		return err
+	}
+	// From here the stream is Discard's to release, whatever follows.
+	j.st = st
+	sess, err := r.srv.restoreSession(ps.Session, it.Files[0])
+	if err != nil {
+		return err
+	}
+	sess.setRole(rolePublisher)
+	sess.restoredRec = ps.Stream.Recorder != nil && ps.Stream.Recorder.HasFile
+	sess.pubMsid = ps.Msid
+	if ps.Session.LastRead != 0 {
+		sess.stallFrom = time.Unix(0, ps.Session.LastRead)
+	}
+	sess.stream = st
+	st.pubID = sess.id
+	if st.pubAddr == "" {
+		st.pubAddr = ps.Session.Peer
+	}
+	sess.log = sess.log.With().Str("key", ps.Stream.Key).Logger()
+	st.log = sess.log
+	j.sess = sess
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -306,6 +307,10 @@ func (s *session) received(p []byte) error {
 	if !s.stallFrom.IsZero() {
 		s.srv.recordStall(now.Sub(s.stallFrom))
 		s.stallFrom = time.Time{}
+		// Every restored session has a backlog the upgrade made; let the
+		// others read once before this one works through its own, so that
+		// no connection waits for the others' catching up to be read again.
+		runtime.Gosched()
 	}
 	s.lastRead = now
 	return s.consume(p)

@@ -159,17 +159,30 @@ func (p ingestParked) Commit() { p.p.Commit() }
 // ingestRestorer rebuilds the sessions in the new process.
 type ingestRestorer struct{ srv *ingest.Server }
 
-func (r ingestRestorer) Restore(items []handoff.Item) (upgrade.Restored, error) {
+func (r ingestRestorer) Begin() upgrade.Restoring {
+	return ingestRestoring{r.srv.BeginRestore()}
+}
+
+// ingestRestoring rebuilds the sessions as they arrive.
+type ingestRestoring struct{ rs *ingest.Restoring }
+
+func (r ingestRestoring) Add(items []handoff.Item) {
 	ps := make([]ingest.ParkedSession, len(items))
 	for i, it := range items {
 		ps[i] = ingest.ParkedSession{Envelope: it.Envelope, Files: it.Files}
 	}
-	restored, err := r.srv.Restore(ps)
+	r.rs.Add(ps)
+}
+
+func (r ingestRestoring) Finish() (upgrade.Restored, error) {
+	restored, err := r.rs.Finish()
 	if err != nil {
 		return nil, err
 	}
 	return restored, nil
 }
+
+func (r ingestRestoring) Abandon() { r.rs.Abandon() }
 
 // takeOver is the new process's side: it returns the sessions committed
 // to it, not yet running: the caller becomes Ready first, which tells the

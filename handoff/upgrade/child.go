@@ -22,7 +22,9 @@ const reportBound = 2 * time.Second
 type ChildConn interface {
 	SendHello(h handoff.Hello) error
 	ReadPlan(deadline time.Time) (handoff.Plan, error)
-	ReadItems(deadline time.Time) ([]handoff.Item, error)
+	// ReadBatches hands each batch of items to each as it arrives, until
+	// End (handoff.Conn.ReadBatches).
+	ReadBatches(deadline time.Time, each func([]handoff.Item) error) error
 	SendReject(reason string) error
 	SendPrepared(n int) error
 	WaitCommit(deadline time.Time) (bool, error)
@@ -33,10 +35,24 @@ type ChildConn interface {
 // Restorer rebuilds sessions in the new process: an ingest server behind an
 // adapter.
 type Restorer interface {
-	// Restore rebuilds sessions from envelopes of the current state
-	// version and their files, which it owns from the call on, success or
-	// not. Nothing runs until the caller starts them.
-	Restore(items []handoff.Item) (Restored, error)
+	// Begin starts a restore that rebuilds sessions as they arrive.
+	Begin() Restoring
+}
+
+// Restoring is a restore in progress. Exactly one of Finish or Abandon
+// ends it; all three methods are called from one goroutine.
+type Restoring interface {
+	// Add hands over sessions, envelopes of the current state version and
+	// their files, which the Restoring owns from the call on, success or
+	// not; it may rebuild them while more arrive.
+	Add(items []handoff.Item)
+	// Finish waits until every session added is rebuilt and returns them;
+	// nothing runs until the caller starts them. On error nothing added
+	// stays open.
+	Finish() (Restored, error)
+	// Abandon drops every session added, untouched: the old process keeps
+	// them.
+	Abandon()
 }
 
 // Restored is a set of sessions rebuilt, not yet running.
@@ -85,8 +101,9 @@ type Child struct {
 	Version uint32
 }
 
-// TakeOver is the new process's side of the upgrade: hello, receive,
-// migrate, restore, prepared, then the commit. The sessions it returns do
+// TakeOver is the new process's side of the upgrade: hello, then receive,
+// migrate and restore, each batch rebuilt while the next arrives, prepared,
+// then the commit. The sessions it returns do
 // not run: until the caller is Ready they are still the old process's. On
 // error the old process has been told (or will see the socket close) and
 // keeps every session; nothing received stays open.
@@ -116,22 +133,40 @@ func TakeOver(cfg ChildConfig) (*Child, error) {
 		conn.Close()
 		return nil, err
 	}
-	items, err := conn.ReadItems(deadline)
+	// Each batch is rebuilt while the next ones are on their way.
+	restoring := cfg.Sessions.Begin()
+	var proc *state.Process
+	var rejectErr error
+	err = conn.ReadBatches(deadline, func(batch []handoff.Item) error {
+		sessions, p, err := split(batch, cfg.Convert, cfg.Current)
+		if err == nil && p != nil && proc != nil {
+			err = errors.New("two process envelopes")
+		}
+		if err != nil {
+			handoff.CloseItems(batch)
+			rejectErr = err
+			return err
+		}
+		if p != nil {
+			proc = p
+		}
+		restoring.Add(sessions)
+		return nil
+	})
+	if err == nil {
+		err = handoff.Fault(handoff.FaultRestore)
+		rejectErr = err
+	}
 	if err != nil {
+		restoring.Abandon()
+		if rejectErr != nil {
+			_ = conn.SendReject(rejectErr.Error())
+			err = fmt.Errorf("sessions of state v%d: %w", plan.Version, err)
+		}
 		conn.Close()
 		return nil, err
 	}
-	sessions, proc, err := split(items, cfg.Convert, cfg.Current)
-	if err == nil {
-		err = handoff.Fault(handoff.FaultRestore)
-	}
-	if err != nil {
-		handoff.CloseItems(items)
-		_ = conn.SendReject(err.Error())
-		conn.Close()
-		return nil, fmt.Errorf("sessions of state v%d: %w", plan.Version, err)
-	}
-	restored, err := cfg.Sessions.Restore(sessions)
+	restored, err := restoring.Finish()
 	if err != nil {
 		_ = conn.SendReject(err.Error())
 		conn.Close()

@@ -18,6 +18,7 @@ type fakeOld struct {
 	plan     handoff.Plan
 	items    []handoff.Item
 	planErr  error
+	midErr   error // ReadBatches's error after the first item
 	verdict  bool  // Commit, or Abort
 	lost     error // WaitCommit's error: the old process went away
 	hello    *handoff.Hello
@@ -31,7 +32,20 @@ func (o *fakeOld) SendHello(h handoff.Hello) error { o.hello = &h; return nil }
 
 func (o *fakeOld) ReadPlan(time.Time) (handoff.Plan, error) { return o.plan, o.planErr }
 
-func (o *fakeOld) ReadItems(time.Time) ([]handoff.Item, error) { return o.items, nil }
+// ReadBatches hands the items over one at a time, so that each reaches the
+// restore before the next is read; midErr, if set, ends the read after
+// the first.
+func (o *fakeOld) ReadBatches(_ time.Time, each func([]handoff.Item) error) error {
+	for i := range o.items {
+		if i == 1 && o.midErr != nil {
+			return o.midErr
+		}
+		if err := each(o.items[i : i+1 : i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func (o *fakeOld) SendReject(reason string) error { o.rejected = reason; return nil }
 
@@ -51,19 +65,31 @@ func (o *fakeOld) SendReport(r handoff.Report) error { o.report = &r; return nil
 
 func (o *fakeOld) Close() error { o.closed++; return nil }
 
-// fakeRestorer rebuilds nothing, and counts.
+// fakeRestorer rebuilds nothing, and counts. Like ingest's, it owns what
+// it was given: Abandon closes it; a failed Finish leaves it to the test.
 type fakeRestorer struct {
 	err       error
 	got       []handoff.Item
 	discarded int
+	abandoned int
 }
 
-func (r *fakeRestorer) Restore(items []handoff.Item) (Restored, error) {
-	r.got = items
-	if r.err != nil {
-		return nil, r.err
+func (r *fakeRestorer) Begin() Restoring { return fakeRestoring{r} }
+
+type fakeRestoring struct{ r *fakeRestorer }
+
+func (f fakeRestoring) Add(items []handoff.Item) { f.r.got = append(f.r.got, items...) }
+
+func (f fakeRestoring) Finish() (Restored, error) {
+	if f.r.err != nil {
+		return nil, f.r.err
 	}
-	return fakeRestored{r}, nil
+	return fakeRestored(f), nil
+}
+
+func (f fakeRestoring) Abandon() {
+	f.r.abandoned++
+	handoff.CloseItems(f.r.got)
 }
 
 type fakeRestored struct{ r *fakeRestorer }
@@ -162,6 +188,7 @@ func TestTakeOverFails(t *testing.T) {
 		errHas    string
 		rejected  string // by prefix; "" none
 		discarded int
+		abandoned int  // the restore, before Finish
 		closed    bool // the received connection is closed
 	}{
 		{
@@ -172,11 +199,22 @@ func TestTakeOverFails(t *testing.T) {
 		},
 		{
 			name: "state that does not migrate", extra: []handoff.Item{{Envelope: state.Envelope{Kind: "unmigratable"}}},
-			errHas: "sessions of state v3: migrate: no step for unmigratable", rejected: "migrate: no step", closed: true,
+			errHas: "sessions of state v3: migrate: no step for unmigratable", rejected: "migrate: no step", abandoned: 1, closed: true,
 		},
 		{
 			name: "two process envelopes", edit: func(o *fakeOld, _ *fakeRestorer) { o.items = append(o.items, o.items[1]) },
-			errHas: "two process envelopes", rejected: "two process envelopes", closed: true,
+			errHas: "two process envelopes", rejected: "two process envelopes", abandoned: 1, closed: true,
+		},
+		{
+			// The session that arrived first was being rebuilt already.
+			name: "aborted while the sessions arrive", edit: func(o *fakeOld, _ *fakeRestorer) {
+				o.midErr = &handoff.AbortedError{Reason: "upgrade deadline passed"}
+			},
+			errHas: "upgrade deadline passed", abandoned: 1, closed: true,
+		},
+		{
+			name: "old process gone while the sessions arrive", edit: func(o *fakeOld, _ *fakeRestorer) { o.midErr = handoff.ErrPeerClosed },
+			errHas: "peer closed", abandoned: 1, closed: true,
 		},
 		{
 			name: "restore fails", edit: func(_ *fakeOld, r *fakeRestorer) { r.err = errors.New("restore player session: bad queue") },
@@ -205,8 +243,9 @@ func TestTakeOverFails(t *testing.T) {
 			if !strings.HasPrefix(old.rejected, r.rejected) || (r.rejected == "") != (old.rejected == "") {
 				t.Errorf("rejected with %q, want %q", old.rejected, r.rejected)
 			}
-			if sessions.discarded != r.discarded || old.closed != 1 {
-				t.Errorf("discarded %d times, socket closed %d times; want %d and once", sessions.discarded, old.closed, r.discarded)
+			if sessions.discarded != r.discarded || sessions.abandoned != r.abandoned || old.closed != 1 {
+				t.Errorf("discarded %d times, abandoned %d, socket closed %d times; want %d, %d and once",
+					sessions.discarded, sessions.abandoned, old.closed, r.discarded, r.abandoned)
 			}
 			if isClosed(conn) != r.closed {
 				t.Errorf("received connection closed: %v, want %v", isClosed(conn), r.closed)
