@@ -66,6 +66,8 @@
 #                      disk file system every segment's creation goes
 #                      through the journal: at 100 streams that alone
 #                      costs mediad some 5% of a core.
+#   MEDIAD_ENV []      extra environment for mediad only, such as
+#                      "GOGC=200 GOMEMLIMIT=1GiB" (words split on spaces)
 #   PROFILE [0]        1: CPU profiles of the steady window, mediad's from
 #                      /debug/pprof (run-K/mediad.pprof) and each hlsload's
 #                      (run-K/hls-I.pprof, whole run); implies KEEP=1
@@ -106,6 +108,10 @@ for v in N V GOP CLIP_SECONDS RAMP PUB_WINDOW WINDOW SIGHUPS SPAN RUNS; do
 	posint "$v" "${!v}"
 done
 [[ $SETTLE =~ ^[0-9]+$ && $PAUSE =~ ^[0-9]+$ ]] || die "SETTLE and PAUSE must be whole seconds"
+read -r -a mediad_env <<<"${MEDIAD_ENV:-}"
+for e in "${mediad_env[@]}"; do
+	[[ $e == [A-Za-z_]*=* ]] || die "MEDIAD_ENV words must be NAME=VALUE, got '$e'"
+done
 [[ $UPGRADE == 0 || $UPGRADE == 1 ]] || die "UPGRADE must be 0 or 1, got '$UPGRADE'"
 [[ $VIEWER == hls || $VIEWER == flv ]] || die "VIEWER must be hls or flv, got '$VIEWER'"
 [[ $BITRATE =~ ^[0-9]+k$ ]] || die "BITRATE must be kbit/s with a k suffix, got '$BITRATE'"
@@ -191,7 +197,7 @@ start_mediad() {
 		local hls_dir
 		hls_dir="$extra_dir/$(basename "$dir")"
 		mkdir -p "$hls_dir"
-		"$tmp/mediad" --rtmp "127.0.0.1:$rp" --http "127.0.0.1:$hp" --media "127.0.0.1:$mp" \
+		env "${mediad_env[@]}" "$tmp/mediad" --rtmp "127.0.0.1:$rp" --http "127.0.0.1:$hp" --media "127.0.0.1:$mp" \
 			--media-max-conns-per-client 0 --hls-dir "$hls_dir" --record-dir '' --log-format json \
 			--upgrade-timeout 120s --idle-timeout 60s --pidfile "$dir/mediad.pid" >"$dir/mediad.log" 2>&1 &
 		mediad_pid=$!
