@@ -126,11 +126,7 @@ func newPlayer(s *session, msid uint32) *player {
 		resumeC: make(chan struct{}),
 	}
 	if !p.flv && !p.relay {
-		if sc, ok := s.conn.(syscall.Conn); ok {
-			if raw, err := sc.SyscallConn(); err == nil {
-				p.raw = raw
-			}
-		}
+		p.raw = rawConnOf(s.conn)
 	}
 	go p.run()
 	return p

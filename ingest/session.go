@@ -321,13 +321,20 @@ func (s *session) received(p []byte) error {
 func (s *session) rawConn() syscall.RawConn {
 	if !s.rawChecked {
 		s.rawChecked = true
-		if sc, ok := s.conn.(syscall.Conn); ok {
-			if raw, err := sc.SyscallConn(); err == nil {
-				s.raw = raw
-			}
-		}
+		s.raw = rawConnOf(s.conn)
 	}
 	return s.raw
+}
+
+// rawConnOf is c's descriptor for reads and writes made by hand, nil when
+// it has none (TLS, a pipe in a test).
+func rawConnOf(c net.Conn) syscall.RawConn {
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			return raw
+		}
+	}
+	return nil
 }
 
 // readPublishing reads and handles a publisher's media until a read fills
