@@ -170,8 +170,17 @@ while read -r version commit; do
 	if [ -n "$media" ]; then
 		playlist_ready() { [ "$(http_code "http://$media/live/$key/index.m3u8")" = 200 ]; }
 		wait_until -p "$publisher" 20 "the LL-HLS playlist of live/$key on $media" playlist_ready
+		# Releases up to v5 end their media listener after an upgrade with
+		# net/http's Shutdown, which drops with no answer a request it
+		# reads once shutdown has begun: a viewer that redials the moment
+		# it is told its stream moved may hit that. A browser's player
+		# retries such a request; hlsload does so too for these releases,
+		# once, and counts it (unanswered_retries). Later builds answer
+		# every request they accept (cmd/mediad/httpserve.go).
+		retry=()
+		[ "$version" -gt 5 ] || retry=(-retry-unanswered)
 		# It runs until the upgrades are over, then reports on SIGINT.
-		"$work/hlsload" -url "http://$media/live" -key-prefix "${key%-0}" -n 1 -viewers 2 -ramp 0 \
+		"$work/hlsload" -url "http://$media/live" -key-prefix "${key%-0}" -n 1 -viewers 2 -ramp 0 "${retry[@]}" \
 			-duration 10m -timeout 10s -json -log-errors 20 >"$run/hlsload.json" 2>"$run/hlsload.err" &
 		viewers=$!
 		pids+=($viewers)
@@ -216,7 +225,7 @@ while read -r version commit; do
 		jq -s last "$run/hlsload.json" >"$run/hls-final.json"
 		why=$(hls_ok "$run/hls-final.json")
 		[ -z "$why" ] || fail "LL-HLS viewers across v$version -> head -> v$version -> head: $why"
-		echo "    LL-HLS viewers: $(jq -r '"\(.parts_received) parts, largest gap \(.gap_ms.max) ms, \(.requests.blocking) blocking reloads, hints answered 404/503: \(.errors.hint_http_404 // 0)/\(.errors.hint_http_503 // 0)"' "$run/hls-final.json")"
+		echo "    LL-HLS viewers: $(jq -r '"\(.parts_received) parts, largest gap \(.gap_ms.max) ms, \(.requests.blocking) blocking reloads, hints answered 404/503: \(.errors.hint_http_404 // 0)/\(.errors.hint_http_503 // 0), requests sent again after an empty reply: \(.unanswered_retries // 0)"' "$run/hls-final.json")"
 	fi
 	wait_until 60 "the publisher to exit" gone "$publisher"
 	wait "$publisher" || fail "publisher exited non-zero"

@@ -28,6 +28,8 @@ type lane struct {
 	timeout time.Duration // of one request
 	br      *bufio.Reader
 	req     []byte
+	// retryUnanswered: see runConfig.
+	retryUnanswered bool
 
 	// mu guards conn against the end of the run, which interrupts
 	// whatever request is in flight by a deadline in the past.
@@ -50,6 +52,13 @@ func newLane(host string, m *meter, stop context.Context, timeout time.Duration)
 			_ = l.conn.SetDeadline(time.Unix(1, 0))
 		}
 	})
+	return l
+}
+
+// retryingUnanswered sets whether a request that a new connection was
+// closed on, with no answer, is sent again once.
+func (l *lane) retryingUnanswered(on bool) *lane {
+	l.retryUnanswered = on
 	return l
 }
 
@@ -78,8 +87,14 @@ func (l *lane) get(target string, body *bytes.Buffer, limit int64) (response, er
 			return resp, nil
 		}
 		l.close()
-		if reused && !sent && attempt == 0 && !l.isStopped() {
-			continue
+		if !sent && attempt == 0 && !l.isStopped() {
+			if reused {
+				continue
+			}
+			if l.retryUnanswered && errors.Is(err, io.EOF) {
+				l.m.count(func(t *tally) { t.UnansweredRetries++ })
+				continue
+			}
 		}
 		return resp, l.stopErr(err)
 	}

@@ -85,6 +85,9 @@ func TestLaneGet(t *testing.T) {
 		errs   []error
 		status []int
 		dials  uint64
+		// retry: -retry-unanswered; retried: unanswered retries counted
+		retry   bool
+		retried uint64
 	}{
 		{name: "keep-alive", answers: []string{ok5, ok5}, want: []string{"hello", "hello"}, status: []int{200, 200}, dials: 1},
 		{name: "chunked with trailer, then reuse",
@@ -119,11 +122,15 @@ func TestLaneGet(t *testing.T) {
 			want: []string{""}, errs: []error{nil}, status: []int{0}, dials: 1},
 		{name: "closed before an answer on a new connection: no retry", answers: []string{""},
 			want: []string{""}, errs: []error{io.EOF}, status: []int{0}, dials: 1},
+		{name: "closed before an answer on a new connection, -retry-unanswered: sent again once", retry: true,
+			answers: []string{"", ok5}, want: []string{"hello"}, status: []int{200}, dials: 2, retried: 1},
+		{name: "-retry-unanswered retries once only", retry: true, answers: []string{"", ""},
+			want: []string{""}, errs: []error{io.EOF}, status: []int{0}, dials: 2, retried: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newRawOrigin(t, tc.answers...)
 			m := &meter{}
-			l := newLane(o.ln.Addr().String(), m, context.Background(), 5*time.Second)
+			l := newLane(o.ln.Addr().String(), m, context.Background(), 5*time.Second).retryingUnanswered(tc.retry)
 			defer l.close()
 			limit := tc.limit
 			if limit == 0 {
@@ -150,6 +157,9 @@ func TestLaneGet(t *testing.T) {
 			}
 			if d := peek(m).Dials; d != tc.dials {
 				t.Errorf("%d connections, want %d", d, tc.dials)
+			}
+			if r := peek(m).UnansweredRetries; r != tc.retried {
+				t.Errorf("%d unanswered retries, want %d", r, tc.retried)
 			}
 		})
 	}

@@ -87,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (*runConfig, bool, error) {
 	fs.DurationVar(&cfg.joinWithin, "join-within", 0, "each viewer starts at a random moment within this long after -join-after")
 	fs.BoolVar(&trigger, "join-on-signal", false, "viewers wait for SIGUSR2 and start -join-after plus a random part of -join-within after it")
 	fs.BoolVar(&cfg.leaveAfterJoin, "leave-after-join", false, "each viewer stops at its first decodable frame")
+	fs.BoolVar(&cfg.retryUnanswered, "retry-unanswered", false, "send a request again, once, when the server closes a new connection with no answer (counted as unanswered_retries; servers whose shutdown drops requests)")
 	fs.BoolVar(&asJSON, "json", false, "print reports as JSON")
 	fs.BoolVar(&cfg.verbose, "v", false, "log each viewer that fails")
 	fs.Int64Var(&logErrors, "log-errors", 0, "log the first this many failed requests (URL, status, time taken)")

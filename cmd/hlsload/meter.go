@@ -21,6 +21,9 @@ type tally struct {
 	Bytes     uint64
 	// Dials is how many connections the viewer opened.
 	Dials uint64
+	// UnansweredRetries: requests sent again after a new connection was
+	// closed with no answer (-retry-unanswered).
+	UnansweredRetries uint64
 
 	// PartsReceived counts parts received, by playlist or by hint;
 	// FramesReceived the video tags of an HTTP-FLV viewer.
@@ -63,6 +66,7 @@ func (t *tally) add(o *tally) {
 	t.FLV += o.FLV
 	t.Bytes += o.Bytes
 	t.Dials += o.Dials
+	t.UnansweredRetries += o.UnansweredRetries
 	t.PartsReceived += o.PartsReceived
 	t.FramesReceived += o.FramesReceived
 	t.PartsMissing += o.PartsMissing

@@ -30,8 +30,12 @@ type runConfig struct {
 	joinAfter, joinWithin time.Duration
 	trigger               *joinTrigger
 	leaveAfterJoin        bool
-	verbose               bool
-	cpuProfile            string
+	// retryUnanswered: a request on a new connection that the server
+	// closes before any byte of an answer is sent again once, as a
+	// browser's player would, and counted apart.
+	retryUnanswered bool
+	verbose         bool
+	cpuProfile      string
 	// logErrors, if set, is how many more failed requests to log.
 	logErrors *atomic.Int64
 	logf      func(format string, args ...any)
@@ -179,12 +183,15 @@ type Report struct {
 	ElapsedS         float64 `json:"elapsed_s"`  // since the start of the run
 	IntervalS        float64 `json:"interval_s"` // what this report covers
 
-	Viewers     ViewerTotals      `json:"viewers"`
-	Requests    RequestTotals     `json:"requests"`
-	Connections uint64            `json:"connections"`
-	BytesRecv   uint64            `json:"bytes_received"`
-	ErrorsTotal uint64            `json:"errors_total"`
-	Errors      map[string]uint64 `json:"errors"`
+	Viewers     ViewerTotals  `json:"viewers"`
+	Requests    RequestTotals `json:"requests"`
+	Connections uint64        `json:"connections"`
+	// UnansweredRetries: requests on a new connection closed with no
+	// answer, sent again (-retry-unanswered).
+	UnansweredRetries uint64            `json:"unanswered_retries"`
+	BytesRecv         uint64            `json:"bytes_received"`
+	ErrorsTotal       uint64            `json:"errors_total"`
+	Errors            map[string]uint64 `json:"errors"`
 
 	PartsReceived      uint64 `json:"parts_received"`
 	FramesReceived     uint64 `json:"frames_received,omitempty"`
@@ -368,6 +375,7 @@ func (rep *Report) fill(w *window) {
 		Hint: int(t.Hints), Init: int(t.Inits), FLV: int(t.FLV),
 	}
 	rep.Connections = t.Dials
+	rep.UnansweredRetries = t.UnansweredRetries
 	rep.BytesRecv = t.Bytes
 	rep.Errors = t.Errors
 	if rep.Errors == nil {

@@ -107,7 +107,10 @@ func serve(o options, log zerolog.Logger) error {
 		drain:    func() { draining.Store(true) },
 	}
 
-	var admin *http.Server
+	var (
+		admin       *http.Server
+		adminServed *servedHTTP
+	)
 	if o.httpAddr != "" {
 		hl, err := listen(upg, "admin", o.httpAddr, log)
 		if err != nil {
@@ -115,11 +118,7 @@ func serve(o options, log zerolog.Logger) error {
 			return fail(fmt.Errorf("admin listener: %w", err))
 		}
 		admin = &http.Server{Handler: adminHandler(st), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := admin.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error().Err(err).Msg("admin HTTP stopped")
-			}
-		}()
+		adminServed = serveHTTP(admin, hl, "admin", log)
 		log.Info().Str("addr", hl.Addr().String()).Msg("admin HTTP listening")
 	}
 
@@ -200,12 +199,9 @@ func serve(o options, log zerolog.Logger) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	var mediaServed *servedHTTP
 	if media != nil {
-		go func() {
-			if err := media.Serve(mediaLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error().Err(err).Msg("media HTTP stopped")
-			}
-		}()
+		mediaServed = serveHTTP(media, mediaLn, "media", log)
 		log.Info().Str("addr", mediaLn.Addr().String()).Msg("media HTTP listening")
 	}
 	if o.pidfile != "" {
@@ -249,8 +245,8 @@ func serve(o options, log zerolog.Logger) error {
 			shut := make(chan struct{})
 			go func() {
 				defer close(shut)
-				if admin != nil {
-					_ = admin.Shutdown(ctx)
+				if adminServed != nil {
+					adminServed.handOver(ctx)
 				}
 			}()
 			// Viewers' requests in flight are answered (a blocked one with
@@ -260,15 +256,17 @@ func serve(o options, log zerolog.Logger) error {
 			mshut := make(chan struct{})
 			go func() {
 				defer close(mshut)
-				if media != nil {
-					_ = media.Shutdown(ctx)
+				if mediaServed != nil {
+					mediaServed.handOver(ctx)
 				}
 			}()
-			defer func() { <-mshut }()
 			u.Wait(ctx)
 			stopReport()
 			owned.Wait()
 			<-shut
+			// The registry keeps the moved streams' muxers for the
+			// requests still being answered; closing it forgets them.
+			<-mshut
 			srv.Close()
 			log.Info().Dur("uptime", time.Since(started)).Msg("old process exiting after upgrade")
 			return nil
