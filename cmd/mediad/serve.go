@@ -127,7 +127,7 @@ func serve(o options, log zerolog.Logger) error {
 	// accept queue, or is taken by the old process, rather than finding
 	// no stream.
 	var (
-		media   *http.Server
+		media   *mediapkg.HTTP1
 		mediaLn net.Listener
 	)
 	if o.mediaAddr != "" {
@@ -199,9 +199,12 @@ func serve(o options, log zerolog.Logger) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	var mediaServed *servedHTTP
 	if media != nil {
-		mediaServed = serveHTTP(media, mediaLn, "media", log)
+		go func() {
+			if err := media.Serve(mediaLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error().Err(err).Msg("media HTTP stopped")
+			}
+		}()
 		log.Info().Str("addr", mediaLn.Addr().String()).Msg("media HTTP listening")
 	}
 	if o.pidfile != "" {
@@ -256,8 +259,11 @@ func serve(o options, log zerolog.Logger) error {
 			mshut := make(chan struct{})
 			go func() {
 				defer close(mshut)
-				if mediaServed != nil {
-					mediaServed.handOver(ctx)
+				if media != nil {
+					// It answers every request it accepted, even one
+					// read after this began (net/http's Shutdown would
+					// drop it).
+					_ = media.Shutdown(ctx)
 				}
 			}()
 			u.Wait(ctx)
@@ -341,7 +347,7 @@ func listensOn(have net.Addr, want string) bool {
 	return ip != nil && (ip.Equal(ta.IP) || ip.IsUnspecified() && ta.IP.IsUnspecified())
 }
 
-func stop(srv *ingest.Server, admin, media *http.Server, hooks *webhook.Hooks, timeout time.Duration, log zerolog.Logger, started time.Time) error {
+func stop(srv *ingest.Server, admin *http.Server, media *mediapkg.HTTP1, hooks *webhook.Hooks, timeout time.Duration, log zerolog.Logger, started time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// RTMP first: publishes end and recordings are finalised, players are

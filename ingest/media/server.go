@@ -65,18 +65,19 @@ func New(cfg Config, srv *ingest.Server) *Server {
 	return s
 }
 
-// HTTPServer wraps the handler with the timeouts a public listener needs:
-// a client that sends its request slowly, or never reads the answer, is
-// cut off rather than holding a goroutine and a buffer.
-func (s *Server) HTTPServer() *http.Server {
-	return &http.Server{
-		Handler:           s,
+// HTTPServer returns the media listener's server (HTTP1), with the
+// timeouts a public listener needs: a client that sends its request
+// slowly, or never reads the answer, is cut off rather than holding a
+// goroutine and a buffer.
+func (s *Server) HTTPServer() *HTTP1 {
+	return NewHTTP1(s, HTTP1Config{
 		ReadHeaderTimeout: 5 * time.Second,
 		// Long enough for a blocking request (three target durations) and
 		// its answer; HTTP-FLV connections are hijacked and set their own.
 		WriteTimeout: 30 * time.Second,
 		IdleTimeout:  60 * time.Second,
-	}
+		Log:          s.cfg.Log,
+	})
 }
 
 // Listener applies the per-client connection limit to ln.
