@@ -255,12 +255,14 @@ type h1conn struct {
 	remote  string       // conn.RemoteAddr().String(), made once
 	state   atomic.Int32 // connNew, connActive or connIdle
 	br      *bufio.Reader
-	rdl     time.Time   // the read deadline set, zero for none
-	rdlIdle bool        // rdl is an idle deadline (not a header one)
-	wdl     time.Time   // the write deadline set
-	head    []byte      // an answer's head, built here
-	body    []byte      // an answer's body while it is small
-	bufs    net.Buffers // what one writev sends
+	rdl     time.Time     // the read deadline set, zero for none
+	rdlIdle bool          // rdl is an idle deadline (not a header one)
+	wdl     time.Time     // the write deadline set
+	head    []byte        // an answer's head, built here
+	body    []byte        // an answer's body while it is small
+	bufArr  [5][]byte     // what one writev sends
+	bufs    net.Buffers   // over bufArr
+	req0    *http.Request // an empty request with the server's context
 	resp    h1resp
 	long    []byte // a head line longer than the reader's buffer
 }
@@ -414,9 +416,10 @@ func (c *h1conn) readRequest() (*http.Request, int, error) {
 		return nil, http.StatusBadRequest, fmt.Errorf("malformed request line %q", line)
 	}
 	var minor int
+	protoName := "HTTP/1.0"
 	switch string(proto) {
 	case "HTTP/1.1":
-		minor = 1
+		minor, protoName = 1, "HTTP/1.1"
 	case "HTTP/1.0":
 	default:
 		if bytes.HasPrefix(proto, []byte("HTTP/")) {
@@ -432,11 +435,15 @@ func (c *h1conn) readRequest() (*http.Request, int, error) {
 	if err != nil {
 		return nil, http.StatusBadRequest, fmt.Errorf("request target: %w", err)
 	}
-	r := &http.Request{
-		Method: methodString(method), URL: u, Proto: string(proto), ProtoMajor: 1, ProtoMinor: minor,
-		Header: make(http.Header, 8), Body: http.NoBody, RequestURI: rawTarget, RemoteAddr: c.remote,
-		Close: minor == 0,
+	// A copy of an empty request made with the server's context carries
+	// that context: one allocation, where WithContext would be a second.
+	if c.req0 == nil {
+		c.req0 = (&http.Request{}).WithContext(c.s.ctx)
 	}
+	r := new(http.Request)
+	*r = *c.req0
+	r.Method, r.URL, r.Proto, r.ProtoMajor, r.ProtoMinor = methodString(method), u, protoName, 1, minor
+	r.Header, r.Body, r.RequestURI, r.RemoteAddr, r.Close = make(http.Header, 8), http.NoBody, rawTarget, c.remote, minor == 0
 	for {
 		line, err := c.readLine(&limit)
 		if err != nil {
@@ -488,7 +495,7 @@ func (c *h1conn) readRequest() (*http.Request, int, error) {
 	if u.Host != "" {
 		r.Host = u.Host
 	}
-	return r.WithContext(c.s.ctx), 0, nil
+	return r, 0, nil
 }
 
 // readLine reads one line of a request's head, without its CR LF, taking
@@ -631,14 +638,17 @@ func (c *h1conn) writeError(status int, err error) {
 
 // write sends the buffers in one system call where the socket allows.
 func (c *h1conn) write(bufs ...[]byte) error {
-	c.bufs = append(c.bufs[:0], bufs...)
+	// net.Buffers.WriteTo consumes the slice it is called on: a fresh
+	// one over the connection's array each time, held in the connection
+	// so that taking its address allocates nothing.
+	c.bufs = append(c.bufArr[:0], bufs...)
 	var err error
 	if c.tcp != nil {
 		_, err = c.bufs.WriteTo(c.tcp)
 	} else {
 		_, err = c.bufs.WriteTo(c.conn)
 	}
-	clear(c.bufs[:cap(c.bufs)])
+	clear(c.bufArr[:])
 	return err
 }
 
@@ -661,6 +671,7 @@ type h1resp struct {
 	written    int64 // body bytes the handler wrote
 	closeAfter bool
 	hijacked   bool
+	autoLength int64 // a Content-Length the server adds, or -1
 	err        error // a write failed: the connection ends
 }
 
@@ -671,7 +682,7 @@ func (w *h1resp) reset(r *http.Request) {
 	}
 	clear(h)
 	c := w.c
-	*w = h1resp{c: c, req: r, header: h, declared: -1, closeAfter: r.Close}
+	*w = h1resp{c: c, req: r, header: h, declared: -1, closeAfter: r.Close, autoLength: -1}
 	c.body = c.body[:0]
 }
 
@@ -793,6 +804,11 @@ func (w *h1resp) buildHead(sniff []byte) []byte {
 	if _, ok := h["Date"]; !ok {
 		b = append(b, c.s.dateHeader(now)...)
 	}
+	if w.autoLength >= 0 {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, w.autoLength, 10)
+		b = append(b, "\r\n"...)
+	}
 	if w.chunked {
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	}
@@ -846,7 +862,7 @@ func (w *h1resp) finish() error {
 				n = int(w.written)
 			}
 			if n > 0 || w.req.Method != http.MethodHead {
-				w.header["Content-Length"] = []string{strconv.Itoa(n)}
+				w.autoLength = int64(n)
 			}
 		}
 		if !bodyAllowed(w.status) {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/mediad/mediad/ingest"
 )
 
 // h1Serve runs h on HTTP1 over a real listener on 127.0.0.1.
@@ -433,4 +435,51 @@ func FuzzHTTP1Request(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkHTTP1Request: one keep-alive request and its answer over
+// loopback, through the media handler's route for a playlist that is not
+// there (the path a viewer's request takes up to the muxer). The client
+// reads raw bytes and allocates nothing, so allocs/op are the server's.
+func BenchmarkHTTP1Request(b *testing.B) {
+	is := ingest.NewServer(ingest.Config{Logger: zerolog.Nop()})
+	defer is.Close()
+	ms := New(Config{Log: zerolog.Nop()}, is)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := ms.HTTPServer()
+	go hs.Serve(ln)
+	defer hs.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte("GET /live/x/index.m3u8?_HLS_msn=5&_HLS_part=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: hlsload\r\n\r\n")
+	buf := make([]byte, 4096)
+	// The first answer gives the length of every answer (the Date header
+	// is of constant length).
+	if _, err := c.Write(req); err != nil {
+		b.Fatal(err)
+	}
+	n, err := c.Read(buf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !bytes.HasPrefix(buf[:n], []byte("HTTP/1.1 404")) {
+		b.Fatalf("answer %q", buf[:n])
+	}
+	size := n
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf[:size]); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -155,12 +155,27 @@ func clientHost(a net.Addr) string {
 	return host
 }
 
+// Header values every answer of a kind carries, made once: a viewer's
+// requests come by the ten thousand a second, and http.Header.Set makes a
+// slice for each value. Assigned, never appended to in place (a length-1
+// slice is copied by append).
+var (
+	hdrAnyOrigin = []string{"*"}
+	hdrExpose    = []string{"Content-Length, Content-Range, Age"}
+	hdrPlaylist  = []string{"application/vnd.apple.mpegurl"}
+	hdrNoCache   = []string{"no-cache"}
+	hdrMP4       = []string{"video/mp4"}
+	hdrSegment   = []string{"video/iso.segment"}
+	hdrMaxAge60  = []string{"max-age=60"}
+	hdrBytes     = []string{"bytes"}
+)
+
 // ServeHTTP routes: / (streams), /APP/KEY/ (player), /APP/KEY/index.m3u8,
 // /APP/KEY/<init, segment or part>, /APP/KEY.flv, /assets/.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, Age")
+	h["Access-Control-Allow-Origin"] = hdrAnyOrigin
+	h["Access-Control-Expose-Headers"] = hdrExpose
 	if r.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
 		h.Set("Access-Control-Allow-Headers", "Range, Content-Type")
@@ -188,7 +203,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Names are checked element by element against the rules of stream
 	// names, so "..", "%2e%2e" and empty elements never reach the disk.
-	parts := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	var buf [4]string
+	parts := splitPath(strings.TrimPrefix(p, "/"), buf[:0])
 	for _, el := range parts {
 		if el == "." || el == ".." {
 			http.Error(w, "bad path: no . or .. elements", http.StatusBadRequest)
@@ -234,6 +250,19 @@ func (s *Server) index(w http.ResponseWriter) {
 	IndexPage(w, links)
 }
 
+// splitPath is strings.Split(p, "/") into dst, which a short path fits
+// without an allocation.
+func splitPath(p string, dst []string) []string {
+	for {
+		el, rest, found := strings.Cut(p, "/")
+		dst = append(dst, el)
+		if !found {
+			return dst
+		}
+		p = rest
+	}
+}
+
 // muxer finds a live stream's muxer, answering the request itself when
 // there is none.
 func (s *Server) muxer(w http.ResponseWriter, app, key string) *hls.Muxer {
@@ -250,18 +279,37 @@ func (s *Server) muxer(w http.ResponseWriter, app, key string) *hls.Muxer {
 }
 
 // parseDirectives reads _HLS_msn and _HLS_part (RFC 8216bis §6.2.5.2).
+// The usual query (plain names and digits) is scanned in place; anything
+// escaped goes through url.ParseQuery.
 func parseDirectives(r *http.Request) (hls.Request, bool) {
+	var msn, part string
+	if q := r.URL.RawQuery; strings.ContainsAny(q, "%+;") {
+		v := r.URL.Query()
+		msn, part = v.Get("_HLS_msn"), v.Get("_HLS_part")
+	} else {
+		var haveMSN, havePart bool
+		for q != "" {
+			var kv string
+			kv, q, _ = strings.Cut(q, "&")
+			k, v, _ := strings.Cut(kv, "=")
+			switch {
+			case k == "_HLS_msn" && !haveMSN:
+				msn, haveMSN = v, true
+			case k == "_HLS_part" && !havePart:
+				part, havePart = v, true
+			}
+		}
+	}
 	var req hls.Request
-	q := r.URL.Query()
-	if v := q.Get("_HLS_msn"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 63)
+	if msn != "" {
+		n, err := strconv.ParseUint(msn, 10, 63)
 		if err != nil {
 			return req, false
 		}
 		req.MSN, req.HasMSN = n, true
 	}
-	if v := q.Get("_HLS_part"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 31)
+	if part != "" {
+		n, err := strconv.ParseUint(part, 10, 31)
 		if err != nil || !req.HasMSN {
 			return req, false
 		}
@@ -306,9 +354,9 @@ func (s *Server) playlist(w http.ResponseWriter, r *http.Request, app, key strin
 		s.movedResponses.Add(1)
 		h.Set("Connection", "close")
 	}
-	h.Set("Content-Type", "application/vnd.apple.mpegurl")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h["Content-Type"] = hdrPlaylist
+	h["Cache-Control"] = hdrNoCache
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	if r.Method == http.MethodHead {
 		return
 	}
@@ -337,13 +385,13 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request, app, key, name str
 	}
 	switch {
 	case strings.HasSuffix(name, ".mp4"):
-		h.Set("Content-Type", "video/mp4")
+		h["Content-Type"] = hdrMP4
 	default:
-		h.Set("Content-Type", "video/iso.segment")
+		h["Content-Type"] = hdrSegment
 	}
 	// A file never changes once listed: caches may keep it as long as
 	// the playlist could list it.
-	h.Set("Cache-Control", "max-age=60")
+	h["Cache-Control"] = hdrMaxAge60
 	rh := r.Header
 	if rh.Get("Range") != "" || rh.Get("If-Modified-Since") != "" || rh.Get("If-None-Match") != "" {
 		http.ServeContent(w, r, "", f.ModTime, f.Reader())
@@ -352,8 +400,8 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request, app, key, name str
 	// The common case, a whole file or part, skips ServeContent's
 	// content sniffing and header parsing: at a thousand viewers it is a
 	// fifth of the server's CPU.
-	h.Set("Accept-Ranges", "bytes")
-	h.Set("Content-Length", strconv.FormatInt(f.Size, 10))
+	h["Accept-Ranges"] = hdrBytes
+	h["Content-Length"] = []string{strconv.FormatInt(f.Size, 10)}
 	if !f.ModTime.IsZero() {
 		h.Set("Last-Modified", f.ModTime.UTC().Format(http.TimeFormat))
 	}
