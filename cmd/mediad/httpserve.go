@@ -10,16 +10,17 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// servedHTTP is an HTTP server on a listener that an upgrade shares with
-// the new process. It exists for handOver.
+// servedHTTP is a net/http server on a listener that an upgrade shares
+// with the new process (the admin listener). It exists for handOver.
 //
 // http.Server.Shutdown is wrong for the old process after an upgrade:
 // net/http drops, with no answer, any request it reads once shutdown has
-// begun. In the old process that is a real request, not a rare one. A
-// viewer whose last answer said the stream moved dials again at once, and
-// until Shutdown closes this process's copy of the shared listener the
-// accept may land here; if the request is read a moment later, the viewer
-// gets an empty reply (seen in CI as hlsload's "playlist EOF").
+// begun, and until Shutdown closes this process's copy of the shared
+// listener a client's connection may still be accepted here. The media
+// listener met it first (a viewer redials the moment it is told its
+// stream moved: an empty reply, seen in CI as hlsload's "playlist EOF");
+// its own server (media.HTTP1) answers such requests, and this does the
+// same for the admin listener's status and health requests.
 type servedHTTP struct {
 	srv *http.Server
 	ln  net.Listener
