@@ -138,12 +138,7 @@ func TestHTTP1Answers(t *testing.T) {
 			h1Answer{status: 200, body: "h|" + strings.Repeat("a", 6000) + "||GET|127.0.0.1:"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			c := dial(t, addr)
 			br := bufio.NewReader(c)
 			if _, err := io.WriteString(c, tc.req); err != nil {
 				t.Fatal(err)
@@ -209,12 +204,7 @@ func TestHTTP1Answers(t *testing.T) {
 // Pipelined requests are answered in order.
 func TestHTTP1Pipelined(t *testing.T) {
 	addr, _ := h1Serve(t, testHandler())
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dial(t, addr)
 	if _, err := io.WriteString(c, "GET /hello?q=1 HTTP/1.1\r\nHost: h\r\n\r\nGET /hello?q=2 HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -235,19 +225,9 @@ func TestHTTP1Pipelined(t *testing.T) {
 // A panic in the handler ends that connection only.
 func TestHTTP1PanicEndsOneConnection(t *testing.T) {
 	addr, _ := h1Serve(t, testHandler())
-	other, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	_ = other.SetDeadline(time.Now().Add(5 * time.Second))
+	other := dial(t, addr)
 
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dial(t, addr)
 	_, _ = io.WriteString(c, "GET /panic HTTP/1.1\r\nHost: h\r\n\r\n")
 	if n, err := c.Read(make([]byte, 1)); err != io.EOF {
 		t.Errorf("panicking request: read %d, %v; want EOF", n, err)
@@ -269,12 +249,7 @@ func TestHTTP1PanicEndsOneConnection(t *testing.T) {
 // it nor closes it.
 func TestHTTP1Hijack(t *testing.T) {
 	addr, _ := h1Serve(t, testHandler())
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dial(t, addr)
 	_, _ = io.WriteString(c, "GET /hijack HTTP/1.1\r\nHost: h\r\n\r\n")
 	b, err := io.ReadAll(c)
 	if err != nil {
@@ -297,12 +272,7 @@ func TestHTTP1ShutdownAnswersLateRequests(t *testing.T) {
 	go func() { served <- s.Serve(ln) }()
 	addr := ln.Addr().String()
 
-	idle, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	_ = idle.SetDeadline(time.Now().Add(5 * time.Second))
+	idle := dial(t, addr)
 	idleR := bufio.NewReader(idle)
 	_, _ = io.WriteString(idle, "GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")
 	resp, err := http.ReadResponse(idleR, nil)
@@ -312,12 +282,7 @@ func TestHTTP1ShutdownAnswersLateRequests(t *testing.T) {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 
-	fresh, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Close()
-	_ = fresh.SetDeadline(time.Now().Add(5 * time.Second))
+	fresh := dial(t, addr)
 	waitUntil(t, "both connections tracked", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -371,11 +336,7 @@ func TestHTTP1ShutdownDeadline(t *testing.T) {
 	}
 	s := NewHTTP1(testHandler(), HTTP1Config{Log: zerolog.Nop()})
 	go s.Serve(ln)
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(t, ln.Addr().String())
 	_, _ = io.WriteString(c, "GET /hel") // half a request
 	waitUntil(t, "the connection tracked", func() bool {
 		s.mu.Lock()
@@ -391,6 +352,19 @@ func TestHTTP1ShutdownDeadline(t *testing.T) {
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Error("the connection is still open after Shutdown's deadline")
 	}
+}
+
+// dial connects to addr with every read and write bounded by 5 s; the
+// connection closes when the test ends.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
