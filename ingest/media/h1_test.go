@@ -210,13 +210,8 @@ func TestHTTP1Pipelined(t *testing.T) {
 	}
 	br := bufio.NewReader(c)
 	for _, want := range []string{"hello 1", "hello 2"} {
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if string(b) != want {
+		_, b := readAnswer(t, br, "pipelined request")
+		if b != want {
 			t.Errorf("answer %q, want %q", b, want)
 		}
 	}
@@ -234,13 +229,7 @@ func TestHTTP1PanicEndsOneConnection(t *testing.T) {
 	}
 
 	_, _ = io.WriteString(other, "GET /hello?q=ok HTTP/1.1\r\nHost: h\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(other), nil)
-	if err != nil {
-		t.Fatalf("other connection after the panic: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(b) != "hello ok" {
+	if _, b := readAnswer(t, bufio.NewReader(other), "other connection after the panic"); b != "hello ok" {
 		t.Errorf("other connection: %q", b)
 	}
 }
@@ -275,12 +264,7 @@ func TestHTTP1ShutdownAnswersLateRequests(t *testing.T) {
 	idle := dial(t, addr)
 	idleR := bufio.NewReader(idle)
 	_, _ = io.WriteString(idle, "GET /hello HTTP/1.1\r\nHost: h\r\n\r\n")
-	resp, err := http.ReadResponse(idleR, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	readAnswer(t, idleR, "first request")
 
 	fresh := dial(t, addr)
 	waitUntil(t, "both connections tracked", func() bool {
@@ -308,13 +292,8 @@ func TestHTTP1ShutdownAnswersLateRequests(t *testing.T) {
 	}
 
 	_, _ = io.WriteString(fresh, "GET /hello?q=late HTTP/1.1\r\nHost: h\r\n\r\n")
-	resp, err = http.ReadResponse(bufio.NewReader(fresh), nil)
-	if err != nil {
-		t.Fatalf("request read after Shutdown began: %v (want an answer)", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(b) != "hello late" || !resp.Close {
+	resp, b := readAnswer(t, bufio.NewReader(fresh), "request read after Shutdown began (want an answer)")
+	if b != "hello late" || !resp.Close {
 		t.Errorf("late answer %q, Connection: close %v", b, resp.Close)
 	}
 	select {
@@ -365,6 +344,22 @@ func dial(t *testing.T, addr string) net.Conn {
 	t.Cleanup(func() { c.Close() })
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	return c
+}
+
+// readAnswer reads one answer to a GET and its whole body; what names the
+// request in a failure.
+func readAnswer(t *testing.T, br *bufio.Reader, what string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: body: %v", what, err)
+	}
+	return resp, string(b)
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
