@@ -596,32 +596,13 @@ func isToken(b []byte) bool {
 func hasToken(v, tok string) bool {
 	for len(v) > 0 {
 		var el string
-		el, v, _ = cutString(v, ',')
-		el = trimOWS(el)
+		el, v, _ = strings.Cut(v, ",")
+		el = strings.Trim(el, " \t")
 		if len(el) == len(tok) && asciiEqualFold([]byte(el), tok) {
 			return true
 		}
 	}
 	return false
-}
-
-func cutString(s string, sep byte) (before, after string, found bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == sep {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
-}
-
-func trimOWS(s string) string {
-	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
-		s = s[1:]
-	}
-	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // writeError answers a request that could not be read, and the
