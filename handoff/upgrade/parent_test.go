@@ -284,13 +284,21 @@ func TestStopCancelsUpgrade(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatal("Stop returned only when its context ended")
 	}
+	// The verdict is recorded before the attempt counts as ended, so it
+	// is there when Stop returns; the goroutine hands it over just after.
+	h.mu.Lock()
+	n := len(h.recorded)
+	h.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("Stop returned with %d verdicts recorded, want the upgrade's one: it did not wait for the upgrade", n)
+	}
 	select {
 	case v := <-got:
 		if v.Outcome != Failed || !strings.HasPrefix(v.Error, "upgrade cancelled: this process is stopping: ") {
 			t.Errorf("verdict %+v", v)
 		}
-	default:
-		t.Fatal("Stop returned before the upgrade ended")
+	case <-time.After(5 * time.Second):
+		t.Fatal("Upgrade did not return after Stop")
 	}
 	checkSessions(t, h, true, false)
 	if v := h.parent.Upgrade(""); v.Outcome != Refused || !strings.Contains(v.Error, "stopping") {
