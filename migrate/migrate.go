@@ -35,6 +35,7 @@ var steps = []step{
 		up:   map[state.Kind]fn{state.KindProcess: upProcess4, state.KindConn: upConn4, state.KindPublisher: dropStreamHookKeys},
 		down: map[state.Kind]fn{state.KindProcess: downProcess5, state.KindConn: downConn5, state.KindPublisher: dropStreamHookKeys}},
 	{from: 5, up: map[state.Kind]fn{state.KindPublisher: upPublisher5}, down: map[state.Kind]fn{state.KindPublisher: downPublisher6}},
+	{from: 6}, // v6v7.go: a new kind, no payload changes
 }
 
 // introduced holds the version in which each kind appeared; a kind absent
@@ -46,6 +47,7 @@ var introduced = map[state.Kind]uint32{
 	state.KindProcess:   3,
 	state.KindFLVPlayer: 4,
 	state.KindRelay:     5,
+	state.KindHTTPConn:  7,
 }
 
 // Convert takes an envelope of any known version to version to, one step

@@ -72,6 +72,11 @@ func (w *enc) value(v any) bool {
 			return false
 		}
 		w.flvPlayer(x)
+	case *HTTPConn:
+		if x == nil {
+			return false
+		}
+		w.httpConn(x)
 	case *Stream:
 		if x == nil {
 			return false
@@ -676,6 +681,18 @@ func (w *enc) flvPlayer(p *FLVPlayer) {
 	w.int(p.Skips)
 	w.key("ending")
 	w.bool(p.Ending)
+}
+
+func (w *enc) httpConn(c *HTTPConn) {
+	w.mapLen(4)
+	w.key("id")
+	w.u64(c.ID)
+	w.key("peer")
+	w.str(c.Peer)
+	w.key("unread")
+	w.bin(c.Unread)
+	w.key("fresh")
+	w.bool(c.Fresh)
 }
 
 // envelope is the wire form of e.

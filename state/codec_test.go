@@ -25,7 +25,7 @@ import (
 // fastTypes are the types codec.go writes.
 var fastTypes = []reflect.Type{
 	reflect.TypeFor[Publisher](), reflect.TypeFor[Player](), reflect.TypeFor[Session](),
-	reflect.TypeFor[Relay](), reflect.TypeFor[FLVPlayer](), reflect.TypeFor[Stream](),
+	reflect.TypeFor[Relay](), reflect.TypeFor[FLVPlayer](), reflect.TypeFor[HTTPConn](), reflect.TypeFor[Stream](),
 }
 
 // sameAsReflection fails unless ptr's value encodes to the same bytes both
@@ -57,7 +57,7 @@ func window(b []byte, i int) []byte { return b[max(0, i-16):min(len(b), i+16)] }
 // kindTypes maps the kinds with a hand-written encoder to their payload.
 var kindTypes = map[Kind]reflect.Type{
 	KindConn: reflect.TypeFor[Session](), KindPublisher: reflect.TypeFor[Publisher](), KindPlayer: reflect.TypeFor[Player](),
-	KindRelay: reflect.TypeFor[Relay](), KindFLVPlayer: reflect.TypeFor[FLVPlayer](),
+	KindRelay: reflect.TypeFor[Relay](), KindFLVPlayer: reflect.TypeFor[FLVPlayer](), KindHTTPConn: reflect.TypeFor[HTTPConn](),
 }
 
 // TestCodecGolden: every released blob of the current version keeps its
@@ -109,6 +109,10 @@ func TestCodecSamples(t *testing.T) {
 	sameAsReflection(t, "zero publisher", &zero)
 	var zf FLVPlayer
 	sameAsReflection(t, "zero flv player", &zf)
+	var zh HTTPConn
+	sameAsReflection(t, "zero http conn", &zh)
+	hc := sampleHTTPConn()
+	sameAsReflection(t, "http conn", &hc)
 
 	// Encode takes the hand-written path for values and pointers alike,
 	// and reflection for the rest, with the same bytes.
@@ -358,6 +362,7 @@ func checkKeys(t *testing.T, typ reflect.Type, v any, path string) {
 // whatever the session holds.
 func TestEncodeAllocs(t *testing.T) {
 	pub, pl, conn, relay, flv := benchPublisher(), benchPlayer(), benchConn(), benchRelay(), FLVPlayer{Queue: benchQueue(3), Out: []byte{1}}
+	hc := sampleHTTPConn()
 	env, _ := Encode(KindPublisher, pub)
 	for name, fn := range map[string]func(){
 		"publisher":       func() { _, _ = Encode(KindPublisher, pub) },
@@ -365,6 +370,7 @@ func TestEncodeAllocs(t *testing.T) {
 		"conn":            func() { _, _ = Encode(KindConn, conn) },
 		"relay":           func() { _, _ = Encode(KindRelay, relay) },
 		"flv player":      func() { _, _ = Encode(KindFLVPlayer, flv) },
+		"http conn":       func() { _, _ = Encode(KindHTTPConn, hc) },
 		"publisher by *":  func() { _, _ = Encode(KindPublisher, &pub) },
 		"MarshalEnvelope": func() { _, _ = MarshalEnvelope(env) },
 	} {

@@ -86,6 +86,11 @@ func decodeFast(b []byte, v any) (ok bool, err error) {
 			return false, nil
 		}
 		err = d.flvPlayer(x)
+	case *HTTPConn:
+		if x == nil {
+			return false, nil
+		}
+		err = d.httpConn(x)
 	case *Stream:
 		if x == nil {
 			return false, nil
@@ -1314,6 +1319,39 @@ func (d *dec) flvPlayer(p *FLVPlayer) error {
 			err = d.int(&p.Skips)
 		case 8:
 			err = d.bool(&p.Ending)
+		default:
+			err = d.skip()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+var httpConnKeys = []string{"id", "peer", "unread", "fresh"}
+
+func (d *dec) httpConn(c *HTTPConn) error {
+	var f fields
+	if i, err := d.open(&f, httpConnKeys); err != nil || i == zeroStruct {
+		if i == zeroStruct {
+			*c = HTTPConn{}
+		}
+		return err
+	}
+	for {
+		i, err := d.field(&f)
+		if err != nil || i == endStruct {
+			return err
+		}
+		switch i {
+		case 0:
+			err = d.u64(&c.ID)
+		case 1:
+			err = d.str(&c.Peer)
+		case 2:
+			err = d.bin(&c.Unread)
+		case 3:
+			err = d.bool(&c.Fresh)
 		default:
 			err = d.skip()
 		}

@@ -24,7 +24,7 @@ func TestDecodeGoldenMatchesReflection(t *testing.T) {
 	kinds := map[state.Kind]reflect.Type{
 		state.KindConn: reflect.TypeFor[state.Session](), state.KindPublisher: reflect.TypeFor[state.Publisher](),
 		state.KindPlayer: reflect.TypeFor[state.Player](), state.KindRelay: reflect.TypeFor[state.Relay](),
-		state.KindFLVPlayer: reflect.TypeFor[state.FLVPlayer](),
+		state.KindFLVPlayer: reflect.TypeFor[state.FLVPlayer](), state.KindHTTPConn: reflect.TypeFor[state.HTTPConn](),
 	}
 	seen := map[state.Kind]int{}
 	for v := migrate.Oldest; v <= state.Version; v++ {

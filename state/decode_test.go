@@ -501,7 +501,8 @@ func decodeSeeds(t testing.TB) [][]byte {
 	// Small seeds: the fuzzer spends its time minimizing what it finds
 	// interesting, in proportion to its size.
 	pub, pl, conn, relay := benchPublisher(), benchPlayer(), benchConn(), benchRelay()
-	for _, v := range []any{&pub, &pl, &conn, &relay, &pub.Stream, &FLVPlayer{Queue: benchQueue(2), Out: []byte{1}}} {
+	hc := sampleHTTPConn()
+	for _, v := range []any{&pub, &pl, &conn, &relay, &pub.Stream, &FLVPlayer{Queue: benchQueue(2), Out: []byte{1}}, &hc} {
 		shrink(reflect.ValueOf(v).Elem())
 		b, _ := msgpack.Marshal(v)
 		seeds = append(seeds, b)
@@ -616,6 +617,7 @@ var decodeKeys = map[reflect.Type][]string{
 	reflect.TypeFor[QueuedMessage]():  queuedMessageKeys,
 	reflect.TypeFor[Relay]():          relayKeys,
 	reflect.TypeFor[FLVPlayer]():      flvPlayerKeys,
+	reflect.TypeFor[HTTPConn]():       httpConnKeys,
 }
 
 // TestDecodeKnowsEveryField: every struct the decoders reach has its

@@ -12,9 +12,10 @@
 // of files that stay on disk) and HTTP-FLV viewers (KindFLVPlayer); 5, push
 // relays (KindRelay) and the webhook outbox in the process envelope; 6, the
 // LL-HLS samples held back at a park in one file shared by every stream
-// (HLS.PendingFile).
+// (HLS.PendingFile); 7, the media listener's keep-alive connections
+// between two requests (KindHTTPConn).
 package state
 
 // Version is the schema version this build writes. It is the version of
 // every envelope produced by Encode.
-const Version = 6
+const Version = 7

@@ -39,11 +39,12 @@ var ErrVersion = errors.New("state: unsupported envelope version")
 
 // Encode wraps v, the current-version value of kind, in an envelope.
 //
-// Sessions, publishers, players, relays, HTTP-FLV viewers and streams,
-// given as values or pointers, are written by codec.go's encoders into one
-// allocation, the payload; anything else goes through reflection. Encode
-// is generic so that a value passed to it need not be boxed into an
-// interface, which would cost an allocation of its own.
+// Sessions, publishers, players, relays, HTTP-FLV viewers, HTTP
+// connections and streams, given as values or pointers, are written by
+// codec.go's encoders into one allocation, the payload; anything else goes
+// through reflection. Encode is generic so that a value passed to it need
+// not be boxed into an interface, which would cost an allocation of its
+// own.
 func Encode[T any](kind Kind, v T) (Envelope, error) {
 	p, ok := encodeFast(&v)
 	if !ok {
@@ -67,13 +68,13 @@ func marshalReflect[T any](v T) ([]byte, error) { return msgpack.Marshal(v) }
 // would: into the value already there, if any. On error, v may be partly
 // written.
 //
-// Sessions, publishers, players, relays, HTTP-FLV viewers and streams,
-// given as pointers, are read by decode.go's decoders, with the result
-// reflection would give; anything else goes through reflection, after
-// CheckMsgpack. decode.go checks every length as it reads, as CheckMsgpack
-// does, and refuses whatever CheckMsgpack refuses (the fuzz test holds it
-// to that): a walk of the payload that costs a quarter of a publisher's
-// decoding is not made twice.
+// Sessions, publishers, players, relays, HTTP-FLV viewers, HTTP
+// connections and streams, given as pointers, are read by decode.go's
+// decoders, with the result reflection would give; anything else goes
+// through reflection, after CheckMsgpack. decode.go checks every length
+// as it reads, as CheckMsgpack does, and refuses whatever CheckMsgpack
+// refuses (the fuzz test holds it to that): a walk of the payload that
+// costs a quarter of a publisher's decoding is not made twice.
 func Decode(e Envelope, v any) error {
 	if e.Version != Version {
 		return fmt.Errorf("%w: %s v%d, this build reads v%d", ErrVersion, e.Kind, e.Version, Version)

@@ -108,6 +108,20 @@ func TestProcessRoundTrip(t *testing.T) {
 	roundTrip(t, KindProcess, sampleProcess())
 }
 
+// sampleHTTPConn is a keep-alive connection parked with a blocking reload
+// waiting and the start of the client's next request behind it.
+func sampleHTTPConn() HTTPConn {
+	return HTTPConn{ID: 41, Peer: "198.51.100.7:52814",
+		Unread: []byte("GET /live/cam1/index.m3u8?_HLS_msn=12&_HLS_part=3 HTTP/1.1\r\nHost: h\r\n\r\nGET /live/cam1/seg12.")}
+}
+
+func TestHTTPConnRoundTrip(t *testing.T) {
+	roundTrip(t, KindHTTPConn, sampleHTTPConn())
+	// A fresh connection has read nothing: nil, not an empty slice, comes
+	// back.
+	roundTrip(t, KindHTTPConn, HTTPConn{ID: 42, Peer: "198.51.100.9:40022", Fresh: true})
+}
+
 // FuzzUnmarshalEnvelope: arbitrary bytes never panic, and whatever decodes
 // decodes into every kind without panicking either.
 func FuzzUnmarshalEnvelope(f *testing.F) {
@@ -120,6 +134,10 @@ func FuzzUnmarshalEnvelope(f *testing.F) {
 	pwire, _ := MarshalEnvelope(penv)
 	f.Add(pwire)
 	f.Add(penv.Payload)
+	henv, _ := Encode(KindHTTPConn, sampleHTTPConn())
+	hwire, _ := MarshalEnvelope(henv)
+	f.Add(hwire)
+	f.Add(henv.Payload)
 	f.Add([]byte{0xc6, 0xff, 0xff, 0xff, 0x00})
 	f.Add([]byte{0x83, 0xa4, 'k', 'i', 'n', 'd', 0xa4, 'c', 'o', 'n', 'n'})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -137,5 +155,7 @@ func FuzzUnmarshalEnvelope(f *testing.F) {
 		_ = Decode(e, &s)
 		var proc Process
 		_ = Decode(e, &proc)
+		var hc HTTPConn
+		_ = Decode(e, &hc)
 	})
 }
