@@ -143,16 +143,18 @@ func serve(o options, log zerolog.Logger) error {
 		ms := mediapkg.New(mediapkg.Config{MaxBlocking: int(o.mediaMaxBlock), MaxConnsPerClient: int(o.mediaMaxConns), WebDir: webDir, Log: log}, srv)
 		media = ms.HTTPServer()
 		mediaLn = ms.Listener(mediaLn)
+		// The viewers' connections move with the sessions from now on.
+		u.sessions.media.Store(media)
 	}
 
 	// A new process is fully able to serve before it asks for a session;
 	// then it takes them over, and only after the commit accepts anything.
 	var (
 		child    *upgrade.Child
-		restored *ingest.Restored
+		restored *takenOver
 	)
 	if upg.HasParent() {
-		child, restored, err = takeOver(upg, srv, log, o.upgradeTimeout)
+		child, restored, err = takeOver(upg, srv, media, log, o.upgradeTimeout)
 		if err != nil {
 			return fmt.Errorf("take over from the old process: %w", err)
 		}

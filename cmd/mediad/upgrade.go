@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudflare/tableflip"
@@ -15,6 +17,7 @@ import (
 	"github.com/mediad/mediad/handoff"
 	"github.com/mediad/mediad/handoff/upgrade"
 	"github.com/mediad/mediad/ingest"
+	mediapkg "github.com/mediad/mediad/ingest/media"
 	"github.com/mediad/mediad/ingest/webhook"
 	"github.com/mediad/mediad/migrate"
 	"github.com/mediad/mediad/state"
@@ -33,8 +36,9 @@ const processSince = 3
 // webhooks.
 type upgrader struct {
 	*upgrade.Parent
-	srv    *ingest.Server
-	ledger *ledger
+	srv      *ingest.Server
+	ledger   *ledger
+	sessions *ingestSessions
 	// hooks: its outbox goes with the sessions, and it hears every
 	// verdict but a success, which the new process reports. Set before the
 	// first upgrade; nil calls none.
@@ -42,11 +46,11 @@ type upgrader struct {
 }
 
 func newUpgrader(upg *tableflip.Upgrader, srv *ingest.Server, l *ledger, log zerolog.Logger, timeout time.Duration) *upgrader {
-	u := &upgrader{srv: srv, ledger: l}
+	u := &upgrader{srv: srv, ledger: l, sessions: &ingestSessions{srv: srv}}
 	writesMin, writesMax := stateRange()
 	u.Parent = upgrade.NewParent(upgrade.Config{
 		Process:      tableflipProcess{upg},
-		Sessions:     ingestSessions{srv},
+		Sessions:     u.sessions,
 		Convert:      migrate.Convert,
 		WritesMin:    writesMin,
 		WritesMax:    writesMax,
@@ -130,85 +134,217 @@ func (p tableflipProcess) Stop() {
 	}
 }
 
-// ingestSessions are the sessions the engine moves.
-type ingestSessions struct{ srv *ingest.Server }
-
-func (s ingestSessions) ParkFDs() int { return s.srv.ParkFDs() }
-
-func (s ingestSessions) Park(ctx context.Context, version uint32) (upgrade.Parked, error) {
-	p, err := s.srv.ParkFor(ctx, version)
-	if err != nil {
-		return nil, err
-	}
-	return ingestParked{p}, nil
+// ingestSessions are what the engine moves: the ingest server's sessions
+// and the media listener's connections.
+type ingestSessions struct {
+	srv   *ingest.Server
+	media atomic.Pointer[mediapkg.HTTP1] // set once the listener is up
 }
 
-type ingestParked struct{ p *ingest.Parked }
+func (s *ingestSessions) ParkFDs() int {
+	n := s.srv.ParkFDs()
+	if m := s.media.Load(); m != nil {
+		n += m.ParkFDs()
+	}
+	return n
+}
+
+// Park stops the sessions and the viewers' connections at once: a viewer
+// waits for the new process either way, so neither need wait for the
+// other.
+func (s *ingestSessions) Park(ctx context.Context, version uint32) (upgrade.Parked, error) {
+	m := s.media.Load()
+	type parkedConns struct {
+		p   *mediapkg.ParkedConns
+		err error
+	}
+	conns := make(chan parkedConns, 1)
+	if m != nil {
+		go func() {
+			p, err := m.Park(ctx, version, mediapkg.ParkBound)
+			conns <- parkedConns{p, err}
+		}()
+	} else {
+		conns <- parkedConns{}
+	}
+	p, err := s.srv.ParkFor(ctx, version)
+	mc := <-conns
+	switch {
+	case err != nil:
+		if mc.p != nil {
+			mc.p.Resume()
+		}
+		return nil, err
+	case mc.err != nil:
+		p.Resume()
+		return nil, mc.err
+	}
+	return ingestParked{p, mc.p}, nil
+}
+
+type ingestParked struct {
+	p     *ingest.Parked
+	conns *mediapkg.ParkedConns // nil without a media listener
+}
 
 func (p ingestParked) Items() []handoff.Item {
-	items := make([]handoff.Item, len(p.p.Items))
-	for i, it := range p.p.Items {
-		items[i] = handoff.Item{Envelope: it.Envelope, Borrowed: it.Borrowed, Files: it.Files}
+	items := make([]handoff.Item, 0, len(p.p.Items)+p.numConns())
+	for _, it := range p.p.Items {
+		items = append(items, handoff.Item{Envelope: it.Envelope, Borrowed: it.Borrowed, Files: it.Files})
+	}
+	if p.conns != nil {
+		for _, it := range p.conns.Items {
+			items = append(items, handoff.Item{Envelope: it.Envelope, Borrowed: it.Borrowed})
+		}
 	}
 	return items
 }
 
-func (p ingestParked) Resume() { p.p.Resume() }
-func (p ingestParked) Commit() { p.p.Commit() }
+func (p ingestParked) numConns() int {
+	if p.conns == nil {
+		return 0
+	}
+	return len(p.conns.Items)
+}
 
-// ingestRestorer rebuilds the sessions in the new process.
-type ingestRestorer struct{ srv *ingest.Server }
+func (p ingestParked) Resume() {
+	p.p.Resume()
+	if p.conns != nil {
+		p.conns.Resume()
+	}
+}
+
+func (p ingestParked) Commit() {
+	p.p.Commit()
+	if p.conns != nil {
+		p.conns.Commit()
+	}
+}
+
+// ingestRestorer rebuilds the sessions and connections in the new process.
+type ingestRestorer struct {
+	srv   *ingest.Server
+	media *mediapkg.HTTP1 // nil without a media listener
+}
 
 func (r ingestRestorer) Begin() upgrade.Restoring {
-	return ingestRestoring{r.srv.BeginRestore()}
+	rs := &ingestRestoring{rs: r.srv.BeginRestore(), media: r.media}
+	if r.media != nil {
+		rs.conns = r.media.NewRestoredConns()
+	}
+	return rs
 }
 
 // ingestRestoring rebuilds the sessions as they arrive.
-type ingestRestoring struct{ rs *ingest.Restoring }
+type ingestRestoring struct {
+	rs    *ingest.Restoring
+	media *mediapkg.HTTP1
+	conns *mediapkg.RestoredConns
+	err   error // the first connection that could not be rebuilt
+}
 
-func (r ingestRestoring) Add(items []handoff.Item) {
-	ps := make([]ingest.ParkedSession, len(items))
-	for i, it := range items {
-		ps[i] = ingest.ParkedSession{Envelope: it.Envelope, Files: it.Files}
+func (r *ingestRestoring) Add(items []handoff.Item) {
+	ps := make([]ingest.ParkedSession, 0, len(items))
+	for _, it := range items {
+		if it.Envelope.Kind != state.KindHTTPConn {
+			ps = append(ps, ingest.ParkedSession{Envelope: it.Envelope, Files: it.Files})
+			continue
+		}
+		var err error
+		switch {
+		case r.conns == nil:
+			err = errors.New("an HTTP connection came, and this process has no media listener")
+		case len(it.Files) != 1:
+			err = fmt.Errorf("an HTTP connection came with %d descriptors", len(it.Files))
+		case r.err == nil:
+			err = r.media.Restore(r.conns, it.Envelope, it.Files[0])
+			it.Files = nil
+		}
+		handoff.CloseItems([]handoff.Item{it})
+		if err != nil && r.err == nil {
+			r.err = err
+		}
 	}
 	r.rs.Add(ps)
 }
 
-func (r ingestRestoring) Finish() (upgrade.Restored, error) {
+func (r *ingestRestoring) Finish() (upgrade.Restored, error) {
+	if r.err != nil {
+		r.Abandon()
+		return nil, r.err
+	}
 	restored, err := r.rs.Finish()
 	if err != nil {
+		if r.conns != nil {
+			r.conns.Discard()
+		}
 		return nil, err
 	}
-	return restored, nil
+	return &takenOver{in: restored, conns: r.conns}, nil
 }
 
-func (r ingestRestoring) Abandon() { r.rs.Abandon() }
+func (r *ingestRestoring) Abandon() {
+	r.rs.Abandon()
+	if r.conns != nil {
+		r.conns.Discard()
+	}
+}
+
+// takenOver is what a new process took over: sessions, and the viewers'
+// connections (nil without a media listener).
+type takenOver struct {
+	in    *ingest.Restored
+	conns *mediapkg.RestoredConns
+}
+
+func (t *takenOver) Len() int {
+	n := t.in.Len()
+	if t.conns != nil {
+		n += t.conns.Len()
+	}
+	return n
+}
+
+func (t *takenOver) Discard() {
+	t.in.Discard()
+	if t.conns != nil {
+		t.conns.Discard()
+	}
+}
+
+// Start lets the sessions run and serves the connections.
+func (t *takenOver) Start() {
+	t.in.Start()
+	if t.conns != nil {
+		t.conns.Start()
+	}
+}
 
 // takeOver is the new process's side: it returns the sessions committed
 // to it, not yet running: the caller becomes Ready first, which tells the
 // old process to let go, and starts them after.
-func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, log zerolog.Logger, timeout time.Duration) (*upgrade.Child, *ingest.Restored, error) {
+func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, media *mediapkg.HTTP1, log zerolog.Logger, timeout time.Duration) (*upgrade.Child, *takenOver, error) {
 	conn, err := handoff.Accept(upg.Fds)
 	if err != nil {
 		return nil, nil, fmt.Errorf("handoff socket: %w", err)
 	}
 	readsMin, readsMax := stateRange()
 	c, err := upgrade.TakeOver(upgrade.ChildConfig{
-		Conn: conn, Sessions: ingestRestorer{srv}, Convert: migrate.Convert,
+		Conn: conn, Sessions: ingestRestorer{srv: srv, media: media}, Convert: migrate.Convert,
 		ReadsMin: readsMin, ReadsMax: readsMax, Build: buildVersion(), Timeout: timeout, Log: log,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	return c, c.Sessions.(*ingest.Restored), nil
+	return c, c.Sessions.(*takenOver), nil
 }
 
 // reportUpgrade, in a new process whose sessions run, sends the stalls to
 // the old process once every restored publisher has read again (or a
 // bound passes, or ctx ends), and records the upgrade that started this
 // process, as the old process described it, in the ledger it handed over.
-func reportUpgrade(ctx context.Context, c *upgrade.Child, srv *ingest.Server, restored *ingest.Restored, l *ledger, hooks *webhook.Hooks, readyAt time.Time) {
-	stalls, rep := c.Report(ctx, srv.Stalls, restored.Readers())
+func reportUpgrade(ctx context.Context, c *upgrade.Child, srv *ingest.Server, restored *takenOver, l *ledger, hooks *webhook.Hooks, readyAt time.Time) {
+	stalls, rep := c.Report(ctx, srv.Stalls, restored.in.Readers())
 	v, ok := c.Verdict(buildVersion(), rep, readyAt)
 	if !ok {
 		return

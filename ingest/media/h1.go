@@ -59,6 +59,9 @@ type HTTP1 struct {
 	conns   map[*h1conn]struct{}
 	serving int           // Serve loops running
 	gone    chan struct{} // a token when a connection or a Serve loop ends
+	nextID  uint64
+	round   *parkRound // the park in progress (park.go)
+	moved   bool       // a park was committed: accept no more
 
 	date atomic.Pointer[dateLine]
 }
@@ -76,7 +79,10 @@ type HTTP1Config struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's head: past it, 431.
 	MaxHeaderBytes int
-	Log            zerolog.Logger
+	// Adopt, if set, wraps a connection taken over from the old process,
+	// as the listener wraps those it accepts.
+	Adopt func(net.Conn) net.Conn
+	Log   zerolog.Logger
 }
 
 // NewHTTP1 returns a server for h.
@@ -127,6 +133,23 @@ func (s *HTTP1) Serve(ln net.Listener) error {
 			if s.draining.Load() || s.isClosed() {
 				return http.ErrServerClosed
 			}
+			s.mu.Lock()
+			r := s.round
+			s.mu.Unlock()
+			if r != nil {
+				// A park woke Accept: wait for its outcome. After a commit
+				// the new process accepts; this one's copy of the
+				// listener closes.
+				<-r.decided
+				s.mu.Lock()
+				moved := s.moved
+				s.mu.Unlock()
+				if moved {
+					ln.Close()
+					return http.ErrServerClosed
+				}
+				continue
+			}
 			// Out of descriptors, or a connection reset before it was
 			// taken: wait and go on, as net/http does.
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
@@ -145,6 +168,8 @@ func (s *HTTP1) Serve(ln net.Listener) error {
 			c.Close()
 			return http.ErrServerClosed
 		}
+		s.nextID++
+		hc.id = s.nextID
 		s.conns[hc] = struct{}{}
 		s.mu.Unlock()
 		go hc.serve()
@@ -250,6 +275,7 @@ const (
 // h1conn is one client connection, served on its own goroutine.
 type h1conn struct {
 	s       *HTTP1
+	id      uint64
 	conn    net.Conn     // what the listener gave, closed at the end
 	tcp     *net.TCPConn // the socket under conn, for writev; nil if none
 	remote  string       // conn.RemoteAddr().String(), made once
@@ -265,6 +291,40 @@ type h1conn struct {
 	req0    *http.Request // an empty request with the server's context
 	resp    h1resp
 	long    []byte // a head line longer than the reader's buffer
+
+	// The park of an upgrade (park.go).
+	park     atomic.Int32 // parkNone, parkAsked, parkDone or parkOut
+	round    *parkRound   // set before park turns parkAsked
+	cut      atomic.Bool  // a park cancelled the context
+	cancelMu sync.Mutex
+	ctx      context.Context // the requests': the server's, cut by a park
+	cancel   context.CancelFunc
+	unread   []byte     // what goes with the connection when it parks
+	fresh    bool       // it parked before its first request
+	rest     restReader // what was read before a park, read again
+}
+
+// newContext gives the connection's requests a context of their own, which
+// a park can cancel.
+func (c *h1conn) newContext() {
+	c.cancelMu.Lock()
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.ctx, c.cancel = context.WithCancel(c.s.ctx)
+	c.cancelMu.Unlock()
+	c.cut.Store(false)
+	c.req0 = (&http.Request{}).WithContext(c.ctx)
+}
+
+// cancelWait ends the wait of a request in its handler, for a park.
+func (c *h1conn) cancelWait() {
+	c.cancelMu.Lock()
+	defer c.cancelMu.Unlock()
+	if c.cancel != nil {
+		c.cut.Store(true)
+		c.cancel()
+	}
 }
 
 func newH1Conn(s *HTTP1, c net.Conn) *h1conn {
@@ -308,16 +368,49 @@ func (c *h1conn) wakeIfIdle() {
 }
 
 func (c *h1conn) serve() {
+	c.br = bufio.NewReaderSize(c.conn, 4<<10)
+	c.newContext()
+	c.run()
+}
+
+// serveRestored serves a connection taken over from the old process: what
+// it had read there is read first.
+func (c *h1conn) serveRestored() {
+	c.br = bufio.NewReaderSize(c.conn, 4<<10)
+	c.goOn()
+	c.run()
+}
+
+func (c *h1conn) run() {
 	hijacked := false
 	defer func() {
+		if c.park.CompareAndSwap(parkAsked, parkOut) {
+			c.round.arrive(nil) // ended before it could stop
+		}
 		if !hijacked {
 			c.conn.Close()
 		}
 		c.s.forget(c)
+		c.cancelMu.Lock()
+		c.cancel()
+		c.cancelMu.Unlock()
 	}()
 	c.remote = c.conn.RemoteAddr().String()
-	c.br = bufio.NewReaderSize(c.conn, 4<<10)
 	for {
+		switch c.park.Load() {
+		case parkAsked:
+			if c.park.CompareAndSwap(parkAsked, parkDone) && !c.parkHere() {
+				return // the new process has it
+			}
+			continue
+		case parkOut:
+			// Left out of a park: undo its wake and its cut.
+			c.park.Store(parkNone)
+			c.rdl = time.Time{}
+			if c.cut.Load() {
+				c.newContext()
+			}
+		}
 		now := time.Now()
 		// The deadline first, then the state: Shutdown wakes an idle
 		// connection by a deadline in the past, which must come after
@@ -328,6 +421,9 @@ func (c *h1conn) serve() {
 				return
 			}
 			if _, err := c.br.Peek(1); err != nil {
+				if c.park.Load() != parkNone {
+					continue // woken for a park
+				}
 				return // nothing came in time, or the client closed
 			}
 			c.state.Store(connActive)
@@ -340,6 +436,9 @@ func (c *h1conn) serve() {
 				return
 			}
 			if _, err := c.br.Peek(1); err != nil {
+				if c.park.Load() != parkNone {
+					continue // woken for a park
+				}
 				return // idle timeout, Shutdown, or the client closed
 			}
 			c.state.Store(connActive)
@@ -368,6 +467,13 @@ func (c *h1conn) serve() {
 		if w.hijacked {
 			hijacked = true
 			return
+		}
+		if c.cut.Load() && !w.sent {
+			// A park cut the request's wait short: it is answered after
+			// the park, here or in the new process, as if read again.
+			c.unread = append(requestHead(req), c.takeUnread()...)
+			c.goOn()
+			continue
 		}
 		err = w.finish()
 		c.release()

@@ -76,8 +76,22 @@ func (s *Server) HTTPServer() *HTTP1 {
 		// its answer; HTTP-FLV connections are hijacked and set their own.
 		WriteTimeout: 30 * time.Second,
 		IdleTimeout:  60 * time.Second,
+		Adopt:        s.adopt,
 		Log:          s.cfg.Log,
 	})
+}
+
+// adopt counts a connection taken over from the old process against its
+// client's limit. It is never refused: the client was admitted already.
+func (s *Server) adopt(c net.Conn) net.Conn {
+	if s.cfg.MaxConnsPerClient <= 0 {
+		return c
+	}
+	host := clientHost(c.RemoteAddr())
+	s.mu.Lock()
+	s.conns[host]++
+	s.mu.Unlock()
+	return &countedConn{Conn: c, s: s, host: host}
 }
 
 // Listener applies the per-client connection limit to ln.
@@ -91,6 +105,14 @@ func (s *Server) Listener(ln net.Listener) net.Listener {
 type limitListener struct {
 	net.Listener
 	s *Server
+}
+
+// SetDeadline reaches the listener's, so that a park can wake Accept.
+func (l *limitListener) SetDeadline(t time.Time) error {
+	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
+		return d.SetDeadline(t)
+	}
+	return nil
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
