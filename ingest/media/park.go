@@ -222,7 +222,12 @@ func (p *ParkedConns) decide(resume bool) {
 		}
 		s.round = nil
 	} else {
+		// This process's copies of the listeners close now, not when the
+		// Serve loops next run: from here on only the new process accepts.
 		s.moved = true
+		for ln := range s.lns {
+			_ = ln.Close()
+		}
 	}
 	close(r.decided)
 	s.mu.Unlock()
