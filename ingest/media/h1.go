@@ -62,6 +62,11 @@ type HTTP1 struct {
 	nextID  uint64
 	round   *parkRound // the park in progress (park.go)
 	moved   bool       // a park was committed: accept no more
+	// opening is closed when the connections of the last restore are
+	// all served (nil when none is under way); openLeft of them are
+	// still descriptors.
+	opening  chan struct{}
+	openLeft int
 
 	date atomic.Pointer[dateLine]
 }

@@ -177,3 +177,57 @@ func TestParkLeavesBusyConnection(t *testing.T) {
 		t.Fatalf("big answer: %s, %d bytes of %d", resp.Status, len(body), len(big))
 	}
 }
+
+// A moved descriptor that cannot become a connection after the commit is
+// dropped (its viewer dials again) without holding up the others, and a
+// park that starts while restored connections are still being made
+// waits for them and moves them too.
+func TestRestoredConnsBadDescriptorAndNextPark(t *testing.T) {
+	oldH := &waitingHandler{name: "old", release: make(chan struct{})}
+	addr, s := h1Serve(t, oldH)
+	c, br, p := parkWaiting(t, s, oldH, addr)
+	nfd, err := unix.FcntlInt(uintptr(p.Items[0].Borrowed[0]), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newH := &waitingHandler{name: "new", release: make(chan struct{})}
+	s2 := NewHTTP1(newH, HTTP1Config{Log: s.cfg.Log})
+	t.Cleanup(func() { s2.Close() })
+	rc := s2.NewRestoredConns()
+	notSocket, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := state.Encode(state.KindHTTPConn, state.HTTPConn{ID: 1, Peer: "127.0.0.1:1", Fresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Restore(rc, env, notSocket); err != nil {
+		t.Fatalf("restore only decodes, yet: %v", err)
+	}
+	if err := s2.Restore(rc, p.Items[0].Envelope, os.NewFile(uintptr(nfd), "moved")); err != nil {
+		t.Fatal(err)
+	}
+	if n := s2.ParkFDs(); n != 0 {
+		t.Fatalf("before Start the server counts %d descriptors", n)
+	}
+	p.Commit()
+	rc.Start()
+	// The moved request waits in the new server (not yet released): a
+	// park now finds it, whether or not the opener had reached it.
+	waitUntil(t, "the moved request waits", func() bool { return newH.waits.Load() == 1 })
+	p2, err := s2.Park(context.Background(), 7, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p2.Items) != 1 {
+		t.Fatalf("the next park moved %d connections, want 1", len(p2.Items))
+	}
+	p2.Resume()
+	close(newH.release)
+	resp, body := readAnswer(t, br, "the cut request")
+	if resp.StatusCode != 200 || body != "new /wait?_HLS_msn=7" {
+		t.Fatalf("after the commit: %s %q", resp.Status, body)
+	}
+	_ = c
+}
