@@ -567,6 +567,17 @@ func (r *Restored) Discard() {
 	}
 }
 
+// loadRecentHLS puts a restored stream's newest LL-HLS parts back in
+// memory; its publisher calls it before writing anything.
+func (st *Stream) loadRecentHLS() {
+	st.mu.Lock()
+	m := st.hls
+	st.mu.Unlock()
+	if m != nil {
+		m.LoadRecent()
+	}
+}
+
 // prestart registers a restored session and starts its goroutine, which
 // waits for Start (or Discard) before touching the connection.
 func (s *Server) prestart(r *Restored, sess *session) {
@@ -578,6 +589,9 @@ func (s *Server) prestart(r *Restored, sess *session) {
 		defer s.wg.Done()
 		<-r.gate
 		if !r.discarded.Load() {
+			if sess.role == rolePublisher && sess.stream != nil {
+				sess.stream.loadRecentHLS()
+			}
 			sess.run()
 		} else {
 			close(sess.done)

@@ -109,7 +109,6 @@ func RestoreFrom(cfg Config, st state.HLS, videoSeq, audioSeq []byte, sp *Spills
 		}
 		m.segFile = f
 	}
-	m.loadRecent()
 	return m, nil
 }
 
@@ -143,16 +142,25 @@ func readPending(st state.HLS, sp *Spills) ([]byte, error) {
 	return sp.read(st.PendingFile, st.PendingOffset, int(n))
 }
 
-// loadRecent reads the newest parts back into memory, as the old process
-// had them: right after an upgrade every viewer asks for them at once.
-// A part that cannot be read is left to the file.
-func (m *Muxer) loadRecent() {
+// LoadRecent reads the newest parts of a restored muxer back into memory,
+// as the old process had them: right after an upgrade every viewer asks
+// for them at once. It is not part of the restore, where some ten system
+// calls a stream (at 100 streams, 40-70 ms) would lengthen every stream's
+// stall: the publisher's goroutine calls it after the commit, before it
+// writes anything, so that the parts stay in order. Until then, and for a
+// part that cannot be read, viewers get the file.
+func (m *Muxer) LoadRecent() {
 	type ref struct {
 		msn  uint64
 		idx  int
 		part state.HLSPart
 	}
 	var refs []ref
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.recent) > 0 {
+		return
+	}
 	for i := len(m.st.Segments) - 1; i >= 0 && len(refs) < m.cfg.MemParts; i-- {
 		s := m.st.Segments[i]
 		for j := len(s.Parts) - 1; j >= 0 && len(refs) < m.cfg.MemParts; j-- {

@@ -113,7 +113,7 @@ type Muxer struct {
 	moved       movedParts
 	// recent: the newest parts' bytes, oldest first, at most
 	// cfg.MemParts. They are in the files too; a restored muxer reads
-	// them back from there (loadRecent).
+	// them back from there (LoadRecent).
 	recent []memPart
 
 	// The playlist as last built, until the next change.

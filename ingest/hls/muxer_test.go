@@ -654,7 +654,9 @@ func TestNewestPartsComeFromMemory(t *testing.T) {
 }
 
 // TestRestoredMuxerHasTheNewestParts: a muxer restored in the new process
-// serves the newest parts from memory at once, as the old one did.
+// serves every part from its file until LoadRecent (after the commit),
+// then the newest from memory, as the old one did; a second LoadRecent
+// changes nothing.
 func TestRestoredMuxerHasTheNewestParts(t *testing.T) {
 	msgs := captureMessages(t)
 	_, st := handOverAt(t, msgs, len(msgs)*2/3)
@@ -663,6 +665,10 @@ func TestRestoredMuxerHasTheNewestParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkFromMemory(t, m, 0)
+	m.LoadRecent()
+	checkFromMemory(t, m, 6)
+	m.LoadRecent()
 	checkFromMemory(t, m, 6)
 	feed(m, msgs[len(msgs)*2/3:])
 	checkFromMemory(t, m, 6)
