@@ -73,7 +73,11 @@ type Recorder struct {
 	sawVideo bool   // any video tag arrived: segments then cut on keyframes
 	startTS  uint32 // timestamp of the open segment's first tag
 	lastTS   uint32 // timestamp of the last tag written
-	onDone   func(SegmentDone)
+	// lastInFile: the recorder was restored and has written no tag since,
+	// so lastTS is not known here; the segment's last tag in the file
+	// holds it (see lastTagTS).
+	lastInFile bool
+	onDone     func(SegmentDone)
 
 	metadata []byte
 	videoSeq []byte
@@ -166,7 +170,7 @@ func (r *Recorder) Write(typ uint8, ts uint32, payload []byte) error {
 	if werr := r.writeTag(typ, ts, payload); werr != nil {
 		return errors.Join(err, r.abandon(werr))
 	}
-	r.lastTS = ts
+	r.lastTS, r.lastInFile = ts, false
 	if key {
 		if ferr := r.w.Flush(); ferr != nil {
 			return errors.Join(err, r.abandon(ferr))
@@ -241,7 +245,7 @@ func (r *Recorder) openSegment(ts uint32) error {
 	r.f, r.path = f, path
 	r.segments = append(r.segments, path)
 	r.started = true
-	r.startTS, r.lastTS = ts, ts
+	r.startTS, r.lastTS, r.lastInFile = ts, ts, false
 	r.written = 0
 	if r.w == nil {
 		r.w = bufio.NewWriterSize(f, writeBufferSize)
@@ -317,9 +321,47 @@ func (r *Recorder) closeSegment() error {
 		return fmt.Errorf("flv: close segment %s: %w", r.path, err)
 	}
 	if r.onDone != nil {
+		if r.lastInFile {
+			// A segment cut by the first keyframe after an upgrade would
+			// otherwise report a duration of zero.
+			if ts, err := lastTagTS(r.path, r.written); err == nil {
+				r.lastTS = ts
+			}
+			r.lastInFile = false
+		}
 		r.onDone(SegmentDone{Path: r.path, Start: segmentStart(r.path), Duration: mediaSince(r.startTS, r.lastTS), Bytes: r.written})
 	}
 	return nil
+}
+
+// lastTagTS reads the timestamp of the last tag of the FLV file at path,
+// size bytes long, from its last PreviousTagSize and the header it points
+// back to.
+func lastTagTS(path string, size int64) (uint32, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("flv: last tag of %s: %w", path, err)
+	}
+	defer f.Close()
+	var b [TagHeaderSize]byte
+	if size < FileHeaderSize+4+TagHeaderSize+4 {
+		return 0, fmt.Errorf("flv: last tag of %s: no tag in %d bytes: %w", path, size, ErrFormat)
+	}
+	if _, err := f.ReadAt(b[:4], size-4); err != nil {
+		return 0, fmt.Errorf("flv: last tag of %s: %w", path, err)
+	}
+	prev := int64(binary.BigEndian.Uint32(b[:4]))
+	at := size - 4 - prev
+	if prev < TagHeaderSize || at < FileHeaderSize+4 {
+		return 0, fmt.Errorf("flv: last tag of %s: PreviousTagSize %d in %d bytes: %w", path, prev, size, ErrFormat)
+	}
+	if _, err := f.ReadAt(b[:], at); err != nil {
+		return 0, fmt.Errorf("flv: last tag of %s: %w", path, err)
+	}
+	if data := int64(b[1])<<16 | int64(b[2])<<8 | int64(b[3]); data != prev-TagHeaderSize {
+		return 0, fmt.Errorf("flv: last tag of %s: header says %d bytes, PreviousTagSize %d: %w", path, data, prev, ErrFormat)
+	}
+	return uint32(b[7])<<24 | uint32(b[4])<<16 | uint32(b[5])<<8 | uint32(b[6]), nil
 }
 
 // segmentStart reads a segment's start back from its name,

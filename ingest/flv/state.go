@@ -89,8 +89,9 @@ func RestoreRecorder(st RecorderState, f *os.File, now func() time.Time) (*Recor
 	r.path = st.Path
 	r.startTS = st.SegmentStartTS
 	// The last tag's time did not travel: the next tag sets it, and a
-	// segment closed before that counts from its start.
+	// segment closed before that reads it back from its file.
 	r.lastTS = st.SegmentStartTS
+	r.lastInFile = f != nil
 	r.started = st.Started
 	r.sawVideo = st.SawVideo
 	r.metadata = slices.Clone(st.Metadata)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +59,8 @@ func TestRecorderStateRestoreIsSeamless(t *testing.T) {
 	const segDur = 2 * time.Second
 
 	refDir := t.TempDir()
-	ref := NewRecorder(RecorderConfig{Dir: refDir, SegmentDuration: segDur, Now: stepClock()})
+	var wantDone []segmentReport
+	ref := NewRecorder(RecorderConfig{Dir: refDir, SegmentDuration: segDur, Now: stepClock(), OnSegmentDone: reportInto(&wantDone)})
 	play(t, ref, steps)
 	if err := ref.Close(); err != nil {
 		t.Fatal(err)
@@ -66,6 +68,19 @@ func TestRecorderStateRestoreIsSeamless(t *testing.T) {
 	want := relFiles(t, ref.Segments())
 	if len(want) < 3 {
 		t.Fatalf("reference recording has %d segments; the test needs several", len(want))
+	}
+	// The keyframe that starts the second segment: a restore just before
+	// it closes the first with no tag written since.
+	cut := -1
+	for i, st := range steps {
+		if st.meta == nil && st.tag.Type == TagVideo && st.tag.Data[0] == 0x17 && st.tag.Data[1] == 1 &&
+			mediaSince(steps[1].tag.Timestamp, st.tag.Timestamp) >= segDur {
+			cut = i
+			break
+		}
+	}
+	if cut < 0 {
+		t.Fatal("no keyframe starts a second segment")
 	}
 
 	for _, tc := range []struct {
@@ -79,11 +94,14 @@ func TestRecorderStateRestoreIsSeamless(t *testing.T) {
 		{"mid-segment, reopened", 150, true},
 		{"before the metadata change", 100, true},
 		{"late in the broadcast", len(steps) - 5, true},
+		{"just before the keyframe that cuts a segment", cut, true},
+		{"just before that keyframe, same file", cut, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "app", "key")
 			clock := stepClock()
-			old := NewRecorder(RecorderConfig{Dir: dir, SegmentDuration: segDur, Now: clock})
+			var gotDone []segmentReport
+			old := NewRecorder(RecorderConfig{Dir: dir, SegmentDuration: segDur, Now: clock, OnSegmentDone: reportInto(&gotDone)})
 			play(t, old, steps[:tc.split])
 			st, f, err := old.State()
 			if err != nil {
@@ -97,7 +115,7 @@ func TestRecorderStateRestoreIsSeamless(t *testing.T) {
 					t.Fatal(err)
 				}
 				// Committed: the old process lets go of its copy.
-				if err := old.Close(); err != nil {
+				if err := old.Release(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -105,6 +123,7 @@ func TestRecorderStateRestoreIsSeamless(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			restored.SetOnSegmentDone(reportInto(&gotDone))
 			if restored.Path() != st.Path {
 				t.Errorf("restored Path = %q, want %q", restored.Path(), st.Path)
 			}
@@ -121,7 +140,25 @@ func TestRecorderStateRestoreIsSeamless(t *testing.T) {
 					t.Errorf("segment %s differs from the uninterrupted recording (%d vs %d bytes)", name, len(got[name]), len(w))
 				}
 			}
+			// Each segment is reported done once, as without the restore:
+			// the same bytes and the same media duration.
+			if !slices.Equal(gotDone, wantDone) {
+				t.Errorf("segments reported done:\n got %v\nwant %v", gotDone, wantDone)
+			}
 		})
+	}
+}
+
+// segmentReport is a SegmentDone without the directory.
+type segmentReport struct {
+	name  string
+	dur   time.Duration
+	bytes int64
+}
+
+func reportInto(dst *[]segmentReport) func(SegmentDone) {
+	return func(sd SegmentDone) {
+		*dst = append(*dst, segmentReport{filepath.Base(sd.Path), sd.Duration, sd.Bytes})
 	}
 }
 
@@ -156,6 +193,43 @@ func TestRestoreRecorderRefusesMismatchedFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := RestoreRecorder(tc.st, f, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("RestoreRecorder err = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLastTagTS(t *testing.T) {
+	dir := t.TempDir()
+	file := AppendFileHeader(nil, true, true)
+	file, _ = AppendTag(file, Tag{TagVideo, 0x01020304, []byte{0x17, 1, 0, 0, 0}})
+	file, _ = AppendTag(file, Tag{TagAudio, 0xfe000010, []byte{0xaf, 1, 9}})
+	badPrev := bytes.Clone(file)
+	badPrev[len(badPrev)-1] = 0xff
+	badSize := bytes.Clone(file)
+	badSize[len(badSize)-4-TagHeaderSize-3+1] ^= 1 // the last tag's data size
+	for _, tc := range []struct {
+		name string
+		file []byte
+		want uint32
+		err  string
+	}{
+		{"two tags", file, 0xfe000010, ""},
+		{"header only", AppendFileHeader(nil, true, true), 0, "no tag"},
+		{"PreviousTagSize past the start", badPrev, 0, "PreviousTagSize"},
+		{"header disagrees with PreviousTagSize", badSize, 0, "header says"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".flv")
+			if err := os.WriteFile(path, tc.file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := lastTagTS(path, int64(len(tc.file)))
+			if tc.err == "" {
+				if err != nil || got != tc.want {
+					t.Errorf("lastTagTS = %#x, %v; want %#x", got, err, tc.want)
+				}
+			} else if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("lastTagTS err = %v, want one mentioning %q", err, tc.err)
 			}
 		})
 	}
