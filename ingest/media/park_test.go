@@ -59,6 +59,19 @@ func parkWaiting(t *testing.T, s *HTTP1, h *waitingHandler, addr string) (net.Co
 	return c, br, p
 }
 
+// moveTo is the new process's side of a park: a server for h, and its own
+// descriptor of the parked connection, as SCM_RIGHTS gives it.
+func moveTo(t *testing.T, s *HTTP1, p *ParkedConns, h http.Handler) (*HTTP1, *os.File) {
+	t.Helper()
+	nfd, err := unix.FcntlInt(uintptr(p.Items[0].Borrowed[0]), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := NewHTTP1(h, HTTP1Config{Log: s.cfg.Log})
+	t.Cleanup(func() { s2.Close() })
+	return s2, os.NewFile(uintptr(nfd), "moved")
+}
+
 // A request whose wait the park cut short goes with the connection, and
 // a rollback answers it here, on the same connection.
 func TestParkResumeAnswersCutRequest(t *testing.T) {
@@ -98,18 +111,11 @@ func TestParkCommitMovesConnection(t *testing.T) {
 	oldH := &waitingHandler{name: "old", release: make(chan struct{})}
 	addr, s := h1Serve(t, oldH)
 	c, br, p := parkWaiting(t, s, oldH, addr)
-
-	// What SCM_RIGHTS does: the new process gets its own descriptor.
-	nfd, err := unix.FcntlInt(uintptr(p.Items[0].Borrowed[0]), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	newH := &waitingHandler{name: "new", release: make(chan struct{})}
 	close(newH.release)
-	s2 := NewHTTP1(newH, HTTP1Config{Log: s.cfg.Log})
-	t.Cleanup(func() { s2.Close() })
+	s2, moved := moveTo(t, s, p, newH)
 	rc := s2.NewRestoredConns()
-	if err := s2.Restore(rc, p.Items[0].Envelope, os.NewFile(uintptr(nfd), "moved")); err != nil {
+	if err := s2.Restore(rc, p.Items[0].Envelope, moved); err != nil {
 		t.Fatal(err)
 	}
 	p.Commit()
@@ -186,13 +192,9 @@ func TestRestoredConnsBadDescriptorAndNextPark(t *testing.T) {
 	oldH := &waitingHandler{name: "old", release: make(chan struct{})}
 	addr, s := h1Serve(t, oldH)
 	c, br, p := parkWaiting(t, s, oldH, addr)
-	nfd, err := unix.FcntlInt(uintptr(p.Items[0].Borrowed[0]), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer c.Close()
 	newH := &waitingHandler{name: "new", release: make(chan struct{})}
-	s2 := NewHTTP1(newH, HTTP1Config{Log: s.cfg.Log})
-	t.Cleanup(func() { s2.Close() })
+	s2, moved := moveTo(t, s, p, newH)
 	rc := s2.NewRestoredConns()
 	notSocket, err := os.Open(os.DevNull)
 	if err != nil {
@@ -205,7 +207,7 @@ func TestRestoredConnsBadDescriptorAndNextPark(t *testing.T) {
 	if err := s2.Restore(rc, env, notSocket); err != nil {
 		t.Fatalf("restore only decodes, yet: %v", err)
 	}
-	if err := s2.Restore(rc, p.Items[0].Envelope, os.NewFile(uintptr(nfd), "moved")); err != nil {
+	if err := s2.Restore(rc, p.Items[0].Envelope, moved); err != nil {
 		t.Fatal(err)
 	}
 	if n := s2.ParkFDs(); n != 0 {
@@ -229,5 +231,4 @@ func TestRestoredConnsBadDescriptorAndNextPark(t *testing.T) {
 	if resp.StatusCode != 200 || body != "new /wait?_HLS_msn=7" {
 		t.Fatalf("after the commit: %s %q", resp.Status, body)
 	}
-	_ = c
 }
