@@ -395,3 +395,40 @@ func TestIdlePublisherTimesOut(t *testing.T) {
 		return logLineFor(logs.String(), c.conn.LocalAddr().String(), "timed out") != nil
 	})
 }
+
+// A publisher whose connection closes right after its last bytes (an
+// encoder killed, a TLS relay closed at an upgrade) ends at once, not at
+// the idle timeout: its FIN can arrive with the bytes, and a read that
+// then waits for the poller instead of reading again never learns of it,
+// while the encoder dialling again is refused as a second publisher.
+func TestPublisherClosingRightAfterItsDataEnds(t *testing.T) {
+	srv, addr, _ := startServer(t, Config{IdleTimeout: time.Minute})
+	live := func(key string) bool {
+		for _, st := range srv.Registry().List() {
+			if st.Key == key && st.Live {
+				return true
+			}
+		}
+		return false
+	}
+	for i := range 200 {
+		key := fmt.Sprintf("k%d", i)
+		c := dialClient(t, addr)
+		msid, code := c.publish("live", key)
+		if code != "NetStream.Publish.Start" {
+			t.Fatalf("publish %s: %s", key, code)
+		}
+		// The last frame and the FIN back to back.
+		if err := c.sendMedia(msid, chunk.TypeVideo, 0, videoFrame(true, 100, i)); err != nil {
+			t.Fatal(err)
+		}
+		c.conn.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for live(key) {
+			if time.Now().After(deadline) {
+				t.Fatalf("publisher %d, closed after its last frame, is still live 5 s later", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}

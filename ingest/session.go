@@ -339,14 +339,11 @@ func rawConnOf(c net.Conn) syscall.RawConn {
 
 // readPublishing reads and handles a publisher's media until a read fills
 // the buffer, the protocol fails (perr), the connection does (err), or
-// something asks the session to stop reading. It saves the read that a
-// net.Conn.Read after a short read makes only to learn that nothing is
-// left (EAGAIN): a read shorter than the buffer took everything the
-// socket had, so it waits for the poller's next word instead. No wake-up
-// is lost: the readiness is not reset between that read and the wait, so
-// bytes that came in between end the wait at once. Its callback runs with
-// the descriptor's read lock held, so nothing it calls may close this
-// connection (Close would wait for the lock); consume closes only others.
+// something asks the session to stop reading. The bytes are handled in the
+// read's callback, with no copy and no wake-up between the read and the
+// protocol. Its callback runs with the descriptor's read lock held, so
+// nothing it calls may close this connection (Close would wait for the
+// lock); consume closes only others.
 func (s *session) readPublishing(raw syscall.RawConn) (perr, err error) {
 	if s.readFn == nil {
 		// Made once: a closure made per call would be allocated per read.
@@ -364,36 +361,50 @@ func (s *session) readPublishing(raw syscall.RawConn) (perr, err error) {
 
 // readCallback is readPublishing's RawConn.Read callback: it reports
 // whether to return (true) or wait for the descriptor to be readable.
+//
+// It reads until the socket says EAGAIN, even after a read shorter than
+// the buffer, which took everything there was: whether the peer closed
+// after those bytes only the next read tells. Go's poller keeps one
+// readiness token for data and the peer's FIN alike, so a FIN that came
+// with the last bytes wakes nothing more, and a session that waited
+// instead of reading saw its publisher's close only at the idle timeout
+// (its encoder, dialling again, was refused meanwhile: the stream was
+// still published). nginx can skip that read because epoll's EPOLLRDHUP
+// tells it of the FIN; the poller here does not.
 func (s *session) readCallback(fd uintptr) bool {
 	buf := s.rbuf
-	var n int
-	var rerr error
 	for {
-		n, rerr = syscall.Read(int(fd), buf)
-		if rerr != syscall.EINTR {
-			break
+		var n int
+		var rerr error
+		for {
+			n, rerr = syscall.Read(int(fd), buf)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		switch {
+		case rerr == syscall.EAGAIN:
+			return false
+		case rerr != nil:
+			s.rdErr = os.NewSyscallError("read", rerr)
+			return true
+		case n == 0:
+			s.rdErr = io.EOF
+			return true
+		}
+		if s.rdPerr = s.received(buf[:n]); s.rdPerr != nil {
+			return true
+		}
+		if n == len(buf) || s.role != rolePublisher || s.rdl != rdlIdle {
+			// More may wait, or the session changed what it reads for.
+			return true
+		}
+		// Whoever sets one of these flags sets a read deadline in the past
+		// after it, which ends a wait.
+		if s.parkReq.Load() != nil || s.stopReq.Load() != 0 || s.complete.Load() || s.decided.Load() != nil {
+			return true
 		}
 	}
-	switch {
-	case rerr == syscall.EAGAIN:
-		return false
-	case rerr != nil:
-		s.rdErr = os.NewSyscallError("read", rerr)
-		return true
-	case n == 0:
-		s.rdErr = io.EOF
-		return true
-	}
-	if s.rdPerr = s.received(buf[:n]); s.rdPerr != nil {
-		return true
-	}
-	if n == len(buf) || s.role != rolePublisher || s.rdl != rdlIdle {
-		// More may wait, or the session changed what it reads for.
-		return true
-	}
-	// Whoever sets one of these flags sets a read deadline in the past
-	// after it, which ends the wait.
-	return s.parkReq.Load() != nil || s.stopReq.Load() != 0 || s.complete.Load() || s.decided.Load() != nil
 }
 
 // What the connection's read deadline is known to be (session.rdl).
