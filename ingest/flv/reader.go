@@ -106,11 +106,9 @@ func (r *Reader) Next() (Tag, error) {
 	if h[0]&flagFilter != 0 {
 		return Tag{}, fmt.Errorf("flv: tag with encryption filter: %w", ErrFormat)
 	}
-	t := Tag{
-		Type:      h[0] & 0x1f,
-		Timestamp: uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6]),
-	}
-	size := int(h[1])<<16 | int(h[2])<<8 | int(h[3])
+	var t Tag
+	var size int
+	t.Type, size, t.Timestamp = tagHeaderFields(h[:])
 	if size > r.maxData {
 		return Tag{}, fmt.Errorf("flv: tag type %d at %d ms: data size %d exceeds limit %d: %w",
 			t.Type, t.Timestamp, size, r.maxData, ErrFormat)

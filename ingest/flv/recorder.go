@@ -358,10 +358,11 @@ func lastTagTS(path string, size int64) (uint32, error) {
 	if _, err := f.ReadAt(b[:], at); err != nil {
 		return 0, fmt.Errorf("flv: last tag of %s: %w", path, err)
 	}
-	if data := int64(b[1])<<16 | int64(b[2])<<8 | int64(b[3]); data != prev-TagHeaderSize {
+	_, data, ts := tagHeaderFields(b[:])
+	if int64(data) != prev-TagHeaderSize {
 		return 0, fmt.Errorf("flv: last tag of %s: header says %d bytes, PreviousTagSize %d: %w", path, data, prev, ErrFormat)
 	}
-	return uint32(b[7])<<24 | uint32(b[4])<<16 | uint32(b[5])<<8 | uint32(b[6]), nil
+	return ts, nil
 }
 
 // segmentStart reads a segment's start back from its name,

@@ -64,6 +64,13 @@ func AppendTagHeader(dst []byte, typ uint8, ts uint32, dataSize int) []byte {
 		0, 0, 0)
 }
 
+// tagHeaderFields reads an 11-byte tag header: its type, its data size and
+// its timestamp, whose top byte is TimestampExtended.
+func tagHeaderFields(h []byte) (typ uint8, size int, ts uint32) {
+	return h[0] & 0x1f, int(h[1])<<16 | int(h[2])<<8 | int(h[3]),
+		uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6])
+}
+
 // AppendTag appends a complete tag (header, payload and the PreviousTagSize
 // that follows it) to dst.
 func AppendTag(dst []byte, t Tag) ([]byte, error) {
