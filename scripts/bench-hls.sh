@@ -70,7 +70,10 @@
 #                      "GOGC=200 GOMEMLIMIT=1GiB" (words split on spaces)
 #   PROFILE [0]        1: CPU profiles of the steady window, mediad's from
 #                      /debug/pprof (run-K/mediad.pprof) and each hlsload's
-#                      (run-K/hls-I.pprof, whole run); implies KEEP=1
+#                      (run-K/hls-I.pprof, whole run); with UPGRADE=1 also
+#                      the new process's from its verdict on, over SPAN−1 s
+#                      (run-K/upgrade-J.pprof) and a 2 s execution trace
+#                      (run-K/upgrade-J.trace); implies KEEP=1
 #
 # Examples: N=5 V=2 WINDOW=10 scripts/bench-hls.sh
 #           N=100 V=10 RUNS=3 UPGRADE=1 scripts/bench-hls.sh
@@ -342,7 +345,7 @@ run_once() {
 	mark # report 1: the steady window
 
 	if ((UPGRADE)); then
-		local k before v outcome moved new_pid dur_ms t_hup
+		local k before v outcome moved new_pid dur_ms t_hup upg_prof=()
 		for k in $(seq 1 "$SIGHUPS"); do
 			mark # the pause before: not reported
 			before=$(upgrade_lines "$rundir/mediad.log")
@@ -356,8 +359,22 @@ run_once() {
 			v=$(grep '"message":"upgrade"' "$rundir/mediad.log" | tail -n1)
 			read -r outcome moved new_pid dur_ms < <(jq -r '"\(.outcome) \(.sessions_moved) \(.new_pid // 0) \(.duration_ms)"' <<<"$v")
 			((new_pid > 0)) && upgraded_pids+=("$new_pid")
+			if ((PROFILE)) && [[ $outcome == success ]]; then
+				# The old process closed its admin listener before its
+				# verdict: these reach the new one, from its catch-up on.
+				curl -fsS --max-time $((SPAN + 30)) -o "$rundir/upgrade-$k.pprof" \
+					"http://$admin/debug/pprof/profile?seconds=$((SPAN - 1))" &
+				upg_prof=($!)
+				curl -fsS --max-time $((SPAN + 30)) -o "$rundir/upgrade-$k.trace" \
+					"http://$admin/debug/pprof/trace?seconds=2" &
+				upg_prof+=($!)
+			fi
 			sleep_until "$(awk -v t="$t_hup" -v s="$SPAN" 'BEGIN { printf "%.3f", t + s }')"
 			mark # the SIGHUP's report
+			for i in "${upg_prof[@]}"; do
+				wait "$i" || echo "$NAME: run $run: the new process's profile after upgrade $k failed" >&2
+			done
+			upg_prof=()
 			jq -r --arg run "$run" --arg k "$k" --arg o "$outcome" --arg m "$moved" --arg d "$dur_ms" "$figures"' |
 				[$run, $k, $o, $m, $d, .gap.max, .stall.max, .delay.p99, .delay.max, .errors, .missing, .skips, .backwards, .unsatisfied, .parts, .resyncs, (if .kinds == "" then "-" else .kinds end)] | @tsv' \
 				< <(interval $((nmarks - 1)) '.') >>"$upgrades"
