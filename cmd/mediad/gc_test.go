@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"os"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -45,5 +46,62 @@ func TestGCDefaults(t *testing.T) {
 	}
 	if got.GOGC != "77 (GOGC)" || got.MemoryLimit != "1TiB (GOMEMLIMIT)" {
 		t.Errorf("settings %+v, want both named as from the environment", got)
+	}
+}
+
+// TestHoldGC: a new process collects nothing below the old one's size
+// until release, which restores the collector's settings exactly; an
+// operator's lower memory limit still binds, and no floor holds nothing.
+func TestHoldGC(t *testing.T) {
+	prevGC := debug.SetGCPercent(100)
+	prevLimit := debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() {
+		debug.SetGCPercent(prevGC)
+		debug.SetMemoryLimit(prevLimit)
+	})
+	const mib = 1 << 20
+	tests := []struct {
+		name         string
+		percent      int
+		limit, floor int64
+		heldPct      int
+		heldLimit    int64
+	}{
+		{"defaults", defaultGOGC, math.MaxInt64, 80 * mib, -1, 80 * mib},
+		{"operator's lower limit binds", defaultGOGC, 60 * mib, 80 * mib, -1, 60 * mib},
+		{"operator's higher limit gives way", 200, 1 << 30, 80 * mib, -1, 80 * mib},
+		{"no floor", defaultGOGC, math.MaxInt64, 0, defaultGOGC, math.MaxInt64},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			debug.SetGCPercent(tc.percent)
+			debug.SetMemoryLimit(tc.limit)
+			release := holdGC(tc.floor)
+			if p := debug.SetGCPercent(tc.heldPct); p != tc.heldPct {
+				t.Errorf("held: GC percent %d, want %d", p, tc.heldPct)
+			}
+			if l := debug.SetMemoryLimit(-1); l != tc.heldLimit {
+				t.Errorf("held: memory limit %d, want %d", l, tc.heldLimit)
+			}
+			release()
+			release()
+			if p := debug.SetGCPercent(tc.percent); p != tc.percent {
+				t.Errorf("released: GC percent %d, want %d", p, tc.percent)
+			}
+			if l := debug.SetMemoryLimit(-1); l != tc.limit {
+				t.Errorf("released: memory limit %d, want %d", l, tc.limit)
+			}
+		})
+	}
+}
+
+// TestResidentBytes reads this process's size, and 0 for a process that
+// is not there.
+func TestResidentBytes(t *testing.T) {
+	if n := residentBytes(os.Getpid()); n < 1<<20 || n > 1<<40 {
+		t.Errorf("this process: %d bytes resident, want a plausible size", n)
+	}
+	if n := residentBytes(-1); n != 0 {
+		t.Errorf("no such process: %d bytes, want 0", n)
 	}
 }

@@ -43,6 +43,13 @@ func serve(o options, log zerolog.Logger) error {
 		return fmt.Errorf("upgrader: %w", err)
 	}
 	defer upg.Stop()
+	// A new process started by an upgrade collects nothing until it is
+	// as large as the old one, or until its streams have caught up.
+	releaseGC := func() {}
+	if upg.HasParent() {
+		releaseGC = holdGC(residentBytes(os.Getppid()))
+	}
+	defer releaseGC()
 	// Whatever stops a new process before it takes over goes back to the
 	// old one as the reason, and the old one carries on.
 	fail := func(err error) error {
@@ -177,6 +184,8 @@ func serve(o options, log zerolog.Logger) error {
 		return fmt.Errorf("ready: %w", err)
 	}
 	readyAt := time.Now()
+	gcHeld := time.AfterFunc(catchUpHold, releaseGC)
+	defer gcHeld.Stop()
 	ready.Store(true)
 	notifyReady(log)
 	hooks.Start()
