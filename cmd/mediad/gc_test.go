@@ -11,12 +11,7 @@ import (
 // TestGCDefaults: the defaults apply where the environment sets nothing,
 // and a GOGC or GOMEMLIMIT there is left to the runtime.
 func TestGCDefaults(t *testing.T) {
-	prevGC := debug.SetGCPercent(100)
-	prevLimit := debug.SetMemoryLimit(math.MaxInt64)
-	t.Cleanup(func() {
-		debug.SetGCPercent(prevGC)
-		debug.SetMemoryLimit(prevLimit)
-	})
+	keepGCSettings(t)
 
 	none := func(string) (string, bool) { return "", false }
 	got := applyGCDefaults(none)
@@ -53,12 +48,7 @@ func TestGCDefaults(t *testing.T) {
 // until release, which restores the collector's settings exactly; an
 // operator's lower memory limit still binds, and no floor holds nothing.
 func TestHoldGC(t *testing.T) {
-	prevGC := debug.SetGCPercent(100)
-	prevLimit := debug.SetMemoryLimit(math.MaxInt64)
-	t.Cleanup(func() {
-		debug.SetGCPercent(prevGC)
-		debug.SetMemoryLimit(prevLimit)
-	})
+	keepGCSettings(t)
 	const mib = 1 << 20
 	tests := []struct {
 		name         string
@@ -104,4 +94,16 @@ func TestResidentBytes(t *testing.T) {
 	if n := residentBytes(-1); n != 0 {
 		t.Errorf("no such process: %d bytes, want 0", n)
 	}
+}
+
+// keepGCSettings starts t from GOGC=100 and no memory limit, and gives
+// the process its collector's settings back when t ends.
+func keepGCSettings(t *testing.T) {
+	t.Helper()
+	prevGC := debug.SetGCPercent(100)
+	prevLimit := debug.SetMemoryLimit(math.MaxInt64)
+	t.Cleanup(func() {
+		debug.SetGCPercent(prevGC)
+		debug.SetMemoryLimit(prevLimit)
+	})
 }
