@@ -76,8 +76,11 @@ const catchUpHold = 2 * time.Second
 // cycle every 10-20 ms, on the same cores (an execution trace of the new
 // process at 100 streams and 1,000 LL-HLS viewers); the old process's
 // size is where this heap settles. An operator's GOMEMLIMIT below floor
-// still binds. It returns the function that restores the collector's
-// settings, safe to call more than once; floor 0 holds nothing.
+// still binds. Should what is live outgrow floor meanwhile, the collector
+// runs as often as the limit asks, which the runtime caps at half the
+// CPU, until release. It returns the function that restores the
+// collector's settings, safe to call more than once; floor 0 holds
+// nothing.
 func holdGC(floor int64) (release func()) {
 	if floor <= 0 {
 		return func() {}
