@@ -47,9 +47,10 @@ func serve(o options, log zerolog.Logger) error {
 	// as large as the old one, or until its streams have caught up.
 	releaseGC := func() {}
 	if upg.HasParent() {
-		floor := residentBytes(os.Getppid())
-		releaseGC = holdGC(floor)
-		log.Info().Int64("until_mib", floor>>20).Dur("at_most_after_ready", catchUpHold).Msg("garbage collection deferred while the sessions catch up")
+		if floor := residentBytes(os.Getppid()); floor > 0 {
+			releaseGC = holdGC(floor)
+			log.Info().Int64("until_mib", floor>>20).Dur("at_most_after_ready", catchUpHold).Msg("garbage collection deferred while the sessions catch up")
+		}
 	}
 	defer releaseGC()
 	// Whatever stops a new process before it takes over goes back to the
