@@ -361,7 +361,9 @@ run_once() {
 			((new_pid > 0)) && upgraded_pids+=("$new_pid")
 			if ((PROFILE)) && [[ $outcome == success ]]; then
 				# The old process closed its admin listener before its
-				# verdict: these reach the new one, from its catch-up on.
+				# verdict: these reach the new one, which by then has
+				# every publisher reading again (its first ~100 ms after
+				# Ready are not in them).
 				curl -fsS --max-time $((SPAN + 30)) -o "$rundir/upgrade-$k.pprof" \
 					"http://$admin/debug/pprof/profile?seconds=$((SPAN - 1))" &
 				upg_prof=($!)
