@@ -500,16 +500,11 @@ func (m *Muxer) writePart(end int64, final bool) *partWrite {
 	m.mu.Unlock()
 
 	var (
-		tracks  [2]*fmp4.PartTrack
-		keep    []sample
-		lastIdx [2]int
-		indep   = m.video == nil
-		first   = true
+		tracks [2]fragTrack
+		keep   []sample
+		indep  = m.video == nil
+		first  = true
 	)
-	lastIdx[0], lastIdx[1] = -1, -1
-	for i, s := range pending {
-		lastIdx[s.track] = i
-	}
 	for i, s := range pending {
 		// Duration: up to the next frame of the same track.
 		next := int64(-1)
@@ -539,40 +534,37 @@ func (m *Muxer) writePart(end int64, final bool) *partWrite {
 			indep = indep || s.key
 			first = false
 		}
-		t := tracks[s.track]
-		if t == nil {
-			t = &fmp4.PartTrack{ID: int(s.track) + 1, BaseTime: uint64(s.dts)}
-			tracks[s.track] = t
+		t := &tracks[s.track]
+		if t.samples == nil {
+			t.id, t.baseTime = uint32(s.track)+1, uint64(s.dts)
+			t.samples = make([]fragSample, 0, len(pending))
 		}
-		t.Samples = append(t.Samples, &fmp4.Sample{
-			Duration: uint32(next - s.dts), PTSOffset: s.cts,
-			IsNonSyncSample: !s.key, Payload: s.data,
+		t.samples = append(t.samples, fragSample{
+			duration: uint32(next - s.dts), ptsOffset: s.cts,
+			nonSync: !s.key, data: s.data,
 		})
 	}
-	part := fmp4.Part{SequenceNumber: seq}
+	var room [2]fragTrack
+	present := room[:0]
 	for _, t := range tracks {
-		if t != nil {
-			part.Tracks = append(part.Tracks, t)
+		if t.samples != nil {
+			present = append(present, t)
 		}
 	}
-	if len(part.Tracks) == 0 {
+	if len(present) == 0 {
 		return nil
 	}
-	var buf seekablebuffer.Buffer
-	err := part.Marshal(&buf)
-	var off int64
+	data := appendFragment(nil, seq, present)
+	off, err := m.segFile.Seek(0, 2)
 	if err == nil {
-		off, err = m.segFile.Seek(0, 2)
-	}
-	if err == nil {
-		_, err = m.segFile.Write(buf.Bytes())
+		_, err = m.segFile.Write(data)
 	}
 	if err != nil && off > 0 {
 		_ = m.segFile.Truncate(off)
 	}
 	return &partWrite{
-		keep: keep, taken: len(pending), end: end, err: err, data: buf.Bytes(),
-		part: state.HLSPart{Offset: off, Size: int64(buf.Len()), DurationMS: end - partStart, Independent: indep},
+		keep: keep, taken: len(pending), end: end, err: err, data: data,
+		part: state.HLSPart{Offset: off, Size: int64(len(data)), DurationMS: end - partStart, Independent: indep},
 	}
 }
 
