@@ -397,6 +397,10 @@ func (sess *session) handOver() {
 	sess.wmu.Lock()
 	sess.wclosed = true
 	sess.wmu.Unlock()
+	if sess.hupWatched {
+		// The socket goes on in the new process: its FIN is not ours.
+		sess.srv.hangups.forget(sess, sess.raw)
+	}
 	sess.conn.Close()
 }
 

@@ -136,6 +136,8 @@ type Server struct {
 	stalls  []time.Duration
 
 	nextID atomic.Uint64
+	// hangups reports publishers' closes (hangup.go).
+	hangups *hangups
 	// Totals over the service's life, carried across upgrades.
 	bytesIn, bytesOut, accepted atomic.Uint64
 }
@@ -175,6 +177,7 @@ func NewServer(cfg Config) *Server {
 		moved:     make(chan struct{}),
 	}
 	s.acceptCond = sync.NewCond(&s.mu)
+	s.hangups = newHangups(s)
 	return s
 }
 
@@ -284,6 +287,7 @@ func (s *Server) Close() error {
 		sess.conn.Close()
 	}
 	s.mu.Unlock()
+	s.hangups.close()
 	s.wg.Wait()
 	// Files of broadcasts that ended go now; those of streams that moved
 	// belong to the new process.

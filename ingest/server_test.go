@@ -432,3 +432,62 @@ func TestPublisherClosingRightAfterItsDataEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoredPublisherClosingRightAfterItsDataEnds: a publisher that moved
+// to a new server is watched for its close there, and the old server's
+// hang-up set lets go of it at the commit.
+func TestRestoredPublisherClosingRightAfterItsDataEnds(t *testing.T) {
+	cfg := Config{IdleTimeout: time.Minute}
+	srv, addr, _ := startServer(t, cfg)
+	type pub struct {
+		c    *testClient
+		msid uint32
+	}
+	var pubs []pub
+	for i := range 20 {
+		c := dialClient(t, addr)
+		msid, code := c.publish("live", fmt.Sprintf("k%d", i))
+		if code != "NetStream.Publish.Start" {
+			t.Fatalf("publish k%d: %s", i, code)
+		}
+		// A short read, so that each session is watched before the move.
+		if err := c.sendMedia(msid, chunk.TypeVideo, 0, videoFrame(true, 100, 0)); err != nil {
+			t.Fatal(err)
+		}
+		pubs = append(pubs, pub{c, msid})
+	}
+	waitFor(t, "every publisher watched", func() bool {
+		srv.hangups.mu.Lock()
+		defer srv.hangups.mu.Unlock()
+		return len(srv.hangups.byID) == len(pubs)
+	})
+	next := upgradeInProcess(t, srv, cfg)
+	srv.hangups.mu.Lock()
+	left := len(srv.hangups.byID)
+	srv.hangups.mu.Unlock()
+	if left != 0 {
+		t.Errorf("the old server's hang-up set still holds %d moved publishers", left)
+	}
+	live := func(key string) bool {
+		for _, st := range next.Registry().List() {
+			if st.Key == key && st.Live {
+				return true
+			}
+		}
+		return false
+	}
+	for i, p := range pubs {
+		key := fmt.Sprintf("k%d", i)
+		if err := p.c.sendMedia(p.msid, chunk.TypeVideo, 40, videoFrame(false, 100, 1)); err != nil {
+			t.Fatal(err)
+		}
+		p.c.conn.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for live(key) {
+			if time.Now().After(deadline) {
+				t.Fatalf("restored publisher %d, closed after its last frame, is still live 5 s later", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}

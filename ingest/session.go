@@ -121,7 +121,12 @@ type session struct {
 	// protocol and read errors out of RawConn.Read.
 	readFn        func(uintptr) bool
 	rdPerr, rdErr error
-	done          chan struct{}
+	// hup: the peer has closed (hangups). hupWatched: the server's
+	// hang-up set holds this publisher's socket, so a short read need not
+	// be followed by one more; hupChecked: that was decided.
+	hup                    atomic.Bool
+	hupWatched, hupChecked bool
+	done                   chan struct{}
 	// stallFrom is the old process's last read, for a restored session
 	// until its first read here.
 	stallFrom time.Time
@@ -172,6 +177,9 @@ func (s *session) run() {
 	defer close(s.done)
 	err := s.serve()
 	s.endErr = err
+	if s.hupWatched {
+		s.srv.hangups.forget(s, s.raw)
+	}
 	if errors.Is(err, errMoved) {
 		// The new process owns the connection now: no goodbyes, no
 		// unpublish, nothing written.
@@ -277,7 +285,7 @@ func (s *session) serve() error {
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				s.rdl = rdlUnknown
-				if s.parkReq.Load() != nil || s.stopReq.Load() != 0 || s.complete.Load() || s.decided.Load() != nil {
+				if s.parkReq.Load() != nil || s.stopReq.Load() != 0 || s.complete.Load() || s.decided.Load() != nil || s.hup.Load() {
 					continue
 				}
 				if s.role == rolePublisher && time.Since(s.lastRead) < s.srv.cfg.IdleTimeout {
@@ -349,6 +357,10 @@ func (s *session) readPublishing(raw syscall.RawConn) (perr, err error) {
 		// Made once: a closure made per call would be allocated per read.
 		s.readFn = s.readCallback
 	}
+	if !s.hupChecked {
+		s.hupChecked = true
+		s.hupWatched = s.srv.hangups.watch(s, raw)
+	}
 	s.rdPerr, s.rdErr = nil, nil
 	err = raw.Read(s.readFn)
 	perr = s.rdPerr
@@ -362,15 +374,15 @@ func (s *session) readPublishing(raw syscall.RawConn) (perr, err error) {
 // readCallback is readPublishing's RawConn.Read callback: it reports
 // whether to return (true) or wait for the descriptor to be readable.
 //
-// It reads until the socket says EAGAIN, even after a read shorter than
-// the buffer, which took everything there was: whether the peer closed
-// after those bytes only the next read tells. Go's poller keeps one
-// readiness token for data and the peer's FIN alike, so a FIN that came
-// with the last bytes wakes nothing more, and a session that waited
-// instead of reading saw its publisher's close only at the idle timeout
-// (its encoder, dialling again, was refused meanwhile: the stream was
-// still published). nginx can skip that read because epoll's EPOLLRDHUP
-// tells it of the FIN; the poller here does not.
+// After a read shorter than the buffer, which took everything there was,
+// whether the peer closed after those bytes only the next read tells, or
+// the server's hang-up set (hangups): Go's poller keeps one readiness
+// token for data and the peer's FIN alike, so a FIN that came with the
+// last bytes wakes nothing more, and a session that waited instead of
+// reading saw its publisher's close only at the idle timeout (its
+// encoder, dialling again, was refused meanwhile: the stream was still
+// published). A watched session waits unless the set reported the FIN;
+// one that is not watched reads until EAGAIN.
 func (s *session) readCallback(fd uintptr) bool {
 	buf := s.rbuf
 	for {
@@ -398,6 +410,10 @@ func (s *session) readCallback(fd uintptr) bool {
 		if n == len(buf) || s.role != rolePublisher || s.rdl != rdlIdle {
 			// More may wait, or the session changed what it reads for.
 			return true
+		}
+		if s.hupWatched && !s.hup.Load() {
+			// Everything there was; the hang-up set wakes us for a FIN.
+			return false
 		}
 		// Whoever sets one of these flags sets a read deadline in the past
 		// after it, which ends a wait.
