@@ -24,9 +24,14 @@
 #   PUSH [0]         1 pushes every stream to a second mediad (the relay
 #                    target, measured apart) with --push: the relays' cost
 #   HLS [1]          0 runs mediad with --hls=false (LL-HLS off)
+#   HLS_FS [/dev/shm] a tmpfs for mediad's LL-HLS files, as under systemd
+#                    (RuntimeDirectory): on a disk file system each new
+#                    segment's inode is part of what is measured
 #   MEDIAD_FLAGS []  more flags for mediad, split on spaces
 #                    (e.g. "--gop-cache-bytes=0"); GOGC and GOMEMLIMIT in
 #                    the environment reach mediad as they are
+#   MEDIAD_ENV []    extra environment for mediad alone, NAME=VALUE words
+#                    (e.g. "GOMAXPROCS=1"), which rtmpload does not get
 #   NGINX [0]        1: nginx-rtmp too, after mediad in every run; only:
 #                    nginx-rtmp alone. Debian's nginx with its RTMP module
 #                    (packages nginx and libnginx-mod-rtmp), one process
@@ -64,6 +69,7 @@ RUNS=${RUNS:-1}
 KEEP=${KEEP:-0}
 PUSH=${PUSH:-0}
 HLS=${HLS:-1}
+HLS_FS=${HLS_FS:-/dev/shm}
 MEDIAD_FLAGS=${MEDIAD_FLAGS:-}
 NGINX=${NGINX:-0}
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
@@ -119,6 +125,14 @@ if (( run_nginx )); then
 	[[ -f $NGINX_RTMP_MODULE ]] || die "host assumption: nginx's RTMP module is not at $NGINX_RTMP_MODULE (Debian: apt-get install libnginx-mod-rtmp; or set NGINX_RTMP_MODULE)"
 fi
 read -r -a mediad_flags <<<"$MEDIAD_FLAGS"
+read -r -a mediad_env <<<"${MEDIAD_ENV:-}"
+for e in "${mediad_env[@]}"; do
+	[[ $e == [A-Za-z_]*=* ]] || die "MEDIAD_ENV words must be NAME=VALUE, got '$e'"
+done
+if [[ $HLS == 1 ]]; then
+	[[ -d $HLS_FS && -w $HLS_FS ]] || die "host assumption: HLS_FS=$HLS_FS is not a writable directory (set HLS_FS to a tmpfs mount)"
+	[[ $(stat -f -c %T "$HLS_FS") == tmpfs ]] || die "host assumption: HLS_FS=$HLS_FS is not a tmpfs but $(stat -f -c %T "$HLS_FS") (set HLS_FS to a tmpfs mount)"
+fi
 
 if [[ -n ${MEDIAD_BIN:-} ]]; then
 	[[ -x $MEDIAD_BIN ]] || die "MEDIAD_BIN $MEDIAD_BIN is not an executable"
@@ -163,9 +177,15 @@ start_mediad() {
 		taddr=$(wait_log "$tmp/target-$run.log" "mediad ready" rtmp) || { cat "$tmp/target-$run.log" >&2; die "relay target did not start"; }
 		push=(--push "rtmp://$taddr/live/{key}")
 	fi
-	[[ $HLS == 0 ]] && hls=(--hls=false)
+	if [[ $HLS == 0 ]]; then
+		hls=(--hls=false)
+	else
+		[[ -n ${extra_dir:-} ]] || extra_dir=$(mktemp -d "$HLS_FS/$NAME.XXXXXX")
+		hls=(--hls-dir "$extra_dir/$run")
+		mkdir -p "$extra_dir/$run"
+	fi
 	[[ $PROFILE == 1 ]] && admin=(--http 127.0.0.1:0)
-	"$tmp/mediad" --rtmp 127.0.0.1:0 "${admin[@]}" --record-dir '' --log-format json "${hls[@]}" "${push[@]}" "${mediad_flags[@]}" >"$log" 2>&1 &
+	env "${mediad_env[@]}" "$tmp/mediad" --rtmp 127.0.0.1:0 "${admin[@]}" --record-dir '' --log-format json "${hls[@]}" "${push[@]}" "${mediad_flags[@]}" >"$log" 2>&1 &
 	mediad_pid=$!
 	server_addr=$(wait_log "$log" "mediad ready" rtmp) || { cat "$log" >&2; die "mediad did not start"; }
 	if [[ $PROFILE == 1 ]]; then
@@ -178,6 +198,10 @@ stop_mediad() {
 	kill "$mediad_pid"
 	wait "$mediad_pid" || true
 	mediad_pid=""
+	# A run's LL-HLS files are memory on the tmpfs.
+	if [[ -n ${extra_dir:-} ]]; then
+		rm -rf "${extra_dir:?}/$run"
+	fi
 	if [[ $PUSH == 1 ]]; then
 		kill "$target_pid"
 		wait "$target_pid" || true
