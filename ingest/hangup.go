@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -41,6 +40,8 @@ type hangups struct {
 	byID map[uint64]*session
 	// failed: run ended on an error; every session reads until EAGAIN.
 	failed atomic.Bool
+	// closing: the server closes the set, which ends run.
+	closing atomic.Bool
 }
 
 func newHangups(srv *Server) *hangups {
@@ -178,7 +179,9 @@ func (h *hangups) run() {
 			err = werr
 		}
 		if err != nil {
-			if !errors.Is(err, os.ErrClosed) {
+			// Closing the set ends the read with the poller's own error
+			// ("use of closed file"), not os.ErrClosed.
+			if !h.closing.Load() {
 				h.fail(err)
 			}
 			return
@@ -200,6 +203,7 @@ func (h *hangups) fail(err error) {
 
 // close ends run, which the server then waits for.
 func (h *hangups) close() {
+	h.closing.Store(true)
 	h.once.Do(func() { h.err = ErrServerClosed })
 	if h.ep != nil {
 		h.ep.Close()

@@ -491,3 +491,32 @@ func TestRestoredPublisherClosingRightAfterItsDataEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestHangupSetEndsQuietly: closing a server ends its hang-up set's reader
+// without an error line (the e2e tests fail on any), and the set watched
+// the publisher before.
+func TestHangupSetEndsQuietly(t *testing.T) {
+	srv, addr, logs := startServer(t, Config{})
+	c := dialClient(t, addr)
+	msid, code := c.publish("live", "quiet")
+	if code != "NetStream.Publish.Start" {
+		t.Fatalf("publish: %s", code)
+	}
+	if err := c.sendMedia(msid, chunk.TypeVideo, 0, videoFrame(true, 100, 0)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the publisher watched", func() bool {
+		srv.hangups.mu.Lock()
+		defer srv.hangups.mu.Unlock()
+		return len(srv.hangups.byID) == 1
+	})
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), `"level":"error"`) {
+		t.Fatalf("closing the server logged an error:\n%s", logs.String())
+	}
+	if srv.hangups.failed.Load() {
+		t.Fatal("the hang-up set counts as failed after a close")
+	}
+}
