@@ -403,14 +403,6 @@ func TestIdlePublisherTimesOut(t *testing.T) {
 // while the encoder dialling again is refused as a second publisher.
 func TestPublisherClosingRightAfterItsDataEnds(t *testing.T) {
 	srv, addr, _ := startServer(t, Config{IdleTimeout: time.Minute})
-	live := func(key string) bool {
-		for _, st := range srv.Registry().List() {
-			if st.Key == key && st.Live {
-				return true
-			}
-		}
-		return false
-	}
 	for i := range 200 {
 		key := fmt.Sprintf("k%d", i)
 		c := dialClient(t, addr)
@@ -418,18 +410,32 @@ func TestPublisherClosingRightAfterItsDataEnds(t *testing.T) {
 		if code != "NetStream.Publish.Start" {
 			t.Fatalf("publish %s: %s", key, code)
 		}
-		// The last frame and the FIN back to back.
-		if err := c.sendMedia(msid, chunk.TypeVideo, 0, videoFrame(true, 100, i)); err != nil {
-			t.Fatal(err)
-		}
-		c.conn.Close()
-		deadline := time.Now().Add(5 * time.Second)
-		for live(key) {
-			if time.Now().After(deadline) {
-				t.Fatalf("publisher %d, closed after its last frame, is still live 5 s later", i)
+		closeAfterLastFrame(t, srv, c, msid, key, 0)
+	}
+}
+
+// closeAfterLastFrame sends a frame and the FIN back to back, and waits for
+// srv to end the publish of key: at once, not at the idle timeout.
+func closeAfterLastFrame(t *testing.T, srv *Server, c *testClient, msid uint32, key string, ts uint32) {
+	t.Helper()
+	if err := c.sendMedia(msid, chunk.TypeVideo, ts, videoFrame(ts == 0, 100, int(ts))); err != nil {
+		t.Fatal(err)
+	}
+	c.conn.Close()
+	live := func() bool {
+		for _, st := range srv.Registry().List() {
+			if st.Key == key && st.Live {
+				return true
 			}
-			time.Sleep(time.Millisecond)
 		}
+		return false
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for live() {
+		if time.Now().After(deadline) {
+			t.Fatalf("publisher of %s, closed after its last frame, is still live 5 s later", key)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -468,27 +474,8 @@ func TestRestoredPublisherClosingRightAfterItsDataEnds(t *testing.T) {
 	if left != 0 {
 		t.Errorf("the old server's hang-up set still holds %d moved publishers", left)
 	}
-	live := func(key string) bool {
-		for _, st := range next.Registry().List() {
-			if st.Key == key && st.Live {
-				return true
-			}
-		}
-		return false
-	}
 	for i, p := range pubs {
-		key := fmt.Sprintf("k%d", i)
-		if err := p.c.sendMedia(p.msid, chunk.TypeVideo, 40, videoFrame(false, 100, 1)); err != nil {
-			t.Fatal(err)
-		}
-		p.c.conn.Close()
-		deadline := time.Now().Add(5 * time.Second)
-		for live(key) {
-			if time.Now().After(deadline) {
-				t.Fatalf("restored publisher %d, closed after its last frame, is still live 5 s later", i)
-			}
-			time.Sleep(time.Millisecond)
-		}
+		closeAfterLastFrame(t, next, p.c, p.msid, fmt.Sprintf("k%d", i), 40)
 	}
 }
 
