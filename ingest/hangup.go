@@ -52,38 +52,43 @@ func newHangups(srv *Server) *hangups {
 // it and waits for it.
 func (h *hangups) start() error {
 	h.once.Do(func() {
-		fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-		if err != nil {
-			h.err = fmt.Errorf("epoll set for hang-ups: %w", err)
-			return
+		h.err = h.open()
+		if h.err != nil && h.err != ErrServerClosed {
+			h.srv.log.Warn().Err(h.err).Msg("no hang-up set; publishers' closes are seen by reading until EAGAIN")
 		}
-		if err := unix.SetNonblock(fd, true); err != nil {
-			unix.Close(fd)
-			h.err = fmt.Errorf("epoll set for hang-ups: %w", err)
-			return
-		}
-		h.ep = os.NewFile(uintptr(fd), "hangups")
-		if h.raw, err = h.ep.SyscallConn(); err != nil {
-			h.ep.Close()
-			h.err = fmt.Errorf("epoll set for hang-ups: %w", err)
-			return
-		}
-		s := h.srv
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
-			h.ep.Close()
-			h.err = ErrServerClosed
-			return
-		}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			h.run()
-		}()
 	})
 	return h.err
+}
+
+// open creates the set and starts its reader.
+func (h *hangups) open() error {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("epoll set for hang-ups: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("epoll set for hang-ups: %w", err)
+	}
+	h.ep = os.NewFile(uintptr(fd), "hangups")
+	if h.raw, err = h.ep.SyscallConn(); err != nil {
+		h.ep.Close()
+		return fmt.Errorf("epoll set for hang-ups: %w", err)
+	}
+	s := h.srv
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		h.ep.Close()
+		return ErrServerClosed
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		h.run()
+	}()
+	return nil
 }
 
 // watch adds a publishing session's socket to the set; false means it is
