@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
@@ -100,17 +101,18 @@ type Muxer struct {
 	videoCfg, audioCfg []byte
 	video, audio       codecs.Codec
 	segFile            *os.File
+	// unsupported says why the stream has no HLS (unsupportedErr).
+	unsupported atomic.Pointer[error]
 
 	mu sync.Mutex
 	// changed is closed and replaced whenever a part is added or the
 	// muxer stops, waking blocked requests.
-	changed     chan struct{}
-	st          state.HLS
-	pending     []sample
-	unsupported error
-	ended       bool // the broadcast is over: ENDLIST
-	detached    bool // the stream lives in another process now
-	moved       movedParts
+	changed  chan struct{}
+	st       state.HLS
+	pending  []sample
+	ended    bool // the broadcast is over: ENDLIST
+	detached bool // the stream lives in another process now
+	moved    movedParts
 	// recent: the newest parts' bytes, oldest first, at most
 	// cfg.MemParts. They are in the files too; a restored muxer reads
 	// them back from there (LoadRecent).
@@ -186,16 +188,18 @@ func (m *Muxer) Write(typ uint8, ts uint32, payload []byte, now time.Time) {
 	m.add(sample{track: tr, dts: m.unwrap(tr, ts), cts: f.cts, key: f.key, data: f.data}, now)
 }
 
+// unsupportedErr is read for every frame: without the lock, which
+// viewers' requests take too.
 func (m *Muxer) unsupportedErr() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.unsupported
+	if p := m.unsupported.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 func (m *Muxer) setUnsupported(err error) {
+	first := m.unsupported.Swap(&err) == nil
 	m.mu.Lock()
-	first := m.unsupported == nil
-	m.unsupported = err
 	m.signalLocked()
 	m.mu.Unlock()
 	if first {

@@ -49,8 +49,7 @@ func (m *Muxer) Playlist(ctx context.Context, req Request) (b []byte, moved bool
 	defer deadline.Stop()
 	for {
 		m.mu.Lock()
-		if m.unsupported != nil {
-			err := m.unsupported
+		if err := m.unsupportedErr(); err != nil {
 			m.mu.Unlock()
 			return nil, false, err
 		}
