@@ -387,8 +387,7 @@ func (r *Restored) prepareFLVPlayer(j *restoreJob) error {
 	if !validName(fp.App) || !validName(fp.Key) {
 		return fmt.Errorf("invalid stream name %q/%q", fp.App, fp.Key)
 	}
-	c, err := net.FileConn(it.Files[0])
-	it.Files[0].Close()
+	c, err := adoptConn(it.Files[0])
 	if err != nil {
 		return fmt.Errorf("connection from descriptor: %w", err)
 	}

@@ -3,7 +3,6 @@ package ingest
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -395,8 +394,7 @@ func (p *player) restoreQueue(queue []state.QueuedMessage, waitKey bool, skips i
 // restoreSession rebuilds one connection's protocol state around the
 // received descriptor, which it takes.
 func (s *Server) restoreSession(ss state.Session, f *os.File) (*session, error) {
-	c, err := net.FileConn(f)
-	f.Close()
+	c, err := adoptConn(f)
 	if err != nil {
 		return nil, fmt.Errorf("connection from descriptor: %w", err)
 	}
