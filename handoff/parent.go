@@ -108,7 +108,7 @@ func (c *Conn) SendItems(items []Item) error {
 			}
 			n, size, j = n+f, size+s, j+1
 		}
-		if err := c.sendBatch(items[i:j], fds[:0]); err != nil {
+		if err := c.sendBatch(items[i:j], fds[:0], size); err != nil {
 			return c.peerError(err)
 		}
 		c.sentItems += j - i
@@ -122,7 +122,10 @@ func itemSize(it Item) int {
 	return len(it.Envelope.Kind) + len(it.Envelope.Payload) + batchItemOverhead
 }
 
-func (c *Conn) sendBatch(items []Item, fds []int) error {
+// sendBatch sends items as one Batch frame; size bounds its body (the sum
+// of itemSize), so that the buffer grows once, not by doubling: each
+// doubling copied and zeroed what it held, a quarter of a handoff's CPU.
+func (c *Conn) sendBatch(items []Item, fds []int, size int) error {
 	for _, it := range items {
 		fds = append(fds, it.Borrowed...)
 		for _, f := range it.Files {
@@ -134,6 +137,7 @@ func (c *Conn) sendBatch(items []Item, fds []int) error {
 		}
 	}
 	c.buf.Reset()
+	c.buf.Grow(size + batchItemOverhead)
 	if err := encodeBatch(&c.buf, items); err != nil {
 		return err
 	}

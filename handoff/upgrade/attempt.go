@@ -122,7 +122,12 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 	a.parked = parked
 	parkDur := time.Since(parkStart)
 	sessions := parked.Items()
-	a.cfg.Log.Info().Int("sessions", len(sessions)).Float64("park_ms", MS(parkDur)).Uint32("state_version", ver).Msg("sessions parked")
+	stateBytes := 0
+	for _, it := range sessions {
+		stateBytes += len(it.Envelope.Payload)
+	}
+	a.cfg.Log.Info().Int("sessions", len(sessions)).Int("state_bytes", stateBytes).Float64("park_ms", MS(parkDur)).
+		Uint32("state_version", ver).Msg("sessions parked")
 	items := make([]handoff.Item, len(sessions), len(sessions)+1)
 	fds := 0
 	for i, it := range sessions {
