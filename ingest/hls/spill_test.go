@@ -151,3 +151,38 @@ func TestRestoreFromBadSpill(t *testing.T) {
 		})
 	}
 }
+
+// A spill too large to read whole is read a stream at a time, with the
+// same bytes and the same errors.
+func TestSpillsReadAStreamAtATime(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "handoff-1.pending")
+	data := make([]byte, 10000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func(old int64) { wholeSpill = old }(wholeSpill)
+	for _, limit := range []int64{0, wholeSpill} {
+		wholeSpill = limit
+		spills := NewSpills()
+		for _, r := range []struct{ off, n int }{{0, 10}, {9990, 10}, {1234, 4000}, {10000, 0}} {
+			b, err := spills.read(path, int64(r.off), r.n)
+			if err != nil || !bytes.Equal(b, data[r.off:r.off+r.n]) || cap(b) != r.n {
+				t.Errorf("limit %d: read %d at %d: %d bytes (cap %d), %v", limit, r.n, r.off, len(b), cap(b), err)
+			}
+		}
+		for _, r := range []struct{ off, n int }{{9995, 10}, {10001, 1}, {1 << 40, 1}} {
+			if _, err := spills.read(path, int64(r.off), r.n); err == nil || !strings.Contains(err.Error(), "holds less than") {
+				t.Errorf("limit %d: read %d at %d: %v, want a short file", limit, r.n, r.off, err)
+			}
+		}
+		for _, sf := range spills.files {
+			if (sf.data != nil) != (limit > 0) {
+				t.Errorf("limit %d: read whole %v", limit, sf.data != nil)
+			}
+			sf.f.Close()
+		}
+	}
+}
