@@ -34,6 +34,47 @@ type Restored struct {
 	// spills are the LL-HLS spill files of the old process's park, read
 	// while restoring and removed at its end.
 	spills *hls.Spills
+	// unread counts the restored publishers that have not read here yet;
+	// allRead is closed when none is left.
+	unread  atomic.Int64
+	allRead chan struct{}
+}
+
+// recentWait bounds how long the newest LL-HLS parts of restored streams
+// wait for every moved publisher's first read before they are loaded
+// anyway (some publisher may never send again).
+const recentWait = 2 * time.Second
+
+// publisherRead is a restored publisher's first read here.
+func (r *Restored) publisherRead() {
+	if r.unread.Add(-1) == 0 {
+		close(r.allRead)
+	}
+}
+
+// loadRecent puts the newest LL-HLS parts of the restored streams back in
+// memory, as the old process had them, once every moved publisher has
+// read again: before, it was each publisher's first step, and its files'
+// reads and fresh pages, at 1,000 streams, came before the others' first
+// reads. Viewers get the files until then.
+func (r *Restored) loadRecent() {
+	defer r.srv.wg.Done()
+	if r.unread.Load() > 0 {
+		bound := time.NewTimer(recentWait)
+		defer bound.Stop()
+		select {
+		case <-r.allRead:
+		case <-bound.C:
+		case <-r.srv.ctx.Done():
+			return
+		}
+	}
+	for _, st := range r.streams {
+		if r.srv.ctx.Err() != nil {
+			return
+		}
+		st.loadRecentHLS()
+	}
 }
 
 // Len is the number of sessions restored.
@@ -106,7 +147,7 @@ type restoreJob struct {
 // (Add); Finish returns them, not yet running.
 func (s *Server) BeginRestore() *Restoring {
 	rs := &Restoring{
-		r:    &Restored{srv: s, spills: hls.NewSpills()},
+		r:    &Restored{srv: s, spills: hls.NewSpills(), allRead: make(chan struct{})},
 		jobs: make(chan *restoreJob, restoreQueueLen),
 	}
 	for range runtime.GOMAXPROCS(0) {
@@ -362,6 +403,8 @@ func (r *Restored) preparePublisher(j *restoreJob) error {
 	sess.pubMsid = ps.Msid
 	if ps.Session.LastRead != 0 {
 		sess.stallFrom = time.Unix(0, ps.Session.LastRead)
+		sess.firstRead = r.publisherRead
+		r.unread.Add(1)
 	}
 	sess.stream = st
 	st.pubID = sess.id
@@ -513,6 +556,12 @@ func (r *Restored) Start() {
 	r.srv.stalls = r.srv.stalls[:0]
 	r.srv.stallMu.Unlock()
 	close(r.gate)
+	r.srv.mu.Lock()
+	if !r.srv.closed {
+		r.srv.wg.Add(1)
+		go r.loadRecent()
+	}
+	r.srv.mu.Unlock()
 	for _, sess := range r.sessions {
 		if sess.player != nil {
 			select {
@@ -566,7 +615,7 @@ func (r *Restored) Discard() {
 }
 
 // loadRecentHLS puts a restored stream's newest LL-HLS parts back in
-// memory; its publisher calls it before writing anything.
+// memory (Restored.loadRecent).
 func (st *Stream) loadRecentHLS() {
 	st.mu.Lock()
 	m := st.hls
@@ -587,9 +636,6 @@ func (s *Server) prestart(r *Restored, sess *session) {
 		defer s.wg.Done()
 		<-r.gate
 		if !r.discarded.Load() {
-			if sess.role == rolePublisher && sess.stream != nil {
-				sess.stream.loadRecentHLS()
-			}
 			sess.run()
 		} else {
 			close(sess.done)

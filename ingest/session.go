@@ -130,6 +130,8 @@ type session struct {
 	// stallFrom is the old process's last read, for a restored session
 	// until its first read here.
 	stallFrom time.Time
+	// firstRead, if set, is called at the restored session's first read.
+	firstRead func()
 
 	// A relay's target (push.go); relayState holds a restored relay's
 	// counters until its link takes them. tlsRelay: the connection is TLS,
@@ -315,6 +317,10 @@ func (s *session) received(p []byte) error {
 	if !s.stallFrom.IsZero() {
 		s.srv.recordStall(now.Sub(s.stallFrom))
 		s.stallFrom = time.Time{}
+		if f := s.firstRead; f != nil {
+			s.firstRead = nil
+			f()
+		}
 		// Every restored session has a backlog the upgrade made; let the
 		// others read once before this one works through its own, so that
 		// no connection waits for the others' catching up to be read again.

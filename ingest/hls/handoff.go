@@ -1,6 +1,7 @@
 package hls
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -144,11 +145,16 @@ func readPending(st state.HLS, sp *Spills) ([]byte, error) {
 
 // LoadRecent reads the newest parts of a restored muxer back into memory,
 // as the old process had them: right after an upgrade every viewer asks
-// for them at once. It is not part of the restore, where some ten system
-// calls a stream (at 100 streams, 40-70 ms) would lengthen every stream's
-// stall: the publisher's goroutine calls it after the commit, before it
-// writes anything, so that the parts stay in order. Until then, and for a
-// part that cannot be read, viewers get the file.
+// for them at once. Until then, and for a part that cannot be read,
+// viewers get the file.
+//
+// It may run at any time after the restore, alongside the publisher's
+// writes: the server calls it once the moved publishers have read again,
+// because some ten system calls and as many fresh pages a stream, made
+// before each publisher's first read, were most of the stall at 1,000
+// streams with LL-HLS. Parts made here meanwhile stay; the loaded ones go
+// before them, and only the newest cfg.MemParts are kept. The files are
+// read without the lock, so that the publisher does not wait for them.
 func (m *Muxer) LoadRecent() {
 	type ref struct {
 		msn  uint64
@@ -157,19 +163,28 @@ func (m *Muxer) LoadRecent() {
 	}
 	var refs []ref
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(m.recent) > 0 {
+	if m.detached || m.ended || m.loadedRecent {
+		m.mu.Unlock()
 		return
 	}
+	m.loadedRecent = true
 	for i := len(m.st.Segments) - 1; i >= 0 && len(refs) < m.cfg.MemParts; i-- {
 		s := m.st.Segments[i]
 		for j := len(s.Parts) - 1; j >= 0 && len(refs) < m.cfg.MemParts; j-- {
+			if m.recentLocked(s.MSN, uint64(j)) != nil {
+				continue
+			}
 			refs = append(refs, ref{s.MSN, j, s.Parts[j]})
 		}
 	}
+	m.mu.Unlock()
+	// A segment removed meanwhile (the window moved on) cannot be opened;
+	// one removed after it was opened can still be read. The ranges of
+	// listed parts never change.
 	var (
-		f   *os.File
-		msn uint64
+		f      *os.File
+		msn    uint64
+		loaded []memPart
 	)
 	defer func() {
 		if f != nil {
@@ -193,8 +208,28 @@ func (m *Muxer) LoadRecent() {
 		if _, err := f.ReadAt(b, r.part.Offset); err != nil {
 			continue
 		}
-		m.rememberLocked(memPart{msn: r.msn, idx: r.idx, data: b})
+		loaded = append(loaded, memPart{msn: r.msn, idx: r.idx, data: b})
 	}
+	if len(loaded) == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.detached || m.cfg.MemParts == 0 {
+		return
+	}
+	all := append(loaded, m.recent...)
+	slices.SortStableFunc(all, func(a, b memPart) int {
+		if c := cmp.Compare(a.msn, b.msn); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.idx, b.idx)
+	})
+	all = slices.CompactFunc(all, func(a, b memPart) bool { return a.msn == b.msn && a.idx == b.idx })
+	if n := len(all) - m.cfg.MemParts; n > 0 {
+		all = all[n:]
+	}
+	m.recent = append(m.recent[:0:0], all...)
 }
 
 // timeZero stands for "now" where a call makes no segment.

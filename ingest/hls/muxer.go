@@ -112,7 +112,9 @@ type Muxer struct {
 	pending  []sample
 	ended    bool // the broadcast is over: ENDLIST
 	detached bool // the stream lives in another process now
-	moved    movedParts
+	// loadedRecent: LoadRecent has run (it reads the files once).
+	loadedRecent bool
+	moved        movedParts
 	// recent: the newest parts' bytes, oldest first, at most
 	// cfg.MemParts. They are in the files too; a restored muxer reads
 	// them back from there (LoadRecent).

@@ -674,6 +674,33 @@ func TestRestoredMuxerHasTheNewestParts(t *testing.T) {
 	checkFromMemory(t, m, 6)
 }
 
+// TestLoadRecentAfterNewParts: the server loads a restored muxer's newest
+// parts once the moved publishers have read again, by which time the
+// publisher may have made parts of its own here: those stay, the loaded
+// ones go before them, and the newest six come from memory.
+func TestLoadRecentAfterNewParts(t *testing.T) {
+	msgs := captureMessages(t)
+	cut := len(msgs) * 2 / 3
+	_, st := handOverAt(t, msgs, cut)
+	video, audio := seqHeaders(msgs)
+	for _, more := range []int{10, 40, len(msgs) - cut} {
+		m, err := Restore(Config{}, st, video, audio)
+		if err != nil {
+			t.Fatal(err)
+		}
+		feed(m, msgs[cut:cut+more])
+		m.mu.Lock()
+		made := len(m.recent)
+		m.mu.Unlock()
+		m.LoadRecent()
+		t.Logf("%d messages after the restore made %d parts", more, made)
+		checkFromMemory(t, m, 6)
+		m.Detach()
+		// The next restore starts from the same files.
+		_, st = handOverAt(t, msgs, cut)
+	}
+}
+
 // checkFromMemory opens every listed part: each must hold the bytes its
 // file holds, and exactly the newest want must come from memory.
 func checkFromMemory(t *testing.T, m *Muxer, want int) {
