@@ -29,6 +29,8 @@ type Conn struct {
 	oob []byte // control messages
 	hdr [headerLen]byte
 	buf bytes.Buffer // outgoing bodies, reused
+	// parts are the pieces of the outgoing Batch, reused (sendBatch).
+	parts [][]byte
 
 	// Parent side: the inode of the child's end of the socketpair, whose
 	// copies ReadHello and Close remove from this process.
@@ -267,21 +269,19 @@ func parseRights(oob []byte) ([]int, error) {
 }
 
 // writePacket implements packetWriter over sendmsg.
-func (c *Conn) writePacket(hdr, data []byte, fds []int) error {
+func (c *Conn) writePacket(parts [][]byte, fds []int) error {
 	var oob []byte
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
-	var iov [2][]byte
-	bufs := iov[:0]
-	if len(hdr) > 0 {
-		bufs = append(bufs, hdr)
+	size := 0
+	for _, p := range parts {
+		size += len(p)
 	}
-	bufs = append(bufs, data)
 	var n int
 	var werr error
 	err := c.rc.Write(func(fd uintptr) bool {
-		n, werr = unix.SendmsgBuffers(int(fd), bufs, oob, nil, unix.MSG_NOSIGNAL)
+		n, werr = unix.SendmsgBuffers(int(fd), parts, oob, nil, unix.MSG_NOSIGNAL)
 		return werr != unix.EAGAIN && werr != unix.EINTR
 	})
 	if err == nil {
@@ -290,10 +290,16 @@ func (c *Conn) writePacket(hdr, data []byte, fds []int) error {
 	if err != nil {
 		return c.ioError(err)
 	}
-	if n != len(hdr)+len(data) {
-		return fmt.Errorf("sent %d of a %d-byte packet", n, len(hdr)+len(data))
+	if n != size {
+		return fmt.Errorf("sent %d of a %d-byte packet", n, size)
 	}
 	return nil
+}
+
+// writeRaw sends hdr and data as one packet, as they are (tests forge
+// frames with it).
+func (c *Conn) writeRaw(hdr, data []byte, fds []int) error {
+	return c.writePacket([][]byte{hdr, data}, fds)
 }
 
 // ioError maps socket errors to the package's: a peer that went away is

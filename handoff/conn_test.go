@@ -420,31 +420,31 @@ func TestMalformedFramesCloseDescriptors(t *testing.T) {
 		want string
 	}{
 		{"bad magic", func(p *Conn, fds []int) error {
-			return p.writePacket([]byte("XXXX\x01\x04\x00\x03\x00\x00\x00\x01"), []byte{0x80}, fds)
+			return p.writeRaw([]byte("XXXX\x01\x04\x00\x03\x00\x00\x00\x01"), []byte{0x80}, fds)
 		}, "bad magic"},
 		{"count mismatch", func(p *Conn, fds []int) error {
-			return p.writePacket(appendHeader(nil, header{typ: typeBatch, nfds: 2, length: 1}), []byte{0x80}, fds)
+			return p.writeRaw(appendHeader(nil, header{typ: typeBatch, nfds: 2, length: 1}), []byte{0x80}, fds)
 		}, "announces 2 descriptors, 3 arrived"},
 		{"unknown type", func(p *Conn, fds []int) error {
-			return p.writePacket(appendHeader(nil, header{typ: 99, nfds: 3, length: 1}), []byte{0x80}, fds)
+			return p.writeRaw(appendHeader(nil, header{typ: 99, nfds: 3, length: 1}), []byte{0x80}, fds)
 		}, "unknown message"},
 		{"items do not account for them", func(p *Conn, fds []int) error {
 			body := batch(1)
-			return p.writePacket(appendHeader(nil, header{typ: typeBatch, nfds: 3, length: len(body)}), body, fds)
+			return p.writeRaw(appendHeader(nil, header{typ: typeBatch, nfds: 3, length: len(body)}), body, fds)
 		}, "account for 1 descriptors, 3 arrived"},
 		{"descriptors on a continuation packet", func(p *Conn, fds []int) error {
 			body := batch(1)
-			if err := p.writePacket(appendHeader(nil, header{typ: typeBatch, nfds: 1, length: len(body)}), body[:5], fds[:1]); err != nil {
+			if err := p.writeRaw(appendHeader(nil, header{typ: typeBatch, nfds: 1, length: len(body)}), body[:5], fds[:1]); err != nil {
 				return err
 			}
-			return p.writePacket(nil, body[5:], fds[1:])
+			return p.writeRaw(nil, body[5:], fds[1:])
 		}, "on a continuation packet"},
 		{"packet longer than allowed", func(p *Conn, fds []int) error {
-			return p.writePacket(appendHeader(nil, header{typ: typeBatch, nfds: 3, length: MaxPacket}), make([]byte, MaxPacket), fds)
+			return p.writeRaw(appendHeader(nil, header{typ: typeBatch, nfds: 3, length: MaxPacket}), make([]byte, MaxPacket), fds)
 		}, "packet longer"},
 		{"peer dies mid-frame", func(p *Conn, fds []int) error {
 			body := batch(3)
-			if err := p.writePacket(appendHeader(nil, header{typ: typeBatch, nfds: 3, length: len(body)}), body[:5], fds); err != nil {
+			if err := p.writeRaw(appendHeader(nil, header{typ: typeBatch, nfds: 3, length: len(body)}), body[:5], fds); err != nil {
 				return err
 			}
 			return p.Close()
@@ -480,7 +480,7 @@ func TestTruncatedControlMessage(t *testing.T) {
 	fds := devNulls(t, 10)
 	before := openFDs(t)
 	body := []byte{0x80}
-	if err := p.writePacket(appendHeader(nil, header{typ: typeBatch, nfds: 10, length: 1}), body, fds); err != nil {
+	if err := p.writeRaw(appendHeader(nil, header{typ: typeBatch, nfds: 10, length: 1}), body, fds); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := c.recv(deadline())
@@ -518,7 +518,7 @@ func TestReadItemsClosesOnError(t *testing.T) {
 	if err := p.SendItems(items); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.writePacket([]byte("garbage, not a header"), nil, nil); err != nil {
+	if err := p.writeRaw([]byte("garbage, not a header"), nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := c.ReadItems(deadline())

@@ -138,10 +138,10 @@ type packetReader interface {
 	readPacket(p []byte) (n int, fds []int, err error)
 }
 
-// packetWriter is the sending half. writePacket sends hdr and data as one
-// packet with fds attached.
+// packetWriter is the sending half. writePacket sends the parts, one
+// after the other, as one packet with fds attached.
 type packetWriter interface {
-	writePacket(hdr, data []byte, fds []int) error
+	writePacket(parts [][]byte, fds []int) error
 }
 
 // frame is one received message before its body is decoded. Until the
@@ -220,24 +220,64 @@ func reserve(b []byte, want, limit int) []byte {
 // most MaxPacket bytes, with fds on the first packet. hdr is scratch space
 // of at least headerLen bytes.
 func writeFrame(w packetWriter, hdr []byte, t msgType, body []byte, fds []int) error {
+	return writeFrameParts(w, hdr, t, [][]byte{body}, fds)
+}
+
+// writeFrameParts sends the concatenation of body's parts as one frame:
+// a batch's envelopes go from where the sessions exported them straight
+// to the kernel, with no copy into one buffer first (memory the old
+// process would touch for the first time while every session waits).
+func writeFrameParts(w packetWriter, hdr []byte, t msgType, body [][]byte, fds []int) error {
 	if len(fds) > MaxFDsPerFrame {
 		return fmt.Errorf("handoff: send %s: %d descriptors, limit %d", t, len(fds), MaxFDsPerFrame)
 	}
-	if len(body) > MaxFrameSize {
-		return fmt.Errorf("handoff: send %s: %d-byte body, limit %d", t, len(body), MaxFrameSize)
+	total := 0
+	for _, b := range body {
+		total += len(b)
 	}
-	hdr = appendHeader(hdr[:0], header{typ: t, nfds: len(fds), length: len(body)})
-	first := min(len(body), MaxPacket-headerLen)
-	if err := w.writePacket(hdr, body[:first], fds); err != nil {
-		return fmt.Errorf("handoff: send %s: %w", t, err)
+	if total > MaxFrameSize {
+		return fmt.Errorf("handoff: send %s: %d-byte body, limit %d", t, total, MaxFrameSize)
 	}
-	for off := first; off < len(body); off += MaxPacket {
-		if err := w.writePacket(nil, body[off:min(off+MaxPacket, len(body))], nil); err != nil {
-			return fmt.Errorf("handoff: send %s at byte %d of %d: %w", t, off, len(body), err)
+	hdr = appendHeader(hdr[:0], header{typ: t, nfds: len(fds), length: total})
+	var room [64][]byte
+	pkt := append(room[:0], hdr)
+	space := MaxPacket - headerLen
+	off, queued := 0, 0 // body bytes sent, and in pkt
+	send := func() error {
+		if err := w.writePacket(pkt, fds); err != nil {
+			if off == 0 {
+				return fmt.Errorf("handoff: send %s: %w", t, err)
+			}
+			return fmt.Errorf("handoff: send %s at byte %d of %d: %w", t, off, total, err)
 		}
+		off += queued
+		queued, fds, pkt, space = 0, nil, pkt[:0], MaxPacket
+		return nil
+	}
+	for _, b := range body {
+		for len(b) > 0 {
+			// A packet may be short of MaxPacket (the reader takes
+			// any size): one of many small parts ends at maxParts.
+			if space == 0 || len(pkt) == maxParts {
+				if err := send(); err != nil {
+					return err
+				}
+			}
+			n := min(len(b), space)
+			pkt = append(pkt, b[:n])
+			b, space, queued = b[n:], space-n, queued+n
+		}
+	}
+	// The last packet; for an empty body, the header alone.
+	if queued > 0 || off == 0 {
+		return send()
 	}
 	return nil
 }
+
+// maxParts bounds the parts of one packet, below the kernel's IOV_MAX
+// (1,024) for sendmsg.
+const maxParts = 512
 
 // closeFDs closes descriptors received from the peer that nobody will own.
 func closeFDs(fds []int) {

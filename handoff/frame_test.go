@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"reflect"
 	"strings"
@@ -54,6 +55,17 @@ var vectors = []struct {
 	{"reject", rejectMsg{"bad"}, 0, "4d44484f 01 07 0000 0000000c 81 a6 726561736f6e a3 626164"},
 	{"commit", commitMsg{}, 0, "4d44484f 01 08 0000 00000001 80"},
 	{"abort", abortMsg{"x"}, 0, "4d44484f 01 09 0000 0000000a 81 a6 726561736f6e a1 78"},
+}
+
+// encodeBatch appends the body of a Batch carrying items to buf, as
+// sendBatch sends it in parts.
+func encodeBatch(buf *bytes.Buffer, items []Item) error {
+	var framing bytes.Buffer
+	parts, err := encodeBatchParts(&framing, items, nil)
+	for _, p := range parts {
+		buf.Write(p)
+	}
+	return err
 }
 
 // encodeFrame is the sending path minus the socket: header plus body.
@@ -151,14 +163,96 @@ func packetize(frame []byte, size int) []byte {
 }
 
 // collect is a packetWriter that records packets.
-type collect struct{ pkts [][]byte }
+type collect struct {
+	pkts     [][]byte
+	maxParts int
+}
 
-func (c *collect) writePacket(hdr, data []byte, fds []int) error {
+func (c *collect) writePacket(parts [][]byte, fds []int) error {
 	if len(fds) > 0 && len(c.pkts) > 0 {
 		return errors.New("descriptors after the first packet")
 	}
-	c.pkts = append(c.pkts, append(append([]byte(nil), hdr...), data...))
+	var pkt []byte
+	for _, p := range parts {
+		if len(p) == 0 {
+			return errors.New("an empty part")
+		}
+		pkt = append(pkt, p...)
+	}
+	c.pkts = append(c.pkts, pkt)
+	c.maxParts = max(c.maxParts, len(parts))
 	return nil
+}
+
+// A frame sent in parts is the same frame, byte for byte, however the
+// body is cut: large parts split across packets, many small ones (a batch
+// of small envelopes) spread over packets of at most maxParts parts, empty
+// ones skipped.
+func TestFramePartsAreTheFrame(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct {
+		name  string
+		sizes func() []int
+	}{
+		{"empty", func() []int { return nil }},
+		{"one empty part", func() []int { return []int{0} }},
+		{"one large", func() []int { return []int{3*MaxPacket + 17} }},
+		{"exactly a packet", func() []int { return []int{MaxPacket - headerLen, MaxPacket} }},
+		{"many tiny", func() []int {
+			s := make([]int, 5000)
+			for i := range s {
+				s[i] = 1 + i%3
+			}
+			return s
+		}},
+		{"random", func() []int {
+			s := make([]int, 300)
+			for i := range s {
+				s[i] = rng.IntN(5000)
+			}
+			return s
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var parts [][]byte
+			var body []byte
+			for _, n := range tc.sizes() {
+				p := make([]byte, n)
+				for i := range p {
+					p[i] = byte(rng.Uint32())
+				}
+				parts = append(parts, p)
+				body = append(body, p...)
+			}
+			var whole, split collect
+			if err := writeFrame(&whole, make([]byte, headerLen), typeBatch, body, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := writeFrameParts(&split, make([]byte, headerLen), typeBatch, parts, nil); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(bytes.Join(whole.pkts, nil), bytes.Join(split.pkts, nil)) {
+				t.Fatal("the frame in parts differs from the frame")
+			}
+			if split.maxParts > maxParts {
+				t.Errorf("a packet of %d parts", split.maxParts)
+			}
+			var stream []byte
+			for i, p := range split.pkts {
+				if len(p) > MaxPacket {
+					t.Errorf("packet %d is %d bytes", i, len(p))
+				}
+				stream = append(stream, packetize(p, MaxPacket)...)
+			}
+			fr, err := readFrame(&packets{stream}, make([]byte, MaxPacket))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(fr.body, body) {
+				t.Fatalf("read back %d bytes of %d", len(fr.body), len(body))
+			}
+		})
+	}
 }
 
 // A frame larger than a packet is split, and read back whole, whatever

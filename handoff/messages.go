@@ -189,12 +189,18 @@ func encodeReason(e *msgpack.Encoder, reason string) error {
 	return firstErr(e.EncodeMapLen(1), e.EncodeString("reason"), e.EncodeString(reason))
 }
 
-// encodeBatch appends the body of a Batch carrying items to buf.
-func encodeBatch(buf *bytes.Buffer, items []Item) error {
+// encodeBatchParts encodes the body of a Batch carrying items as parts to
+// send one after the other: what surrounds each payload is appended to
+// buf, and the payloads themselves are not copied. parts is reused; the
+// parts alias buf and the items' payloads.
+func encodeBatchParts(buf *bytes.Buffer, items []Item, parts [][]byte) ([][]byte, error) {
 	e := msgpack.NewEncoder(buf)
 	if err := firstErr(e.EncodeMapLen(1), e.EncodeString("items"), e.EncodeArrayLen(len(items))); err != nil {
-		return fmt.Errorf("handoff: encode Batch: %w", err)
+		return nil, fmt.Errorf("handoff: encode Batch: %w", err)
 	}
+	// Where each payload goes in the framing, known only once buf stops
+	// growing.
+	cuts := make([]int, len(items))
 	for i := range items {
 		env := &items[i].Envelope
 		err := firstErr(
@@ -202,14 +208,27 @@ func encodeBatch(buf *bytes.Buffer, items []Item) error {
 			e.EncodeString("env"), e.EncodeMapLen(3),
 			e.EncodeString("kind"), e.EncodeString(string(env.Kind)),
 			e.EncodeString("v"), e.EncodeUint(uint64(env.Version)),
-			e.EncodeString("payload"), e.EncodeBytes(env.Payload),
-			e.EncodeString("nfiles"), e.EncodeInt(int64(items[i].NumFDs())),
+			e.EncodeString("payload"), e.EncodeBytesLen(len(env.Payload)),
 		)
+		cuts[i] = buf.Len()
+		if err == nil {
+			err = firstErr(e.EncodeString("nfiles"), e.EncodeInt(int64(items[i].NumFDs())))
+		}
 		if err != nil {
-			return fmt.Errorf("handoff: encode Batch item %d: %w", i, err)
+			return nil, fmt.Errorf("handoff: encode Batch item %d: %w", i, err)
 		}
 	}
-	return nil
+	framing := buf.Bytes()
+	parts = parts[:0]
+	prev := 0
+	for i, cut := range cuts {
+		parts = append(parts, framing[prev:cut])
+		if p := items[i].Envelope.Payload; len(p) > 0 {
+			parts = append(parts, p)
+		}
+		prev = cut
+	}
+	return append(parts, framing[prev:]), nil
 }
 
 // batchItemOverhead bounds the bytes an item adds to a Batch body beyond
