@@ -66,6 +66,9 @@ func TestMain(m *testing.M) {
 }
 
 func runTestMain(m *testing.M) int {
+	if mode := os.Getenv(warmHelperEnv); mode != "" {
+		return warmHeapHelper(mode)
+	}
 	if e2eWanted() {
 		dir, err := os.MkdirTemp("", "mediad-e2e-")
 		if err != nil {

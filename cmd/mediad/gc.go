@@ -3,11 +3,15 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // The garbage collector's defaults. What mediad allocates on its hot path
@@ -86,13 +90,44 @@ func holdGC(floor int64) (release func()) {
 		return func() {}
 	}
 	limit := debug.SetMemoryLimit(-1)
-	percent := debug.SetGCPercent(-1)
+	gcBack := pauseGC()
 	debug.SetMemoryLimit(min(limit, floor))
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			debug.SetGCPercent(percent)
+			gcBack()
 			debug.SetMemoryLimit(limit)
+		})
+	}
+}
+
+// gcPauses counts the holders of pauseGC; percent is the GOGC that the
+// last to let go restores.
+var gcPauses struct {
+	sync.Mutex
+	n       int
+	percent int
+}
+
+// pauseGC turns collection off (GOGC=-1; a memory limit still binds) until
+// every caller has called the function it returns, once or more: a new
+// process's hold (holdGC) and an upgrade's park may overlap, and whichever
+// ends last restores what was set before the first.
+func pauseGC() (release func()) {
+	gcPauses.Lock()
+	if gcPauses.n == 0 {
+		gcPauses.percent = debug.SetGCPercent(-1)
+	}
+	gcPauses.n++
+	gcPauses.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			gcPauses.Lock()
+			defer gcPauses.Unlock()
+			if gcPauses.n--; gcPauses.n == 0 {
+				debug.SetGCPercent(gcPauses.percent)
+			}
 		})
 	}
 }
@@ -113,4 +148,43 @@ func residentBytes(pid int) int64 {
 		return 0
 	}
 	return pages * int64(os.Getpagesize())
+}
+
+// warmHeapMax bounds warmHeap's block; warmHeapShare is the part of the
+// old process's resident size that a new one warms: restoring 1,000
+// streams touched 28 MiB, a quarter of the old process's 125.
+const (
+	warmHeapMax   = 1 << 30
+	warmHeapShare = 4
+)
+
+// warmHeap faults in n bytes of heap (at most warmHeapMax) and frees
+// them, so that what a new process allocates while it restores the
+// sessions lands on memory already mapped: the allocator reuses the freed
+// pages, lowest addresses first, and with the collector held nothing
+// returns them to the kernel before then. A page fault costs 15 µs on the
+// VMs this was measured on (2 GiB touched in 7.8 s), and the restore of
+// 1,000 streams took some 7,000 of them while every session waited. The
+// block is asked for in transparent huge pages where the kernel lets a
+// process choose (its "madvise" mode): then the same 2 GiB take 134 ms.
+// It runs before the Hello, while the old process still serves.
+func warmHeap(n int64) {
+	n = min(n, warmHeapMax)
+	const huge = 2 << 20
+	if n < huge {
+		return
+	}
+	b := make([]byte, n)
+	// Only whole huge pages inside the block: madvise wants the range's
+	// start aligned, and a page shared with other objects is not ours to
+	// advise.
+	start := (huge - int(uintptr(unsafe.Pointer(&b[0])))%huge) % huge
+	if end := start + (len(b)-start)/huge*huge; end > start {
+		_ = unix.Madvise(b[start:end], unix.MADV_HUGEPAGE)
+	}
+	for i := 0; i < len(b); i += os.Getpagesize() {
+		b[i] = 1
+	}
+	runtime.KeepAlive(b)
+	runtime.GC()
 }

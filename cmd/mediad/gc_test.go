@@ -1,10 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"os"
+	"os/exec"
+	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -85,6 +90,31 @@ func TestHoldGC(t *testing.T) {
 	}
 }
 
+// TestPauseGCOverlapping: a new process's hold and an upgrade's park
+// overlap in either order; collection comes back, at the setting from
+// before the first, only when the last lets go.
+func TestPauseGCOverlapping(t *testing.T) {
+	keepGCSettings(t)
+	for _, parkEndsFirst := range []bool{true, false} {
+		debug.SetGCPercent(defaultGOGC)
+		hold := holdGC(80 << 20)
+		park := pauseGC()
+		first, last := park, hold
+		if !parkEndsFirst {
+			first, last = hold, park
+		}
+		first()
+		first()
+		if p := debug.SetGCPercent(-1); p != -1 {
+			t.Errorf("park ends first %v: GC percent %d with one holder left, want -1", parkEndsFirst, p)
+		}
+		last()
+		if p := debug.SetGCPercent(defaultGOGC); p != defaultGOGC {
+			t.Errorf("park ends first %v: GC percent %d after both, want %d", parkEndsFirst, p, defaultGOGC)
+		}
+	}
+}
+
 // TestResidentBytes reads this process's size, and 0 for a process that
 // is not there.
 func TestResidentBytes(t *testing.T) {
@@ -106,4 +136,73 @@ func keepGCSettings(t *testing.T) {
 		debug.SetGCPercent(prevGC)
 		debug.SetMemoryLimit(prevLimit)
 	})
+}
+
+// TestWarmHeapTakesThePageFaults: in a young process with the collector
+// held, as a new one started by an upgrade is, what is allocated and
+// written after warmHeap lands on memory already faulted in; without it,
+// the same allocations fault a page at a time. Each case runs in a process
+// of its own (warmHeapHelper), whose heap is as young as mediad's.
+func TestWarmHeapTakesThePageFaults(t *testing.T) {
+	const size = 32 << 20
+	faults := func(mode string) int64 {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), warmHelperEnv+"="+mode, fmt.Sprintf("%s_SIZE=%d", warmHelperEnv, size))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s helper: %v\n%s", mode, err, out)
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+		if err != nil {
+			t.Fatalf("%s helper said %q", mode, out)
+		}
+		return n
+	}
+	cold, warm := faults("cold"), faults("warm")
+	pages := int64(size / os.Getpagesize())
+	t.Logf("%d pages allocated: %d page faults on a cold heap, %d after warmHeap", pages, cold, warm)
+	if warm > pages/8 {
+		t.Errorf("%d page faults after warmHeap for %d pages, want at most %d", warm, pages, pages/8)
+	}
+	// Where the kernel gives every mapping huge pages, a cold heap is
+	// cheap too.
+	if thp, _ := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled"); !strings.Contains(string(thp), "[always]") && cold < pages/2 {
+		t.Errorf("only %d page faults on a cold heap for %d pages: the comparison shows nothing", cold, pages)
+	}
+}
+
+// warmHelperEnv makes the test binary warmHeapHelper (TestMain).
+const warmHelperEnv = "MEDIAD_TEST_WARM_HEAP"
+
+// warmHeapHelper holds the collector as a new process does, warms the
+// heap or not (mode "warm" or "cold"), allocates and writes size bytes of
+// 4 KiB objects and prints the page faults that took.
+func warmHeapHelper(mode string) int {
+	size, err := strconv.Atoi(os.Getenv(warmHelperEnv + "_SIZE"))
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	defer holdGC(8 * int64(size))()
+	if mode == "warm" {
+		warmHeap(2 * int64(size))
+	}
+	var before, after syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &before); err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	keep := make([][]byte, 0, size/4096)
+	for range size / 4096 {
+		b := make([]byte, 4096)
+		b[0] = 1
+		keep = append(keep, b)
+	}
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &after); err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	runtime.KeepAlive(keep)
+	fmt.Println(after.Minflt - before.Minflt)
+	return 0
 }

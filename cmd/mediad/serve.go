@@ -50,6 +50,12 @@ func serve(o options, log zerolog.Logger) error {
 		if floor := residentBytes(os.Getppid()); floor > 0 {
 			releaseGC = holdGC(floor)
 			log.Info().Int64("until_mib", floor>>20).Dur("at_most_after_ready", catchUpHold).Msg("garbage collection deferred while the sessions catch up")
+			// What the restore allocates, a fraction of the old process's
+			// size, comes from memory faulted in now, not while every
+			// session waits.
+			warmStart := time.Now()
+			warmHeap(floor / warmHeapShare)
+			log.Info().Int64("mib", min(floor/warmHeapShare, warmHeapMax)>>20).Dur("took", time.Since(warmStart)).Msg("heap warmed for the sessions")
 		}
 	}
 	defer releaseGC()

@@ -153,6 +153,12 @@ func (s *ingestSessions) ParkFDs() int {
 // waits for the new process either way, so neither need wait for the
 // other.
 func (s *ingestSessions) Park(ctx context.Context, version uint32) (upgrade.Parked, error) {
+	// No collection from the park to the verdict: one that came due while
+	// the sessions exported (what they allocate is the state that moves)
+	// ran its marking on the same cores, and its assists in the sessions,
+	// while every session waited. A rollback collects again; a committed
+	// process exits.
+	gcBack := pauseGC()
 	m := s.media.Load()
 	type parkedConns struct {
 		p   *mediapkg.ParkedConns
@@ -174,17 +180,20 @@ func (s *ingestSessions) Park(ctx context.Context, version uint32) (upgrade.Park
 		if mc.p != nil {
 			mc.p.Resume()
 		}
+		gcBack()
 		return nil, err
 	case mc.err != nil:
 		p.Resume()
+		gcBack()
 		return nil, mc.err
 	}
-	return ingestParked{p, mc.p}, nil
+	return ingestParked{p, mc.p, gcBack}, nil
 }
 
 type ingestParked struct {
-	p     *ingest.Parked
-	conns *mediapkg.ParkedConns // nil without a media listener
+	p      *ingest.Parked
+	conns  *mediapkg.ParkedConns // nil without a media listener
+	gcBack func()
 }
 
 func (p ingestParked) Items() []handoff.Item {
@@ -212,6 +221,7 @@ func (p ingestParked) Resume() {
 	if p.conns != nil {
 		p.conns.Resume()
 	}
+	p.gcBack()
 }
 
 func (p ingestParked) Commit() {
@@ -219,6 +229,9 @@ func (p ingestParked) Commit() {
 	if p.conns != nil {
 		p.conns.Commit()
 	}
+	// This process is finishing: what it still serves (HTTP requests
+	// until the drain bound) may collect again.
+	p.gcBack()
 }
 
 // ingestRestorer rebuilds the sessions and connections in the new process.
