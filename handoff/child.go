@@ -33,6 +33,9 @@ func (c *Conn) ReadPlan(deadline time.Time) (Plan, error) {
 		if c.hello != nil && (m.Version < c.hello.ReadsMin || m.Version > c.hello.ReadsMax) {
 			return Plan{}, fmt.Errorf("handoff: plan sends state v%d, this build reads v%d..v%d", m.Version, c.hello.ReadsMin, c.hello.ReadsMax)
 		}
+		if m.Open && (c.hello == nil || !c.hello.OpenPlan) {
+			return Plan{}, errors.New("handoff: an open plan, which this process did not say it takes")
+		}
 		c.got = &m
 		return m, Fault(FaultAfterPlan)
 	case refuseMsg:
@@ -67,7 +70,8 @@ func (c *Conn) ReadItems(deadline time.Time) ([]Item, error) {
 // handed to each are close-on-exec and each's to own from the call on,
 // whatever follows; envelope payloads alias the received frames' buffers.
 // The stream must match the plan exactly: a batch that goes past it is
-// closed unseen, and an End short of it is an error. An error from each
+// closed unseen, and an End short of it is an error. An open plan's
+// totals are bounds, and its End says what was sent. An error from each
 // ends the read with it. On any error, including an Abort
 // (*AbortedError), what was already handed over stays the caller's.
 func (c *Conn) ReadBatches(deadline time.Time, each func([]Item) error) error {
@@ -101,9 +105,16 @@ func (c *Conn) ReadBatches(deadline time.Time, each func([]Item) error) error {
 				return err
 			}
 		case endMsg:
-			if nitems != plan.Items || nfds != plan.FDs {
+			want, wantFDs := plan.Items, plan.FDs
+			if plan.Open {
+				if !m.open {
+					return errors.New("handoff: end of an open plan without its totals")
+				}
+				want, wantFDs = m.items, m.fds
+			}
+			if nitems != want || nfds != wantFDs {
 				return fmt.Errorf("handoff: end after %d items and %d descriptors, the plan promised %d and %d",
-					nitems, nfds, plan.Items, plan.FDs)
+					nitems, nfds, want, wantFDs)
 			}
 			return nil
 		case abortMsg:

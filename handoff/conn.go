@@ -36,7 +36,8 @@ type Conn struct {
 	// copies ReadHello and Close remove from this process.
 	childIno uint64
 
-	// Parent side: what was promised and what was sent.
+	// Parent side: the child's hello, what was promised and what was sent.
+	peer      *Hello
 	plan      *Plan
 	sentItems int
 	sentFDs   int

@@ -809,3 +809,128 @@ func BenchmarkHandoff(b *testing.B) {
 		c.Close()
 	}
 }
+
+// An open plan lets the parent send sessions before it knows how many
+// there will be; End brings the totals, and the child holds it to them.
+func TestOpenPlan(t *testing.T) {
+	devNull := func(t *testing.T) *os.File {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	// greet runs the hello and an open plan with a budget of fds.
+	greet := func(t *testing.T, open bool, fds int) (p, c *Conn, err error) {
+		p, c = inProcess(t)
+		if err := c.SendHello(Hello{ReadsMin: 1, ReadsMax: 3, NoFileLimit: uint64(fds + 20 + FDReserve), OpenFDs: 20, OpenPlan: open}); err != nil {
+			t.Fatal(err)
+		}
+		h, err := p.ReadHello(deadline())
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := OpenPlanFor(3, h)
+		if plan.FDs != fds {
+			t.Fatalf("open plan for %+v allows %d descriptors, want %d", h, plan.FDs, fds)
+		}
+		return p, c, p.SendPlan(plan)
+	}
+	t.Run("batches as they come", func(t *testing.T) {
+		p, c, err := greet(t, true, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := c.ReadPlan(deadline())
+		if err != nil || !plan.Open {
+			t.Fatalf("plan %+v, %v", plan, err)
+		}
+		done := make(chan error, 1)
+		var got [][]Item
+		go func() {
+			done <- c.ReadBatches(deadline(), func(b []Item) error {
+				got = append(got, b)
+				return nil
+			})
+		}()
+		first := blobItem(100)
+		first.Files = []*os.File{devNull(t), devNull(t)}
+		for _, items := range [][]Item{{first}, {blobItem(200), blobItem(300)}} {
+			if err := p.SendItems(items); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.SendEnd(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || len(got[0]) != 1 || len(got[1]) != 2 || len(got[0][0].Files) != 2 {
+			t.Fatalf("batches %v", got)
+		}
+		for _, b := range got {
+			CloseItems(b)
+		}
+	})
+	t.Run("not for a process that did not ask", func(t *testing.T) {
+		if _, _, err := greet(t, false, 10); !errorContains(err, "did not say it takes one") {
+			t.Fatalf("SendPlan: %v", err)
+		}
+	})
+	t.Run("no more descriptors than the budget", func(t *testing.T) {
+		p, _, err := greet(t, true, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		it := blobItem(100)
+		it.Files = []*os.File{devNull(t), devNull(t)}
+		if err := p.SendItems([]Item{it}); !errorContains(err, "exceed the plan") {
+			t.Fatalf("SendItems: %v", err)
+		}
+	})
+	for _, row := range []struct {
+		name string
+		end  endMsg
+		want string
+	}{
+		{"an end without totals", endMsg{}, "without its totals"},
+		{"an end that counts more than came", endMsg{open: true, items: 2}, "the plan promised 2 and 0"},
+		{"an end that counts fewer descriptors", endMsg{open: true, items: 1, fds: 1}, "the plan promised 1 and 1"},
+	} {
+		t.Run(row.name, func(t *testing.T) {
+			p, c, err := greet(t, true, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.ReadPlan(deadline()); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.SendItems([]Item{blobItem(100)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.send(row.end); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.ReadItems(deadline()); !errorContains(err, row.want) {
+				t.Fatalf("ReadItems: %v", err)
+			}
+		})
+	}
+	t.Run("a child that did not ask refuses one", func(t *testing.T) {
+		p, c := inProcess(t)
+		if err := c.SendHello(Hello{ReadsMin: 1, ReadsMax: 3}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.ReadHello(deadline()); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.send(Plan{Version: 3, Open: true, Items: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ReadPlan(deadline()); !errorContains(err, "did not say it takes") {
+			t.Fatalf("ReadPlan: %v", err)
+		}
+	})
+}

@@ -44,10 +44,10 @@
 // # Conversation
 //
 //	child                         parent
-//	Hello{Build, ReadsMin, ReadsMax, PID, NoFileLimit, OpenFDs} →
-//	                              ← Plan{Version, Items, FDs} | Refuse{Reason}
+//	Hello{Build, ReadsMin, ReadsMax, PID, NoFileLimit, OpenFDs, OpenPlan} →
+//	                              ← Plan{Version, Items, FDs, Open} | Refuse{Reason}
 //	                              ← Batch{Items[{Envelope, NFiles}]} + fds ...
-//	                              ← End
+//	                              ← End{Items, FDs}
 //	Prepared{Items} | Reject{Reason} →
 //	                              ← Commit | Abort{Reason}
 //
@@ -57,13 +57,22 @@
 // answers Hello with ChooseVersion and CheckFDBudget, and refuses before a
 // single session parks when the child cannot read any version the parent
 // can write, or could not take the descriptors: that check uses an upper
-// bound of what the park will export, and is made again with the exact
-// count after the park, for a session that arrived in between (that late
-// refusal resumes the parked sessions). The Plan's totals are exact; the child refuses a stream
-// that strays from them. Batches hold at most MaxFDsPerFrame descriptors
-// and about 8 MiB each; a batch's items own its descriptors in order. The
-// parent may Abort at any point before Commit; the child may Reject at any
-// point, then closes the socket.
+// bound of what the park will export.
+//
+// A child whose Hello says OpenPlan takes an open Plan (OpenPlanFor),
+// sent before the park: its totals are bounds (the descriptors the child
+// can take), and the parent sends each session as it parks, while the
+// others are still parking, and the child rebuilds it at once; End brings
+// the exact totals, and the parent stops before a batch would exceed the
+// child's descriptor budget. A child that does not say OpenPlan (a build
+// before it) gets a closed Plan, sent after the park, whose totals are
+// exact, and an End without totals; the parent checks the budget again
+// with the exact count first, for a session that arrived in between (that
+// late refusal resumes the parked sessions). Either way the child refuses
+// a stream that strays from the plan. Batches hold at most MaxFDsPerFrame
+// descriptors and about 8 MiB each; a batch's items own its descriptors in
+// order. The parent may Abort at any point before Commit; the child may
+// Reject at any point, then closes the socket.
 //
 // # Upgrade order with tableflip
 //
@@ -84,9 +93,9 @@
 //	                                        c.SendHello(h) (err: c.SendReject)
 //	h := c.ReadHello(deadline)
 //	ChooseVersion, CheckFDBudget(bound)
-//	park sessions; CheckFDBudget(exact)
-//	c.SendPlan
-//	c.SendItems; c.SendEnd                  c.ReadPlan; c.ReadItems
+//	c.SendPlan(OpenPlanFor(v, h))           c.ReadPlan
+//	park sessions, c.SendItems as each      c.ReadBatches: rebuild each
+//	  group parks; c.SendEnd                  batch as it arrives
 //	                                        decode, migrate, rebuild; c.SendPrepared
 //	c.WaitPrepared(deadline); c.Commit
 //	                                        c.WaitCommit → true; upg.Ready()

@@ -42,6 +42,19 @@ var vectors = []struct {
 			"a3 706964 cd 1092" + // pid: 4242
 			"a6 6e6f66696c65 cd 4e20" + // nofile: 20000
 			"a8 6f70656e5f666473 09"}, // open_fds: 9
+	{"hello taking an open plan", Hello{Build: "v1.2", ReadsMin: 1, ReadsMax: 2, PID: 4242, NoFileLimit: 20000, OpenFDs: 9, OpenPlan: true},
+		0, "4d44484f 01 01 0000 00000048 87" +
+			"a5 6275696c64 a4 76312e32" +
+			"a9 72656164735f6d696e 01" +
+			"a9 72656164735f6d6178 02" +
+			"a3 706964 cd 1092" +
+			"a6 6e6f66696c65 cd 4e20" +
+			"a8 6f70656e5f666473 09" +
+			"a9 6f70656e5f706c616e c3"}, // open_plan: true
+	{"open plan", Plan{Version: 3, Items: 2, FDs: 4, Open: true},
+		0, "4d44484f 01 02 0000 0000001c 84 a7 76657273696f6e 03 a5 6974656d73 02 a3 666473 04 a4 6f70656e c3"},
+	{"end of an open plan", endMsg{open: true, items: 3, fds: 4},
+		0, "4d44484f 01 05 0000 0000000d 82 a5 6974656d73 03 a3 666473 04"},
 	{"plan", Plan{Version: 3, Items: 2, FDs: 4},
 		0, "4d44484f 01 02 0000 00000016 83 a7 76657273696f6e 03 a5 6974656d73 02 a3 666473 04"},
 	{"refuse", refuseMsg{"too old"},

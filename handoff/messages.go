@@ -53,6 +53,10 @@ type Hello struct {
 	// OpenFDs is how many descriptors the new process had open when it
 	// said hello.
 	OpenFDs int
+	// OpenPlan says the new process takes an open Plan, whose totals come
+	// with End: the old process may then send each session as it parks.
+	// Builds before it leave it out, and are sent a closed Plan.
+	OpenPlan bool
 }
 
 // Plan is the old process's answer to Hello when the handoff goes ahead.
@@ -60,9 +64,14 @@ type Plan struct {
 	// Version is the state version of every envelope that will be sent.
 	Version uint32
 	// Items and FDs are the exact totals that the batches will carry; the
-	// receiver refuses a stream that exceeds or falls short of them.
+	// receiver refuses a stream that exceeds or falls short of them. In an
+	// open Plan they are bounds, and End brings the exact totals.
 	Items int
 	FDs   int
+	// Open: the batches start before the old process knows how many
+	// sessions it will send (it sends each as it parks). Only for a new
+	// process whose Hello says OpenPlan.
+	Open bool
 }
 
 // Report is the new process's account of a committed upgrade, sent once
@@ -100,10 +109,15 @@ const maxReason = 4 << 10
 type message interface{ msgType() msgType }
 
 type (
-	refuseMsg   struct{ reason string }
-	rejectMsg   struct{ reason string }
-	abortMsg    struct{ reason string }
-	endMsg      struct{}
+	refuseMsg struct{ reason string }
+	rejectMsg struct{ reason string }
+	abortMsg  struct{ reason string }
+	// endMsg carries the totals sent when the plan was open; a closed
+	// plan's End is an empty map, as builds before open plans send it.
+	endMsg struct {
+		open       bool
+		items, fds int
+	}
 	commitMsg   struct{}
 	preparedMsg struct{ items int }
 	// batchMsg is a received batch; items carry NFiles, the files arrive as
@@ -138,8 +152,12 @@ func encodeBody(buf *bytes.Buffer, m message) error {
 	var err error
 	switch m := m.(type) {
 	case Hello:
+		n := 6
+		if m.OpenPlan {
+			n++
+		}
 		err = firstErr(
-			e.EncodeMapLen(6),
+			e.EncodeMapLen(n),
 			e.EncodeString("build"), e.EncodeString(m.Build),
 			e.EncodeString("reads_min"), e.EncodeUint(uint64(m.ReadsMin)),
 			e.EncodeString("reads_max"), e.EncodeUint(uint64(m.ReadsMax)),
@@ -147,12 +165,32 @@ func encodeBody(buf *bytes.Buffer, m message) error {
 			e.EncodeString("nofile"), e.EncodeUint(m.NoFileLimit),
 			e.EncodeString("open_fds"), e.EncodeInt(int64(m.OpenFDs)),
 		)
+		if err == nil && m.OpenPlan {
+			err = firstErr(e.EncodeString("open_plan"), e.EncodeBool(true))
+		}
 	case Plan:
+		n := 3
+		if m.Open {
+			n++
+		}
 		err = firstErr(
-			e.EncodeMapLen(3),
+			e.EncodeMapLen(n),
 			e.EncodeString("version"), e.EncodeUint(uint64(m.Version)),
 			e.EncodeString("items"), e.EncodeInt(int64(m.Items)),
 			e.EncodeString("fds"), e.EncodeInt(int64(m.FDs)),
+		)
+		if err == nil && m.Open {
+			err = firstErr(e.EncodeString("open"), e.EncodeBool(true))
+		}
+	case endMsg:
+		if !m.open {
+			err = e.EncodeMapLen(0)
+			break
+		}
+		err = firstErr(
+			e.EncodeMapLen(2),
+			e.EncodeString("items"), e.EncodeInt(int64(m.items)),
+			e.EncodeString("fds"), e.EncodeInt(int64(m.fds)),
 		)
 	case refuseMsg:
 		err = encodeReason(e, m.reason)
@@ -171,7 +209,7 @@ func encodeBody(buf *bytes.Buffer, m message) error {
 			e.EncodeString("p99_us"), e.EncodeUint(msToUS(m.StallP99MS)),
 			e.EncodeString("worst_us"), e.EncodeUint(msToUS(m.WorstStallMS)),
 		)
-	case endMsg, commitMsg:
+	case commitMsg:
 		err = e.EncodeMapLen(0)
 	default:
 		err = fmt.Errorf("no encoding for %T", m)
@@ -286,8 +324,21 @@ func decodeBody(t msgType, body []byte, nfds int) (message, error) {
 		})
 		m = preparedMsg{n}
 	case typeEnd:
-		err = decodeFields(r, func([]byte) error { return r.skip() })
-		m = endMsg{}
+		var end endMsg
+		err = decodeFields(r, func(key []byte) (err error) {
+			switch string(key) {
+			case "items":
+				end.open = true
+				end.items, err = r.count(maxCount)
+			case "fds":
+				end.open = true
+				end.fds, err = r.count(maxCount)
+			default:
+				err = r.skip()
+			}
+			return err
+		})
+		m = end
 	case typeCommit:
 		err = decodeFields(r, func([]byte) error { return r.skip() })
 		m = commitMsg{}
@@ -369,6 +420,8 @@ func decodeHello(r *mpReader) (Hello, error) {
 			h.NoFileLimit, err = r.uint64()
 		case "open_fds":
 			h.OpenFDs, err = r.count(maxCount)
+		case "open_plan":
+			h.OpenPlan, err = r.bool()
 		default:
 			err = r.skip()
 		}
@@ -387,6 +440,8 @@ func decodePlan(r *mpReader) (Plan, error) {
 			p.Items, err = r.count(maxCount)
 		case "fds":
 			p.FDs, err = r.count(maxCount)
+		case "open":
+			p.Open, err = r.bool()
 		default:
 			err = r.skip()
 		}

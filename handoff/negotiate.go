@@ -52,6 +52,22 @@ func CheckFDBudget(h Hello, need int) error {
 	return nil
 }
 
+// FDBudget is the most descriptors the new process described by h can
+// take and still have FDReserve to spare: what CheckFDBudget accepts.
+func FDBudget(h Hello) int {
+	if h.NoFileLimit == unix.RLIM_INFINITY || h.NoFileLimit > math.MaxInt32 {
+		return maxCount
+	}
+	return max(int(h.NoFileLimit)-h.OpenFDs-FDReserve, 0)
+}
+
+// OpenPlanFor is the open Plan for the new process that said h: no bound
+// on the items but the protocol's, and as many descriptors as it can take.
+// The sender must stop before it sends more (CheckFDBudget).
+func OpenPlanFor(version uint32, h Hello) Plan {
+	return Plan{Version: version, Open: true, Items: maxCount, FDs: min(FDBudget(h), maxCount)}
+}
+
 // LocalHello fills a Hello for this process: its pid, descriptor limit and
 // open descriptor count, with the given build and readable state range.
 // It fails rather than guess a figure: a Hello with a limit or a count of
@@ -72,5 +88,6 @@ func LocalHello(build string, readsMin, readsMax uint32) (Hello, error) {
 		PID:         os.Getpid(),
 		NoFileLimit: rl.Cur,
 		OpenFDs:     n,
+		OpenPlan:    true,
 	}, nil
 }

@@ -32,14 +32,19 @@ func (c *Conn) ReadHello(deadline time.Time) (Hello, error) {
 	if err := c.ChildGone(); err != nil {
 		return Hello{}, err
 	}
+	c.peer = &h
 	return h, nil
 }
 
 // SendPlan tells the new process that the handoff goes ahead, with the
-// state version and the exact totals that SendItems will send.
+// state version and the exact totals that SendItems will send, or, in an
+// open Plan (OpenPlanFor), their bounds.
 func (c *Conn) SendPlan(p Plan) error {
 	if c.plan != nil {
 		return errors.New("handoff: plan already sent")
+	}
+	if p.Open && (c.peer == nil || !c.peer.OpenPlan) {
+		return errors.New("handoff: an open plan for a new process that did not say it takes one")
 	}
 	if p.Items < 0 || p.FDs < 0 || p.Items > maxCount || p.FDs > maxCount {
 		return fmt.Errorf("handoff: plan of %d items and %d descriptors is out of range", p.Items, p.FDs)
@@ -186,16 +191,17 @@ func (c *Conn) peerError(err error) error {
 }
 
 // SendEnd closes the stream of batches; the items and descriptors sent must
-// match the plan.
+// match a closed plan. After an open plan it tells the totals sent.
 func (c *Conn) SendEnd() error {
 	if c.plan == nil {
 		return errors.New("handoff: SendEnd before SendPlan")
 	}
-	if c.sentItems != c.plan.Items || c.sentFDs != c.plan.FDs {
+	end := endMsg{open: c.plan.Open, items: c.sentItems, fds: c.sentFDs}
+	if !c.plan.Open && (c.sentItems != c.plan.Items || c.sentFDs != c.plan.FDs) {
 		return fmt.Errorf("handoff: %d items and %d descriptors sent, the plan promised %d and %d",
 			c.sentItems, c.sentFDs, c.plan.Items, c.plan.FDs)
 	}
-	if err := c.send(endMsg{}); err != nil {
+	if err := c.send(end); err != nil {
 		return c.peerError(err)
 	}
 	return nil

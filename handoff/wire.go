@@ -215,6 +215,21 @@ func (r *mpReader) count(limit int) (int, error) {
 	return int(v), nil
 }
 
+// bool reads a msgpack boolean.
+func (r *mpReader) bool() (bool, error) {
+	c, err := r.byte1()
+	if err != nil {
+		return false, err
+	}
+	switch c {
+	case 0xc2:
+		return false, nil
+	case 0xc3:
+		return true, nil
+	}
+	return false, fmt.Errorf("msgpack: type byte 0x%02x where a boolean was expected", c)
+}
+
 func (r *mpReader) uint32() (uint32, error) {
 	v, err := r.int64()
 	if err != nil {

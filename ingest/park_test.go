@@ -3,7 +3,10 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -397,4 +400,77 @@ func TestParkFDsCountsRecordingsOnlyWhereTheyMayBe(t *testing.T) {
 			<-feed.pubDone
 		})
 	}
+}
+
+// ParkEach hands the sessions over as they park, in groups of at most
+// parkGroup, every publisher before any player, and everything it handed
+// over is what Items holds. An error from each fails the park and every
+// session carries on, losing nothing.
+func TestParkEachHandsSessionsAsTheyPark(t *testing.T) {
+	srv, addr, _ := startServer(t, Config{})
+	feed := startFeed(t, addr, "each-0")
+	const pairs = parkGroup + 10 // publishers and players each, beyond one group
+	for i := 1; i < pairs; i++ {
+		key := fmt.Sprintf("each-%d", i)
+		pl := dialClient(t, addr)
+		pl.play("live", key)
+		pub := dialClient(t, addr)
+		if _, code := pub.publish("live", key); code != "NetStream.Publish.Start" {
+			t.Fatal(code)
+		}
+	}
+	waitFor(t, "frames", func() bool { return feed.received() >= 50 })
+	for round := range 3 {
+		var groups [][]ParkedSession
+		failAt := -1
+		if round == 1 {
+			failAt = 2 // the third group
+		}
+		parked, err := srv.ParkEach(context.Background(), state.Version, func(g []ParkedSession) error {
+			if len(groups) == failAt {
+				return errors.New("injected: the new process went away")
+			}
+			groups = append(groups, slices.Clone(g))
+			return nil
+		})
+		if failAt >= 0 {
+			if err == nil || !strings.Contains(err.Error(), "injected") {
+				t.Fatalf("round %d: park %v, want the injected error", round, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		var handed []ParkedSession
+		seenPlayer := false
+		for i, g := range groups {
+			if len(g) == 0 || len(g) > parkGroup {
+				t.Errorf("round %d: group %d holds %d sessions, want 1..%d", round, i, len(g), parkGroup)
+			}
+			for _, it := range g {
+				switch it.Envelope.Kind {
+				case state.KindPlayer:
+					seenPlayer = true
+				case state.KindPublisher:
+					if seenPlayer {
+						t.Errorf("round %d: a publisher handed over after a player (group %d)", round, i)
+					}
+				}
+			}
+			handed = append(handed, g...)
+		}
+		if len(parked.Items) != 2*pairs || len(handed) != len(parked.Items) {
+			t.Errorf("round %d: handed over %d sessions in %d groups, parked %d; want %d", round, len(handed), len(groups), len(parked.Items), 2*pairs)
+		}
+		for i := range min(len(handed), len(parked.Items)) {
+			if handed[i].Borrowed[0] != parked.Items[i].Borrowed[0] {
+				t.Errorf("round %d: session %d handed over is not the one parked there", round, i)
+			}
+		}
+		parked.Resume()
+		target := feed.received() + 100
+		waitFor(t, "frames after the park", func() bool { return feed.received() >= target })
+	}
+	feed.finish()
 }

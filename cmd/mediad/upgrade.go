@@ -151,8 +151,9 @@ func (s *ingestSessions) ParkFDs() int {
 
 // Park stops the sessions and the viewers' connections at once: a viewer
 // waits for the new process either way, so neither need wait for the
-// other.
-func (s *ingestSessions) Park(ctx context.Context, version uint32) (upgrade.Parked, error) {
+// other. With each, the sessions go as they park, and the viewers'
+// connections once they all have.
+func (s *ingestSessions) Park(ctx context.Context, version uint32, each func([]handoff.Item) error) (upgrade.Parked, error) {
 	// No collection from the park to the verdict: one that came due while
 	// the sessions exported (what they allocate is the state that moves)
 	// ran its marking on the same cores, and its assists in the sessions,
@@ -168,12 +169,32 @@ func (s *ingestSessions) Park(ctx context.Context, version uint32) (upgrade.Park
 	if m != nil {
 		go func() {
 			p, err := m.Park(ctx, version, mediapkg.ParkBound)
+			if err == nil && each != nil && len(p.Items) > 0 {
+				items := make([]handoff.Item, len(p.Items))
+				for i, it := range p.Items {
+					items[i] = handoff.Item{Envelope: it.Envelope, Borrowed: it.Borrowed}
+				}
+				if err = each(items); err != nil {
+					p.Resume()
+					p = nil
+				}
+			}
 			conns <- parkedConns{p, err}
 		}()
 	} else {
 		conns <- parkedConns{}
 	}
-	p, err := s.srv.ParkFor(ctx, version)
+	var eachSession func([]ingest.ParkedSession) error
+	if each != nil {
+		eachSession = func(ps []ingest.ParkedSession) error {
+			items := make([]handoff.Item, len(ps))
+			for i, it := range ps {
+				items[i] = handoff.Item{Envelope: it.Envelope, Borrowed: it.Borrowed, Files: it.Files}
+			}
+			return each(items)
+		}
+	}
+	p, err := s.srv.ParkEach(ctx, version, eachSession)
 	mc := <-conns
 	switch {
 	case err != nil:

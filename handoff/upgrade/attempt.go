@@ -33,10 +33,12 @@ type attempt struct {
 	// What rollback undoes. answer tells the child why it must give up
 	// (nil: it is told nothing more: it is gone, was already told, or may
 	// have been sent Commit).
-	answer  func(reason string) error
-	parked  Parked
-	resumed bool
-	paused  bool
+	answer func(reason string) error
+	parked Parked
+	// procItems is 1 when the process envelope went with the sessions.
+	procItems int
+	resumed   bool
+	paused    bool
 }
 
 func (a *attempt) run(fault string) (err error) {
@@ -115,64 +117,45 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 	}
 
 	parkStart := time.Now()
-	parked, err := a.cfg.Sessions.Park(ctx, ver)
+	// A new process that takes an open plan is sent each session as it
+	// parks; an older one, everything once all have parked.
+	var st *streamer
+	var each func([]handoff.Item) error
+	if hello.OpenPlan {
+		if err := conn.SendPlan(handoff.OpenPlanFor(ver, hello)); err != nil {
+			return a.childFailure("sending plan", err)
+		}
+		st = &streamer{conn: conn, convert: a.cfg.Convert, ver: ver, hello: hello}
+		each = st.send
+	}
+	parked, err := a.cfg.Sessions.Park(ctx, ver, each)
 	if err != nil {
+		if st != nil {
+			if _, _, _, serr := st.sent(); serr != nil {
+				// The send's own failure says more than the park's.
+				return a.sendFailure(serr)
+			}
+		}
 		return err
 	}
 	a.parked = parked
 	parkDur := time.Since(parkStart)
-	sessions := parked.Items()
-	stateBytes := 0
-	for _, it := range sessions {
-		stateBytes += len(it.Envelope.Payload)
+	var moved int
+	if st != nil {
+		moved, err = a.endStream(st, parkDur)
+	} else {
+		moved, err = a.sendParked(hello, ver, parked.Items(), parkDur)
 	}
-	a.cfg.Log.Info().Int("sessions", len(sessions)).Int("state_bytes", stateBytes).Float64("park_ms", MS(parkDur)).
-		Uint32("state_version", ver).Msg("sessions parked")
-	items := make([]handoff.Item, len(sessions), len(sessions)+1)
-	fds := 0
-	for i, it := range sessions {
-		env, err := a.cfg.Convert(it.Envelope, ver)
-		if err != nil {
-			return fmt.Errorf("migrate %s to v%d: %w", it.Envelope.Kind, ver, err)
-		}
-		items[i] = handoff.Item{Envelope: env, Borrowed: it.Borrowed, Files: it.Files}
-		fds += it.NumFDs()
-	}
-	// The service's counters and history travel too, from the version
-	// that carries them; a build that reads only older ones starts afresh.
-	if a.cfg.ProcessState != nil && ver >= a.cfg.ProcessSince {
-		cur := *v
-		cur.SessionsMoved = len(sessions)
-		env, err := a.cfg.ProcessState(cur)
-		if err == nil {
-			env, err = a.cfg.Convert(env, ver)
-		}
-		if err != nil {
-			return fmt.Errorf("process state: %w", err)
-		}
-		items = append(items, handoff.Item{Envelope: env})
-	}
-	// The bound checked before the park covers what it exported, unless a
-	// session arrived in between: the exact count is checked again.
-	if err := handoff.CheckFDBudget(hello, fds); err != nil {
-		return a.refuse(err, err)
-	}
-	if err := conn.SendPlan(handoff.Plan{Version: ver, Items: len(items), FDs: fds}); err != nil {
-		return a.childFailure("sending plan", err)
-	}
-	if err := conn.SendItems(items); err != nil {
-		return a.childFailure("sending sessions", err)
-	}
-	if err := conn.SendEnd(); err != nil {
-		return a.childFailure("sending sessions", err)
+	if err != nil {
+		return err
 	}
 	sentAt := time.Now()
 	n, err := conn.WaitPrepared(a.deadline)
 	if err != nil {
 		return a.childFailure("preparing sessions", err)
 	}
-	if n != len(items) {
-		return fmt.Errorf("new process prepared %d of %d sessions", n, len(items))
+	if want := moved + a.procItems; n != want {
+		return fmt.Errorf("new process prepared %d of %d sessions", n, want)
 	}
 
 	// Commit. The child acknowledges by becoming Ready, and touches no
@@ -202,7 +185,7 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 		Float64("send_ms", MS(sentAt.Sub(parkStart)-parkDur)).Float64("prepare_ms", MS(preparedAt.Sub(sentAt))).
 		Float64("ready_ms", MS(readyAt.Sub(preparedAt))).Msg("upgrade phases")
 	parked.Commit()
-	v.SessionsMoved = len(sessions)
+	v.SessionsMoved = moved
 	v.DurationMS = MS(time.Since(v.Started))
 	if rep, err := conn.ReadReport(time.Now().Add(reportWait)); err == nil {
 		v.Stalls = rep.Stalls
@@ -211,6 +194,106 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 		a.cfg.Log.Warn().Err(err).Msg("no stall report from the new process")
 	}
 	return nil
+}
+
+// processItem is the process envelope that goes after the sessions, in
+// the version sent, or nothing when that version does not carry one.
+func (a *attempt) processItem(ver uint32, moved int) ([]handoff.Item, error) {
+	if a.cfg.ProcessState == nil || ver < a.cfg.ProcessSince {
+		return nil, nil
+	}
+	cur := *a.v
+	cur.SessionsMoved = moved
+	env, err := a.cfg.ProcessState(cur)
+	if err != nil {
+		return nil, fmt.Errorf("process state: %w", err)
+	}
+	a.procItems = 1
+	return []handoff.Item{{Envelope: env}}, nil
+}
+
+// endStream completes a send that went as the sessions parked: the
+// process envelope, then End with the totals. It returns the number of
+// sessions sent.
+func (a *attempt) endStream(st *streamer, parkDur time.Duration) (int, error) {
+	moved, _, stateBytes, _ := st.sent()
+	a.logParked(moved, stateBytes, parkDur)
+	// The service's counters and history travel too, from the version
+	// that carries them; a build that reads only older ones starts afresh.
+	proc, err := a.processItem(st.ver, moved)
+	if err == nil && proc != nil {
+		if err = st.send(proc); err != nil {
+			return 0, a.sendFailure(err)
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := a.conn.SendEnd(); err != nil {
+		return 0, a.childFailure("sending sessions", err)
+	}
+	return moved, nil
+}
+
+// sendParked sends every parked session at once, for a new process that
+// needs the exact totals first: the plan, the batches, End.
+func (a *attempt) sendParked(hello handoff.Hello, ver uint32, sessions []handoff.Item, parkDur time.Duration) (int, error) {
+	conn := a.conn
+	stateBytes := 0
+	for _, it := range sessions {
+		stateBytes += len(it.Envelope.Payload)
+	}
+	a.logParked(len(sessions), stateBytes, parkDur)
+	items := make([]handoff.Item, len(sessions), len(sessions)+1)
+	fds := 0
+	for i, it := range sessions {
+		env, err := a.cfg.Convert(it.Envelope, ver)
+		if err != nil {
+			return 0, fmt.Errorf("migrate %s to v%d: %w", it.Envelope.Kind, ver, err)
+		}
+		items[i] = handoff.Item{Envelope: env, Borrowed: it.Borrowed, Files: it.Files}
+		fds += it.NumFDs()
+	}
+	proc, err := a.processItem(ver, len(sessions))
+	if err != nil {
+		return 0, err
+	}
+	for _, it := range proc {
+		env, err := a.cfg.Convert(it.Envelope, ver)
+		if err != nil {
+			return 0, fmt.Errorf("process state: %w", err)
+		}
+		items = append(items, handoff.Item{Envelope: env})
+	}
+	// The bound checked before the park covers what it exported, unless a
+	// session arrived in between: the exact count is checked again.
+	if err := handoff.CheckFDBudget(hello, fds); err != nil {
+		return 0, a.refuse(err, err)
+	}
+	if err := conn.SendPlan(handoff.Plan{Version: ver, Items: len(items), FDs: fds}); err != nil {
+		return 0, a.childFailure("sending plan", err)
+	}
+	if err := conn.SendItems(items); err != nil {
+		return 0, a.childFailure("sending sessions", err)
+	}
+	if err := conn.SendEnd(); err != nil {
+		return 0, a.childFailure("sending sessions", err)
+	}
+	return len(sessions), nil
+}
+
+func (a *attempt) logParked(sessions, stateBytes int, parkDur time.Duration) {
+	a.cfg.Log.Info().Int("sessions", sessions).Int("state_bytes", stateBytes).Float64("park_ms", MS(parkDur)).
+		Uint32("state_version", a.v.StateVersion).Msg("sessions parked")
+}
+
+// sendFailure names a failed streamed send: the socket's, with what is
+// known of the child, or the migration's or budget's own.
+func (a *attempt) sendFailure(err error) error {
+	if se := (*sendError)(nil); errors.As(err, &se) {
+		return a.childFailure("sending sessions", se.err)
+	}
+	return err
 }
 
 // watchChild runs the Process's Upgrade: the child's start, and its fate.

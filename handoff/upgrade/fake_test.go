@@ -75,13 +75,14 @@ func (p *fakeProcess) exit(err error) { p.exitOnce.Do(func() { p.result <- err }
 type fakeChild struct {
 	proc   *fakeProcess
 	hello  handoff.Hello
-	failAt string // "hello", "prepare", "commit", "ready"
+	failAt string // "hello", "items", "prepare", "commit", "ready"
 	how    string // "crash", "hang", "reject", "block"
 
 	mu       sync.Mutex
 	said     []string // what the old process told it
 	items    int
 	fds      int
+	batches  int
 	gone     chan struct{}
 	closed   chan struct{}
 	goneOnce sync.Once
@@ -93,7 +94,7 @@ type fakeChild struct {
 func newFakeChild(failAt, how string) *fakeChild {
 	return &fakeChild{
 		failAt: failAt, how: how,
-		hello: handoff.Hello{Build: "next", ReadsMin: 1, ReadsMax: state.Version, PID: 4242, NoFileLimit: 1 << 20, OpenFDs: 20},
+		hello: handoff.Hello{Build: "next", ReadsMin: 1, ReadsMax: state.Version, PID: 4242, NoFileLimit: 1 << 20, OpenFDs: 20, OpenPlan: true},
 		gone:  make(chan struct{}), closed: make(chan struct{}), waiting: make(chan struct{}),
 	}
 }
@@ -167,12 +168,23 @@ func (c *fakeChild) SendRefuse(reason string) error {
 }
 
 func (c *fakeChild) SendPlan(p handoff.Plan) error {
+	if p.Open {
+		if !c.hello.OpenPlan {
+			return errors.New("fakeChild: an open plan for a child that did not ask for one")
+		}
+		c.say("plan v%d (open): up to %d fds", p.Version, p.FDs)
+		return nil
+	}
 	c.say("plan v%d: %d items, %d fds", p.Version, p.Items, p.FDs)
 	return nil
 }
 
 func (c *fakeChild) SendItems(items []handoff.Item) error {
+	if ok, err := c.fail("items", time.Now().Add(testTimeout)); ok {
+		return fmt.Errorf("handoff: send batch: %w", err)
+	}
 	c.mu.Lock()
+	c.batches++
 	defer c.mu.Unlock()
 	c.items += len(items)
 	for _, it := range items {
@@ -247,14 +259,24 @@ type fakeSessions struct {
 
 func (s *fakeSessions) ParkFDs() int { return s.parkFDs }
 
-func (s *fakeSessions) Park(_ context.Context, version uint32) (Parked, error) {
+// Park hands each the sessions one at a time, as a real one hands them
+// over in groups while the rest park; a failure of each resumes them.
+func (s *fakeSessions) Park(_ context.Context, version uint32, each func([]handoff.Item) error) (Parked, error) {
 	if s.parkErr != nil {
 		return nil, s.parkErr
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.parks++
 	s.parkedFor = version
+	s.mu.Unlock()
+	if each != nil {
+		for i := range s.items {
+			if err := each(s.items[i : i+1]); err != nil {
+				fakeParked{s}.Resume()
+				return nil, fmt.Errorf("park: %w", err)
+			}
+		}
+	}
 	return fakeParked{s}, nil
 }
 

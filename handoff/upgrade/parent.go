@@ -70,7 +70,14 @@ type Sessions interface {
 	// process that reads state version version (the sessions may choose a
 	// form that version can read, as for LL-HLS's held-back frames). On
 	// error nothing stays parked.
-	Park(ctx context.Context, version uint32) (Parked, error)
+	//
+	// each, if not nil, is given the sessions as they park, in small
+	// groups, while the others are still parking; Park may call it from
+	// several goroutines at once, waits for every call before it returns,
+	// and resumes nothing it passed to a call still running. A publisher
+	// goes before any player that could read from it. An error from each
+	// fails the Park.
+	Park(ctx context.Context, version uint32, each func([]handoff.Item) error) (Parked, error)
 }
 
 // Parked is every session stopped at a safe point. Exactly one of Resume

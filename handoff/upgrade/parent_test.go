@@ -3,6 +3,7 @@ package upgrade
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -58,7 +59,9 @@ func newHarness(child *fakeChild, edit func(*Config)) *harness {
 // TestRollback fails an upgrade at every step, in one process: each row
 // checks the verdict, what the sessions went through (parked and resumed
 // exactly once, or never parked), what the new process was told, and that
-// the outbox delivers again.
+// the outbox delivers again. Every row runs twice: for a new process that
+// takes an open plan (each session sent as it parks), and for an older
+// one (everything sent after the park).
 func TestRollback(t *testing.T) {
 	const exe = "/usr/local/bin/mediad"
 	rows := []struct {
@@ -70,6 +73,9 @@ func TestRollback(t *testing.T) {
 		errHas  []string
 		parked  bool   // the sessions parked (then resumed once)
 		told    string // the first thing the child was told, by prefix; "" none
+		// toldOpen, if set, is told's prefix when the plan is open: the
+		// plan then goes before the park.
+		toldOpen string
 	}{
 		{
 			name: "binary missing", setup: func(h *harness) {
@@ -109,19 +115,30 @@ func TestRollback(t *testing.T) {
 				h.sessions.parkFDs = 0
 			},
 			outcome: Failed, errHas: []string{"cannot take 3 descriptors"}, parked: true,
-			told: "refuse: handoff: new process (pid 4242) cannot take 3 descriptors",
+			told:     "refuse: handoff: new process (pid 4242) cannot take 3 descriptors",
+			toldOpen: "plan v",
 		},
 		{
 			name: "park fails", setup: func(h *harness) { h.sessions.parkErr = errors.New("park: context deadline exceeded") },
 			outcome: Failed, errHas: []string{"park: context deadline exceeded"},
-			told: "abort: park: context deadline exceeded",
+			told: "abort: park: context deadline exceeded", toldOpen: "plan v",
 		},
 		{
 			name: "migration fails", setup: func(h *harness) {
 				h.sessions.items = append(h.sessions.items, handoff.Item{Envelope: state.Envelope{Kind: "unmigratable", Version: state.Version}})
 			},
 			outcome: Failed, errHas: []string{"migrate unmigratable to v", "no step"}, parked: true,
-			told: "abort: migrate unmigratable",
+			told: "abort: migrate unmigratable", toldOpen: "plan v",
+		},
+		{
+			name: "child crashes while the sessions are sent", failAt: "items", how: "crash",
+			outcome: Failed, errHas: []string{"new process " + exe + " failed sending sessions", "exit status 3"}, parked: true,
+			told: "plan v",
+		},
+		{
+			name: "child rejects while the sessions are sent", failAt: "items", how: "reject",
+			outcome: Failed, errHas: []string{"new process rejected the sessions: injected fault at restore"}, parked: true,
+			told: "plan v",
 		},
 		{
 			name: "child crashes while preparing", failAt: "prepare", how: "crash",
@@ -151,48 +168,63 @@ func TestRollback(t *testing.T) {
 		},
 	}
 	for _, r := range rows {
-		t.Run(r.name, func(t *testing.T) {
-			t.Parallel()
-			h := newHarness(newFakeChild(r.failAt, r.how), nil)
-			if r.setup != nil {
-				r.setup(h)
+		for _, open := range []bool{true, false} {
+			name := r.name + "/closed plan"
+			if open {
+				name = r.name + "/open plan"
 			}
-			v := h.parent.Upgrade("")
-			t.Logf("%s after %.1f ms: %s; the child was told %q", v.Outcome, v.DurationMS, v.Error, h.child.told())
-			if v.Outcome != r.outcome {
-				t.Errorf("outcome %q (%s), want %q", v.Outcome, v.Error, r.outcome)
-			}
-			for _, want := range r.errHas {
-				if !strings.Contains(v.Error, want) {
-					t.Errorf("error %q does not say %q", v.Error, want)
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				h := newHarness(newFakeChild(r.failAt, r.how), nil)
+				h.child.hello.OpenPlan = open
+				if r.setup != nil {
+					r.setup(h)
 				}
-			}
-			checkSessions(t, h, r.parked, false)
-			told := h.child.told()
-			switch {
-			case r.told == "" && len(told) > 0:
-				t.Errorf("the child was told %q, want nothing", told)
-			case r.told != "" && (len(told) == 0 || !strings.HasPrefix(told[0], r.told)):
-				t.Errorf("the child was told %q, want first %q...", told, r.told)
-			}
-			if slices.Contains(told, "commit") && r.failAt != "ready" {
-				t.Errorf("the child was sent Commit: %q", told)
-			}
-			if o := h.outbox; o.paused != o.resumed {
-				t.Errorf("outbox paused %d times, resumed %d", o.paused, o.resumed)
-			}
-			// A missing binary fails within the microsecond the duration counts.
-			if v.OldPID == 0 || v.OldVersion != "this" || v.DurationMS < 0 || v.SessionsMoved != 0 || v.Started.IsZero() {
-				t.Errorf("verdict %+v", v)
-			}
-			if len(h.recorded) != 1 || h.recorded[0] != v {
-				t.Errorf("recorded %+v, want the verdict once", h.recorded)
-			}
-			// A failed attempt leaves the engine free for the next one.
-			if h.parent.busy.Load() {
-				t.Error("still busy after a failed upgrade")
-			}
-		})
+				told := r.told
+				if open && r.toldOpen != "" {
+					told = r.toldOpen
+				}
+				v := h.parent.Upgrade("")
+				t.Logf("%s after %.1f ms: %s; the child was told %q", v.Outcome, v.DurationMS, v.Error, h.child.told())
+				if v.Outcome != r.outcome {
+					t.Errorf("outcome %q (%s), want %q", v.Outcome, v.Error, r.outcome)
+				}
+				for _, want := range r.errHas {
+					if !strings.Contains(v.Error, want) {
+						t.Errorf("error %q does not say %q", v.Error, want)
+					}
+				}
+				checkSessions(t, h, r.parked, false)
+				got := h.child.told()
+				switch {
+				case told == "" && len(got) > 0:
+					t.Errorf("the child was told %q, want nothing", got)
+				case told != "" && (len(got) == 0 || !strings.HasPrefix(got[0], told)):
+					t.Errorf("the child was told %q, want first %q...", got, told)
+				}
+				if slices.Contains(got, "commit") && r.failAt != "ready" {
+					t.Errorf("the child was sent Commit: %q", got)
+				}
+				if o := h.outbox; o.paused != o.resumed {
+					t.Errorf("outbox paused %d times, resumed %d", o.paused, o.resumed)
+				}
+				// A missing binary fails within the microsecond the duration counts.
+				if v.OldPID == 0 || v.OldVersion != "this" || v.DurationMS < 0 || v.SessionsMoved != 0 || v.Started.IsZero() {
+					t.Errorf("verdict %+v", v)
+				}
+				if len(h.recorded) != 1 || h.recorded[0] != v {
+					t.Errorf("recorded %+v, want the verdict once", h.recorded)
+				}
+				// A failed attempt leaves the engine free for the next one.
+				if h.parent.busy.Load() {
+					t.Error("still busy after a failed upgrade")
+				}
+				// Nothing more is sent once a send failed or was refused.
+				if r.failAt == "items" && h.child.batches != 0 {
+					t.Errorf("%d batches went after the first send failed", h.child.batches)
+				}
+			})
+		}
 	}
 }
 
@@ -228,12 +260,35 @@ func TestUpgradeSucceeds(t *testing.T) {
 	if h.child.items != 3 || h.child.fds != 3 || h.procEnvs != 1 {
 		t.Errorf("sent %d items and %d descriptors, %d process envelopes; want 3, 3 and 1", h.child.items, h.child.fds, h.procEnvs)
 	}
+	// Each session went as it parked, the process envelope after them.
+	if h.child.batches != 3 {
+		t.Errorf("sent in %d batches, want 3: one per session as it parked, then the process", h.child.batches)
+	}
 	if o := h.outbox; o.paused != 1 || o.resumed != 0 {
 		t.Errorf("outbox paused %d times, resumed %d; want paused once, for good", o.paused, o.resumed)
 	}
 	// This process is finished: no second upgrade.
 	if again := h.parent.Upgrade(""); again.Outcome != Refused || !strings.Contains(again.Error, "already in progress") {
 		t.Errorf("an upgrade after a success: %+v", again)
+	}
+}
+
+// A new process that needs the totals first (a build before open plans)
+// is sent everything once the sessions have parked, in one batch.
+func TestUpgradeSucceedsWithClosedPlan(t *testing.T) {
+	child := newFakeChild("", "")
+	child.hello.OpenPlan = false
+	h := newHarness(child, nil)
+	v := h.parent.Upgrade("")
+	if v.Outcome != Success || v.SessionsMoved != 2 {
+		t.Fatalf("verdict %+v", v)
+	}
+	checkSessions(t, h, true, true)
+	if told := h.child.told(); len(told) == 0 || told[0] != fmt.Sprintf("plan v%d: 3 items, 3 fds", state.Version) {
+		t.Errorf("the child was told %q, want first the exact plan", told)
+	}
+	if h.child.items != 3 || h.child.fds != 3 || h.child.batches != 1 {
+		t.Errorf("sent %d items and %d descriptors in %d batches; want 3 and 3 in 1", h.child.items, h.child.fds, h.child.batches)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"sync/atomic"
 )
 
 // Spill is the file in which one park puts the frames every muxer holds
@@ -24,7 +23,12 @@ type Spill struct {
 	once sync.Once
 	f    *os.File
 	err  error
-	next atomic.Int64
+	// mu makes each stream's offset and its write one step, so that the
+	// file never has a hole below its size: the new process reads it while
+	// the old one still writes (Spills), and a stream written after one
+	// that reserved a lower offset would leave zeros there for a moment.
+	mu   sync.Mutex
+	next int64
 }
 
 // NewSpill prepares a spill; nothing touches the disk until a muxer
@@ -43,10 +47,14 @@ func (sp *Spill) put(fallbackDir string, b []byte) (string, int64, error) {
 	if sp.err != nil {
 		return "", 0, fmt.Errorf("spill file: %w", sp.err)
 	}
-	off := sp.next.Add(int64(len(b))) - int64(len(b))
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	off := sp.next
 	if _, err := sp.f.WriteAt(b, off); err != nil {
+		// Nothing after it lands past what was written: no hole.
 		return "", 0, fmt.Errorf("spill file %s: %w", sp.f.Name(), err)
 	}
+	sp.next += int64(len(b))
 	return sp.f.Name(), off, nil
 }
 
@@ -81,10 +89,14 @@ func (sp *Spill) Discard() error {
 // read once however many streams it holds, and removes them when the
 // restore is over: by then every muxer has its frames in memory.
 //
-// A spill file is read whole, in one call, and each stream's frames are a
-// slice of it: one read(2) a stream, into memory of its own, was a tenth
-// of a new process's CPU while 1,000 streams waited for it. A file larger
-// than wholeSpill is read a stream at a time instead.
+// A spill file is read in a few large pieces, and each stream's frames are
+// a slice of one: one read(2) a stream, into memory of its own, was a
+// tenth of a new process's CPU while 1,000 streams waited for it. The old
+// process may still be writing the file while the streams it sent first
+// are rebuilt here, so a stream beyond what was read brings in everything
+// written since; its writes leave no hole below the file's size (Spill),
+// so what was read stays right. A stream that straddles two pieces, or
+// lies beyond wholeSpill, is read on its own.
 type Spills struct {
 	mu    sync.Mutex
 	files map[string]*spillFile
@@ -93,10 +105,16 @@ type Spills struct {
 type spillFile struct {
 	once sync.Once
 	f    *os.File
-	// data is the whole file, when it was read whole; err why it could
-	// not be.
+	err  error // why it could not be opened
+
+	mu     sync.Mutex
+	pieces []spillPiece
+	end    int64 // the pieces cover the file from 0 to end
+}
+
+type spillPiece struct {
+	off  int64
 	data []byte
-	err  error
 }
 
 // wholeSpill bounds the spill file read in one piece: 1,000 streams hold
@@ -114,45 +132,63 @@ func (s *Spills) read(path string, off int64, n int) ([]byte, error) {
 		s.files[path] = sf
 	}
 	s.mu.Unlock()
-	sf.once.Do(func() { sf.load(path) })
+	sf.once.Do(func() { sf.f, sf.err = os.Open(path) })
 	if sf.err != nil {
 		return nil, sf.err
 	}
-	short := func() ([]byte, error) { return nil, fmt.Errorf("%s holds less than %d bytes at %d", path, n, off) }
-	if sf.data != nil {
-		if off > int64(len(sf.data)) || int64(n) > int64(len(sf.data))-off {
-			return short()
-		}
-		return sf.data[off : off+int64(n) : off+int64(n)], nil
+	if off < 0 || n < 0 {
+		return nil, fmt.Errorf("%s: %d bytes at %d", path, n, off)
+	}
+	if b := sf.cached(off, n); b != nil {
+		return b, nil
 	}
 	b := make([]byte, n)
 	if _, err := sf.f.ReadAt(b, off); err != nil {
 		if errors.Is(err, io.EOF) {
-			return short()
+			return nil, fmt.Errorf("%s holds less than %d bytes at %d", path, n, off)
 		}
 		return nil, err
 	}
 	return b, nil
 }
 
-func (sf *spillFile) load(path string) {
-	if sf.f, sf.err = os.Open(path); sf.err != nil {
-		return
+// cached returns the n bytes at off from the pieces read so far, after
+// reading what was written since the last piece when they lie beyond it;
+// nil when no piece holds them whole.
+func (sf *spillFile) cached(off int64, n int) []byte {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	end := off + int64(n)
+	if end > sf.end && sf.end < wholeSpill {
+		sf.readMore()
 	}
+	for _, p := range sf.pieces {
+		if off >= p.off && end <= p.off+int64(len(p.data)) {
+			return p.data[off-p.off : end-p.off : end-p.off]
+		}
+	}
+	return nil
+}
+
+// readMore reads the file from where the pieces end to its size now (up
+// to wholeSpill) as one more piece. A failure leaves the pieces as they
+// are: the caller's own read reports it.
+func (sf *spillFile) readMore() {
 	fi, err := sf.f.Stat()
 	if err != nil {
-		sf.err = err
 		return
 	}
-	if fi.Size() > wholeSpill {
+	size := min(fi.Size(), wholeSpill)
+	if size <= sf.end {
 		return
 	}
-	data := make([]byte, fi.Size())
-	if _, err := io.ReadFull(sf.f, data); err != nil {
-		sf.err = fmt.Errorf("read %s: %w", path, err)
+	data := make([]byte, size-sf.end)
+	k, _ := sf.f.ReadAt(data, sf.end)
+	if k <= 0 {
 		return
 	}
-	sf.data = data
+	sf.pieces = append(sf.pieces, spillPiece{off: sf.end, data: data[:k:k]})
+	sf.end += int64(k)
 }
 
 // Close closes and removes every spill file read.

@@ -3,10 +3,12 @@ package hls
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mediad/mediad/state"
@@ -179,10 +181,52 @@ func TestSpillsReadAStreamAtATime(t *testing.T) {
 			}
 		}
 		for _, sf := range spills.files {
-			if (sf.data != nil) != (limit > 0) {
-				t.Errorf("limit %d: read whole %v", limit, sf.data != nil)
+			if (len(sf.pieces) == 1) != (limit > 0) {
+				t.Errorf("limit %d: read in %d pieces", limit, len(sf.pieces))
 			}
 			sf.f.Close()
 		}
+	}
+}
+
+// The new process reads the spill while the old one still writes it: the
+// streams sent first are rebuilt while the others park. Each stream reads
+// back what was written for it, whichever piece it lands in, with many
+// writers at once and a reader right behind each.
+func TestSpillsReadWhileWritten(t *testing.T) {
+	dir := t.TempDir()
+	sp := NewSpill(dir)
+	defer sp.Discard()
+	spills := NewSpills()
+	defer spills.Close()
+	const writers, streams = 8, 200
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*streams)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range streams {
+				b := bytes.Repeat([]byte{byte(w*streams + i)}, 100+(w*31+i*17)%3000)
+				path, off, err := sp.put(dir, b)
+				if err == nil {
+					var got []byte
+					got, err = spills.read(path, off, len(b))
+					if err == nil && !bytes.Equal(got, b) {
+						err = fmt.Errorf("writer %d stream %d: read back %d bytes that differ from the %d written at %d", w, i, len(got), len(b), off)
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, sf := range spills.files {
+		t.Logf("%d streams read from %d pieces of %d bytes in all", writers*streams, len(sf.pieces), sf.end)
 	}
 }
