@@ -3,8 +3,12 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,82 +21,111 @@ import (
 // every envelope, copy every lent descriptor (as the kernel does), restore, commit, start. It
 // reports the per-stream stall (old last read to new first read) and the
 // phases. The process handoff itself is measured by scripts/bench-upgrade.sh.
+// With hls=true every stream is muxed to LL-HLS, its files on a tmpfs
+// where there is one (as under systemd), for a profile of what LL-HLS adds
+// to the park and the restore (-cpuprofile).
 func BenchmarkParkRestore(b *testing.B) {
-	for _, n := range []int{100, 1000} {
-		b.Run(fmt.Sprintf("streams=%d", n), func(b *testing.B) {
-			cfg := Config{}
-			srv, addr, _ := startServer(b, cfg)
-			stop := make(chan struct{})
-			defer close(stop)
-			for i := range n {
-				c := dialClient(b, addr)
-				msid, code := c.publish("live", fmt.Sprintf("s%d", i))
-				if code != "NetStream.Publish.Start" {
-					b.Fatal(code)
-				}
-				go pump(c.conn, c.w, msid, stop)
+	for _, hls := range []bool{false, true} {
+		for _, n := range []int{100, 1000} {
+			benchParkRestore(b, n, hls)
+		}
+	}
+}
+
+func benchParkRestore(b *testing.B, n int, hls bool) {
+	name := fmt.Sprintf("streams=%d", n)
+	if hls {
+		name += "/hls"
+	}
+	b.Run(name, func(b *testing.B) {
+		cfg := Config{}
+		if hls {
+			dir, err := os.MkdirTemp("/dev/shm", "mediad-bench-")
+			if err != nil {
+				dir = b.TempDir()
+			} else {
+				defer os.RemoveAll(dir)
 			}
-			var stalls []time.Duration
-			var park, restore, total time.Duration
-			cur := srv
-			b.ResetTimer()
-			for range b.N {
-				t0 := time.Now()
-				parked, err := cur.Park(context.Background())
+			cfg.HLSDir = dir
+		}
+		srv, addr, _ := startServer(b, cfg)
+		stop := make(chan struct{})
+		defer close(stop)
+		for i := range n {
+			c := dialClient(b, addr)
+			msid, code := c.publish("live", fmt.Sprintf("s%d", i))
+			if code != "NetStream.Publish.Start" {
+				b.Fatal(code)
+			}
+			if err := c.sendMedia(msid, chunk.TypeVideo, 0, avcSeqHeader); err != nil {
+				b.Fatal(err)
+			}
+			go pump(c.conn, c.w, msid, stop)
+		}
+		if hls {
+			// Long enough for every stream to have segments and parts.
+			time.Sleep(3 * time.Second)
+		}
+		var stalls []time.Duration
+		var park, restore, total time.Duration
+		cur := srv
+		b.ResetTimer()
+		for range b.N {
+			t0 := time.Now()
+			parked, err := cur.Park(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			t1 := time.Now()
+			items := make([]ParkedSession, len(parked.Items))
+			for i, it := range parked.Items {
+				wire, _ := state.MarshalEnvelope(it.Envelope)
+				env, err := state.UnmarshalEnvelope(wire)
 				if err != nil {
 					b.Fatal(err)
 				}
-				t1 := time.Now()
-				items := make([]ParkedSession, len(parked.Items))
-				for i, it := range parked.Items {
-					wire, _ := state.MarshalEnvelope(it.Envelope)
-					env, err := state.UnmarshalEnvelope(wire)
+				items[i].Envelope = env
+				for _, fd := range it.Borrowed {
+					d, err := dupFile(uintptr(fd), "lent")
 					if err != nil {
 						b.Fatal(err)
 					}
-					items[i].Envelope = env
-					for _, fd := range it.Borrowed {
-						d, err := dupFile(uintptr(fd), "lent")
-						if err != nil {
-							b.Fatal(err)
-						}
-						items[i].Files = append(items[i].Files, d)
-					}
+					items[i].Files = append(items[i].Files, d)
 				}
-				next := NewServer(cfg)
-				restored, err := next.Restore(items)
-				if err != nil {
-					b.Fatal(err)
-				}
-				t2 := time.Now()
-				// As between processes: the new side starts as soon as the
-				// commit is sent; the old side closes its copies meanwhile.
-				restored.Start()
-				parked.Commit()
-				total += time.Since(t0)
-				park += t1.Sub(t0)
-				restore += t2.Sub(t1)
-				deadline := time.Now().Add(10 * time.Second)
-				for len(next.Stalls()) < n && time.Now().Before(deadline) {
-					time.Sleep(time.Millisecond)
-				}
-				stalls = append(stalls, next.Stalls()...)
-				cur.Close()
-				cur = next
 			}
-			b.StopTimer()
+			next := NewServer(cfg)
+			restored, err := next.Restore(items)
+			if err != nil {
+				b.Fatal(err)
+			}
+			t2 := time.Now()
+			// As between processes: the new side starts as soon as the
+			// commit is sent; the old side closes its copies meanwhile.
+			restored.Start()
+			parked.Commit()
+			total += time.Since(t0)
+			park += t1.Sub(t0)
+			restore += t2.Sub(t1)
+			deadline := time.Now().Add(10 * time.Second)
+			for len(next.Stalls()) < n && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			stalls = append(stalls, next.Stalls()...)
 			cur.Close()
-			slices.Sort(stalls)
-			if len(stalls) > 0 {
-				b.ReportMetric(float64(stalls[len(stalls)/2].Microseconds())/1000, "stall-p50-ms")
-				b.ReportMetric(float64(stalls[len(stalls)*99/100].Microseconds())/1000, "stall-p99-ms")
-				b.ReportMetric(float64(stalls[len(stalls)-1].Microseconds())/1000, "stall-max-ms")
-			}
-			b.ReportMetric(float64(park.Microseconds())/1000/float64(b.N), "park-ms")
-			b.ReportMetric(float64(restore.Microseconds())/1000/float64(b.N), "transfer+restore-ms")
-			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "upgrade-ms")
-		})
-	}
+			cur = next
+		}
+		b.StopTimer()
+		cur.Close()
+		slices.Sort(stalls)
+		if len(stalls) > 0 {
+			b.ReportMetric(float64(stalls[len(stalls)/2].Microseconds())/1000, "stall-p50-ms")
+			b.ReportMetric(float64(stalls[len(stalls)*99/100].Microseconds())/1000, "stall-p99-ms")
+			b.ReportMetric(float64(stalls[len(stalls)-1].Microseconds())/1000, "stall-max-ms")
+		}
+		b.ReportMetric(float64(park.Microseconds())/1000/float64(b.N), "park-ms")
+		b.ReportMetric(float64(restore.Microseconds())/1000/float64(b.N), "transfer+restore-ms")
+		b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "upgrade-ms")
+	})
 }
 
 // pump sends a small video frame every 10 ms until stop.
@@ -111,4 +144,16 @@ func pump(c net.Conn, w *chunk.Writer, msid uint32, stop <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// countSegments counts the media segment files under dir.
+func countSegments(dir string) int {
+	n := 0
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".m4s") && !strings.Contains(filepath.Base(path), "init") {
+			n++
+		}
+		return nil
+	})
+	return n
 }
