@@ -256,24 +256,40 @@ fd_count() {
 
 # sample_fds PID OUT: until OUT.stop exists, the most descriptors PID (the
 # old process) and any child of it (the new one) held at once, sampled
-# every 20 ms (listing 20,000 descriptors takes a few ms of a core);
-# written to OUT as "old new".
+# every 20 ms; written to OUT as "old new". It forks nothing per sample:
+# with `ls`, `wc`, `ps` and `sleep` forked every 20 ms the sampler took
+# 13 % of the machine's CPU samples during a park at 1,000 streams (perf),
+# on the cores the upgrade it measures needs.
 sample_fds() {
-	local pid=$1 out=$2 peak_old=0 peak_new=0 c x
+	local pid=$1 out=$2 peak_old=0 peak_new=0 c t kids
+	local -a fds
+	shopt -s nullglob
+	# A descriptor that never has input: read -t on it is a sleep without
+	# a fork.
+	local tick
+	exec {tick}<> <(:)
 	# One more round after the stop: the new process has every session by
 	# then.
 	local last=0
 	while :; do
 		[[ -e $out.stop ]] && last=1
-		x=$(fd_count "$pid")
-		((x > peak_old)) && peak_old=$x
-		for c in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
-			x=$(fd_count "$c")
-			((x > peak_new)) && peak_new=$x
+		fds=(/proc/"$pid"/fd/*)
+		((${#fds[@]} > peak_old)) && peak_old=${#fds[@]}
+		# Whichever thread forked it, the new process is a child of one
+		# of the old one's.
+		for t in /proc/"$pid"/task/*/children; do
+			# The file has no final newline: read fails and still fills.
+			kids=()
+			read -r -a kids <"$t" 2>/dev/null || :
+			for c in "${kids[@]}"; do
+				fds=(/proc/"$c"/fd/*)
+				((${#fds[@]} > peak_new)) && peak_new=${#fds[@]}
+			done
 		done
 		((last)) && break
-		sleep 0.02
+		read -r -t 0.02 -u "$tick" || :
 	done
+	exec {tick}<&-
 	echo "$peak_old $peak_new" >"$out"
 }
 
