@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mediad/mediad/ingest/chunk"
+	"github.com/mediad/mediad/ingest/flv"
 	"github.com/mediad/mediad/state"
 )
 
@@ -51,20 +52,27 @@ func benchParkRestore(b *testing.B, n int, hls bool) {
 		srv, addr, _ := startServer(b, cfg)
 		stop := make(chan struct{})
 		defer close(stop)
+		var media []chunk.Message
+		if hls {
+			// The muxer needs real H.264 and AAC.
+			media = capturedMedia(b)
+		}
 		for i := range n {
 			c := dialClient(b, addr)
 			msid, code := c.publish("live", fmt.Sprintf("s%d", i))
 			if code != "NetStream.Publish.Start" {
 				b.Fatal(code)
 			}
-			if err := c.sendMedia(msid, chunk.TypeVideo, 0, avcSeqHeader); err != nil {
-				b.Fatal(err)
+			if hls {
+				go pumpCapture(c.conn, c.w, msid, media, stop)
+				continue
 			}
 			go pump(c.conn, c.w, msid, stop)
 		}
 		if hls {
-			// Long enough for every stream to have segments and parts.
-			time.Sleep(3 * time.Second)
+			// Until every stream has a segment or two, as a broadcast
+			// that has run for a while has.
+			waitFor(b, "two segments a stream", func() bool { return countSegments(cfg.HLSDir) >= 2*n })
 		}
 		var stalls []time.Duration
 		var park, restore, total time.Duration
@@ -142,6 +150,76 @@ func pump(c net.Conn, w *chunk.Writer, msid uint32, stop <-chan struct{}) {
 		buf = w.Append(buf[:0], &chunk.Message{CSID: 6, TypeID: chunk.TypeVideo, StreamID: msid, Timestamp: uint32(i * 10), Payload: videoFrame(i%50 == 0, 600, i)})
 		if _, err := c.Write(buf); err != nil {
 			return
+		}
+	}
+}
+
+// capturedMedia is the audio and video of ffmpeg 5.1 publishing a test
+// pattern (testdata/rtmp), a few seconds of it.
+func capturedMedia(t testing.TB) []chunk.Message {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "rtmp", "ffmpeg51_publish.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = b[1+1536+1536:] // C0, C1, C2
+	var out []chunk.Message
+	r := chunk.NewReader(0)
+	if err := r.Feed(b, func(m *chunk.Message) error {
+		if m.TypeID == chunk.TypeAudio || m.TypeID == chunk.TypeVideo {
+			c := *m
+			c.Payload = slices.Clone(m.Payload)
+			out = append(out, c)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) == 0 {
+		t.Fatal("no media in the capture")
+	}
+	return out
+}
+
+// pumpCapture sends media at its timestamps, over and over, each round
+// later by the capture's length and without its sequence headers, until
+// stop.
+func pumpCapture(c net.Conn, w *chunk.Writer, msid uint32, media []chunk.Message, stop <-chan struct{}) {
+	span := media[len(media)-1].Timestamp + 40
+	start := time.Now()
+	var buf []byte
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	next := 0
+	for round := uint32(0); ; {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		due := uint32(time.Since(start).Milliseconds())
+		buf = buf[:0]
+		for {
+			m := media[next]
+			ts := round*span + m.Timestamp
+			if ts > due {
+				break
+			}
+			if round == 0 || !flv.IsSequenceHeader(m.TypeID, m.Payload) {
+				csid := uint32(6)
+				if m.TypeID == chunk.TypeAudio {
+					csid = 4
+				}
+				buf = w.Append(buf, &chunk.Message{CSID: csid, TypeID: m.TypeID, StreamID: msid, Timestamp: ts, Payload: m.Payload})
+			}
+			if next++; next == len(media) {
+				next, round = 0, round+1
+			}
+		}
+		if len(buf) > 0 {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
 		}
 	}
 }
