@@ -239,21 +239,11 @@ func (a *attempt) endStream(st *streamer, parkDur time.Duration) (int, error) {
 // needs the exact totals first: the plan, the batches, End.
 func (a *attempt) sendParked(hello handoff.Hello, ver uint32, sessions []handoff.Item, parkDur time.Duration) (int, error) {
 	conn := a.conn
-	stateBytes := 0
-	for _, it := range sessions {
-		stateBytes += len(it.Envelope.Payload)
+	items, fds, stateBytes, err := migrateItems(a.cfg.Convert, sessions, ver)
+	if err != nil {
+		return 0, err
 	}
 	a.logParked(len(sessions), stateBytes, parkDur)
-	items := make([]handoff.Item, len(sessions), len(sessions)+1)
-	fds := 0
-	for i, it := range sessions {
-		env, err := a.cfg.Convert(it.Envelope, ver)
-		if err != nil {
-			return 0, fmt.Errorf("migrate %s to v%d: %w", it.Envelope.Kind, ver, err)
-		}
-		items[i] = handoff.Item{Envelope: env, Borrowed: it.Borrowed, Files: it.Files}
-		fds += it.NumFDs()
-	}
 	proc, err := a.processItem(ver, len(sessions))
 	if err != nil {
 		return 0, err

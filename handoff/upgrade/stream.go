@@ -45,16 +45,9 @@ func (s *streamer) send(items []handoff.Item) error {
 }
 
 func (s *streamer) sendLocked(items []handoff.Item) error {
-	batch := make([]handoff.Item, len(items))
-	n, size := 0, 0
-	for i, it := range items {
-		env, err := s.convert(it.Envelope, s.ver)
-		if err != nil {
-			return fmt.Errorf("migrate %s to v%d: %w", it.Envelope.Kind, s.ver, err)
-		}
-		batch[i] = handoff.Item{Envelope: env, Borrowed: it.Borrowed, Files: it.Files}
-		n += it.NumFDs()
-		size += len(env.Payload)
+	batch, n, size, err := migrateItems(s.convert, items, s.ver)
+	if err != nil {
+		return err
 	}
 	// The bound checked before the park covers what it exports, unless a
 	// session arrived in between: the running count is checked too.
@@ -68,6 +61,22 @@ func (s *streamer) sendLocked(items []handoff.Item) error {
 	s.fds += n
 	s.bytes += size
 	return nil
+}
+
+// migrateItems is items in state version ver, their descriptors alongside,
+// with how many descriptors and envelope bytes they carry.
+func migrateItems(convert func(state.Envelope, uint32) (state.Envelope, error), items []handoff.Item, ver uint32) (out []handoff.Item, fds, bytes int, err error) {
+	out = make([]handoff.Item, len(items), len(items)+1)
+	for i, it := range items {
+		env, err := convert(it.Envelope, ver)
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("migrate %s to v%d: %w", it.Envelope.Kind, ver, err)
+		}
+		out[i] = handoff.Item{Envelope: env, Borrowed: it.Borrowed, Files: it.Files}
+		fds += it.NumFDs()
+		bytes += len(env.Payload)
+	}
+	return out, fds, bytes, nil
 }
 
 // sent is what went, and the first failure.
