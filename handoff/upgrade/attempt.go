@@ -33,12 +33,10 @@ type attempt struct {
 	// What rollback undoes. answer tells the child why it must give up
 	// (nil: it is told nothing more: it is gone, was already told, or may
 	// have been sent Commit).
-	answer func(reason string) error
-	parked Parked
-	// procItems is 1 when the process envelope went with the sessions.
-	procItems int
-	resumed   bool
-	paused    bool
+	answer  func(reason string) error
+	parked  Parked
+	resumed bool
+	paused  bool
 }
 
 func (a *attempt) run(fault string) (err error) {
@@ -140,11 +138,11 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 	}
 	a.parked = parked
 	parkDur := time.Since(parkStart)
-	var moved int
+	var moved, sent int
 	if st != nil {
-		moved, err = a.endStream(st, parkDur)
+		moved, sent, err = a.endStream(st, parkDur)
 	} else {
-		moved, err = a.sendParked(hello, ver, parked.Items(), parkDur)
+		moved, sent, err = a.sendParked(hello, ver, parked.Items(), parkDur)
 	}
 	if err != nil {
 		return err
@@ -154,8 +152,8 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 	if err != nil {
 		return a.childFailure("preparing sessions", err)
 	}
-	if want := moved + a.procItems; n != want {
-		return fmt.Errorf("new process prepared %d of %d sessions", n, want)
+	if n != sent {
+		return fmt.Errorf("new process prepared %d of %d items", n, sent)
 	}
 
 	// Commit. The child acknowledges by becoming Ready, and touches no
@@ -208,68 +206,67 @@ func (a *attempt) processItem(ver uint32, moved int) ([]handoff.Item, error) {
 	if err != nil {
 		return nil, fmt.Errorf("process state: %w", err)
 	}
-	a.procItems = 1
 	return []handoff.Item{{Envelope: env}}, nil
 }
 
 // endStream completes a send that went as the sessions parked: the
 // process envelope, then End with the totals. It returns the number of
-// sessions sent.
-func (a *attempt) endStream(st *streamer, parkDur time.Duration) (int, error) {
+// sessions sent and of items in all.
+func (a *attempt) endStream(st *streamer, parkDur time.Duration) (moved, sent int, err error) {
 	moved, _, stateBytes, _ := st.sent()
 	a.logParked(moved, stateBytes, parkDur)
 	// The service's counters and history travel too, from the version
 	// that carries them; a build that reads only older ones starts afresh.
 	proc, err := a.processItem(st.ver, moved)
-	if err == nil && proc != nil {
-		if err = st.send(proc); err != nil {
-			return 0, a.sendFailure(err)
+	if err != nil {
+		return 0, 0, err
+	}
+	if proc != nil {
+		if err := st.send(proc); err != nil {
+			return 0, 0, a.sendFailure(err)
 		}
 	}
-	if err != nil {
-		return 0, err
-	}
 	if err := a.conn.SendEnd(); err != nil {
-		return 0, a.childFailure("sending sessions", err)
+		return 0, 0, a.childFailure("sending sessions", err)
 	}
-	return moved, nil
+	return moved, moved + len(proc), nil
 }
 
 // sendParked sends every parked session at once, for a new process that
-// needs the exact totals first: the plan, the batches, End.
-func (a *attempt) sendParked(hello handoff.Hello, ver uint32, sessions []handoff.Item, parkDur time.Duration) (int, error) {
+// needs the exact totals first: the plan, the batches, End. It returns the
+// number of sessions sent and of items in all.
+func (a *attempt) sendParked(hello handoff.Hello, ver uint32, sessions []handoff.Item, parkDur time.Duration) (moved, sent int, err error) {
 	conn := a.conn
 	items, fds, stateBytes, err := migrateItems(a.cfg.Convert, sessions, ver)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	a.logParked(len(sessions), stateBytes, parkDur)
 	proc, err := a.processItem(ver, len(sessions))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	for _, it := range proc {
-		env, err := a.cfg.Convert(it.Envelope, ver)
-		if err != nil {
-			return 0, fmt.Errorf("process state: %w", err)
-		}
-		items = append(items, handoff.Item{Envelope: env})
+	// Migrated as the streamed path migrates it, with the same error.
+	proc, _, _, err = migrateItems(a.cfg.Convert, proc, ver)
+	if err != nil {
+		return 0, 0, err
 	}
+	items = append(items, proc...)
 	// The bound checked before the park covers what it exported, unless a
 	// session arrived in between: the exact count is checked again.
 	if err := handoff.CheckFDBudget(hello, fds); err != nil {
-		return 0, a.refuse(err, err)
+		return 0, 0, a.refuse(err, err)
 	}
 	if err := conn.SendPlan(handoff.Plan{Version: ver, Items: len(items), FDs: fds}); err != nil {
-		return 0, a.childFailure("sending plan", err)
+		return 0, 0, a.childFailure("sending plan", err)
 	}
 	if err := conn.SendItems(items); err != nil {
-		return 0, a.childFailure("sending sessions", err)
+		return 0, 0, a.childFailure("sending sessions", err)
 	}
 	if err := conn.SendEnd(); err != nil {
-		return 0, a.childFailure("sending sessions", err)
+		return 0, 0, a.childFailure("sending sessions", err)
 	}
-	return len(sessions), nil
+	return len(sessions), len(items), nil
 }
 
 func (a *attempt) logParked(sessions, stateBytes int, parkDur time.Duration) {

@@ -131,6 +131,17 @@ func TestRollback(t *testing.T) {
 			told: "abort: migrate unmigratable", toldOpen: "plan v",
 		},
 		{
+			// The process envelope goes after the sessions, in either plan:
+			// its migration fails the same way and parks nothing for good.
+			name: "process envelope migration fails", setup: func(h *harness) {
+				h.parent.cfg.ProcessState = func(Verdict) (state.Envelope, error) {
+					return state.Envelope{Kind: "unmigratable", Version: state.Version}, nil
+				}
+			},
+			outcome: Failed, errHas: []string{"migrate unmigratable to v", "no step"}, parked: true,
+			told: "abort: migrate unmigratable", toldOpen: "plan v",
+		},
+		{
 			name: "child crashes while the sessions are sent", failAt: "items", how: "crash",
 			outcome: Failed, errHas: []string{"new process " + exe + " failed sending sessions", "exit status 3"}, parked: true,
 			told: "plan v",
