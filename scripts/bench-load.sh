@@ -8,8 +8,11 @@
 # each stream) ramped up over RAMP, waits SETTLE after the ramp, then
 # samples the server's CPU (utime+stime from /proc/PID/stat) over WINDOW
 # seconds and its RSS (VmRSS from /proc/PID/status) at the end of the
-# window. With NGINX=1 every run then does the same to nginx-rtmp, so that
-# both servers see the same machine at the same time of day.
+# window, and the context switches of all its threads over the window
+# (wake-ups: the cost that separates a goroutine per connection from
+# nginx's one thread on epoll). With NGINX=1 every run then does the same
+# to nginx-rtmp, so that both servers see the same machine at the same
+# time of day.
 #
 # Environment (defaults in brackets):
 #   N [100]          publishers
@@ -159,6 +162,24 @@ cpu_ticks() {
 
 now() { date +%s.%N; }
 
+# ctx_switches PID: voluntary + involuntary context switches of all its
+# threads. Each one is a thread put to sleep or taken off a core: the
+# wake-ups per message that make Go's runtime cost more than nginx's one
+# thread for the same reads and writes. Read with bash alone, so the
+# sampling forks nothing; a thread that exits inside the window takes its
+# count with it, which only lowers the figure.
+ctx_switches() {
+	local f line sum=0
+	for f in /proc/"$1"/task/*/status; do
+		while IFS= read -r line; do
+			case $line in
+			voluntary_ctxt_switches:* | nonvoluntary_ctxt_switches:*) sum=$((sum + ${line##*[[:space:]]})) ;;
+			esac
+		done <"$f" 2>/dev/null || true
+	done
+	echo "$sum"
+}
+
 results="$tmp/results.tsv"
 : >"$results"
 
@@ -283,11 +304,13 @@ measure() {
 			"http://$admin_addr/debug/pprof/profile?seconds=$WINDOW" &
 		prof_pid=$!
 	fi
-	local c0 t0 c1 t1 rss
+	local c0 t0 c1 t1 rss x0 x1
 	c0=$(cpu_ticks "$pid")
+	x0=$(ctx_switches "$pid")
 	t0=$(now)
 	sleep "$WINDOW"
 	c1=$(cpu_ticks "$pid")
+	x1=$(ctx_switches "$pid")
 	t1=$(now)
 	rss=$(rss_kib "$pid")
 	if [[ -n $prof_pid ]]; then
@@ -308,19 +331,20 @@ measure() {
 	read -r started failed bps gen_cpu elapsed < <(jq -r '[.started, (.failed + .refused + .players.failed + .players.refused), .bitrate_bps, .generator_cpu_s, .elapsed_s] | @tsv' "$report")
 	awk -v server="$server" -v run="$run" -v n="$N" -v started="$started" -v failed="$failed" -v bps="$bps" \
 		-v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$clk_tck" \
-		-v rss="$rss" -v idle="$idle_kib" -v gen="$gen_cpu" -v elapsed="$elapsed" 'BEGIN {
+		-v rss="$rss" -v idle="$idle_kib" -v gen="$gen_cpu" -v elapsed="$elapsed" -v x0="$x0" -v x1="$x1" 'BEGIN {
 		win = t1 - t0
 		cpu = (c1 - c0) / hz
 		streams = started > 0 ? started : n
-		printf "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\n",
+		printf "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\n",
 			server, run, started, failed, bps / 1e6, 100 * cpu / win, 1e6 * cpu / win / streams,
-			rss / 1024, idle / 1024, (rss - idle) / streams, rss / streams, 100 * gen / elapsed, win
+			rss / 1024, idle / 1024, (rss - idle) / streams, rss / streams, 100 * gen / elapsed, win,
+			(x1 - x0) / win / streams
 	}' >>"$results"
 }
 
 mediad_label=mediad
 [[ $HLS == 0 ]] && mediad_label=mediad-nohls
-header="server\trun\tstarted\tfailed\tMbit/s\tCPU%\tus/s/stream\tRSS_MiB\tidle_MiB\tKiB/stream\traw_KiB/stream\tgen_CPU%\twindow_s"
+header="server\trun\tstarted\tfailed\tMbit/s\tCPU%\tus/s/stream\tRSS_MiB\tidle_MiB\tKiB/stream\traw_KiB/stream\tgen_CPU%\twindow_s\tcsw/s/stream"
 target_pid=""
 admin_addr=""
 echo "bench-load: N=$N PLAYERS=$PLAYERS PUSH=$PUSH HLS=$HLS NGINX=$NGINX BITRATE=$BITRATE DURATION=${dur_s}s RAMP=${ramp_s}s window=${WINDOW}s after ${start_s}s; GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-} MEDIAD_FLAGS=$MEDIAD_FLAGS; $(nproc) cores" >&2
@@ -366,7 +390,7 @@ echo
 label=$( (( RUNS > 1 )) && echo "median of $RUNS runs" || echo "1 run")
 echo "streams: $N publishers, $PLAYERS players each; $label"
 awk -F'\t' '
-{ printf "%-13s CPU %5.1f%% of a core, %4.0f us/s per stream; RSS %6.1f MiB (idle %.1f), %5.1f KiB per stream above idle\n", $1, $6, $7, $8, $9, $10
+{ printf "%-13s CPU %5.1f%% of a core, %4.0f us/s per stream; RSS %6.1f MiB (idle %.1f), %5.1f KiB per stream above idle; %.0f context switches/s per stream\n", $1, $6, $7, $8, $9, $10, $14
   cpu[$1] = $6 }
 END {
 	for (k in cpu) if (k != "nginx-rtmp" && ("nginx-rtmp" in cpu) && cpu["nginx-rtmp"] > 0)
