@@ -352,6 +352,10 @@ func (sess *session) park() bool {
 	sess.parking = true
 	sess.wmu.Unlock()
 
+	if c := sess.srv.coalesce; c != nil {
+		// The socket may leave: it goes as it came, read at every byte.
+		c.reset(sess)
+	}
 	req := sess.parkReq.Load()
 	item, err := sess.export(req.spill)
 	req.reply <- parkResult{item: item, err: err}
@@ -425,6 +429,9 @@ func (sess *session) handOver() {
 	if sess.hupWatched {
 		// The socket goes on in the new process: its FIN is not ours.
 		sess.srv.hangups.forget(sess, sess.raw)
+	}
+	if c := sess.srv.coalesce; c != nil {
+		c.forget(sess)
 	}
 	sess.conn.Close()
 }

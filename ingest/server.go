@@ -37,6 +37,10 @@ type Config struct {
 	// IdleTimeout closes a publisher that sends nothing for this long. Zero
 	// means 30 s.
 	IdleTimeout time.Duration
+	// ReadCoalesce lets a publisher's media wait up to about this long in
+	// its socket, so that one wake-up reads several messages
+	// (coalesce.go). Zero reads every message as it comes.
+	ReadCoalesce time.Duration
 	// WriteTimeout drops a client whose socket accepts nothing for this long.
 	// Zero means 10 s.
 	WriteTimeout time.Duration
@@ -138,6 +142,8 @@ type Server struct {
 	nextID atomic.Uint64
 	// hangups reports publishers' closes (hangup.go).
 	hangups *hangups
+	// coalesce sizes publishers' read marks (coalesce.go); nil when off.
+	coalesce *coalescer
 	// Totals over the service's life, carried across upgrades.
 	bytesIn, bytesOut, accepted atomic.Uint64
 }
@@ -178,6 +184,7 @@ func NewServer(cfg Config) *Server {
 	}
 	s.acceptCond = sync.NewCond(&s.mu)
 	s.hangups = newHangups(s)
+	s.coalesce = newCoalescer(s, cfg.ReadCoalesce)
 	return s
 }
 
@@ -288,6 +295,9 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.hangups.close()
+	if s.coalesce != nil {
+		s.coalesce.close()
+	}
 	s.wg.Wait()
 	// Files of broadcasts that ended go now; those of streams that moved
 	// belong to the new process.

@@ -126,7 +126,10 @@ type session struct {
 	// be followed by one more; hupChecked: that was decided.
 	hup                    atomic.Bool
 	hupWatched, hupChecked bool
-	done                   chan struct{}
+	// Read coalescing (coalesce.go); coalesceOff: the socket refused it.
+	coalesceState
+	coalesceOff bool
+	done        chan struct{}
 	// stallFrom is the old process's last read, for a restored session
 	// until its first read here.
 	stallFrom time.Time
@@ -181,6 +184,9 @@ func (s *session) run() {
 	s.endErr = err
 	if s.hupWatched {
 		s.srv.hangups.forget(s, s.raw)
+	}
+	if c := s.srv.coalesce; c != nil {
+		c.forget(s)
 	}
 	if errors.Is(err, errMoved) {
 		// The new process owns the connection now: no goodbyes, no
@@ -412,6 +418,9 @@ func (s *session) readCallback(fd uintptr) bool {
 		}
 		if s.rdPerr = s.received(buf[:n]); s.rdPerr != nil {
 			return true
+		}
+		if c := s.srv.coalesce; c != nil && !s.coalesceOff {
+			c.account(s, fd, n)
 		}
 		if n == len(buf) || s.role != rolePublisher || s.rdl != rdlIdle {
 			// More may wait, or the session changed what it reads for.

@@ -47,6 +47,7 @@ func newFlagSet(o *options, stderr io.Writer) *flag.FlagSet {
 	fs.UintVar(&o.gopCacheTotal, "gop-cache-total-bytes", 256<<20, "bound on all streams' GOP caches together, in bytes")
 	fs.DurationVar(&o.handshakeTO, "handshake-timeout", 10*time.Second, "close clients that do not finish handshake and connect in this time")
 	fs.DurationVar(&o.idleTO, "idle-timeout", 30*time.Second, "close publishers that send nothing for this long")
+	fs.DurationVar(&o.readCoalesce, "read-coalesce", 50*time.Millisecond, "let a publisher's media wait up to about this long in its socket, so that one wake-up reads several messages (0: read every message as it comes)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "longest graceful stop")
 	fs.DurationVar(&o.upgradeTimeout, "upgrade-timeout", 30*time.Second, "a new binary must take over within this time or the upgrade rolls back")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "after an upgrade, the old process finishes its HTTP requests within this time and exits")
@@ -255,6 +256,9 @@ func (o options) validate() error {
 	}
 	if o.gopCache > 0 && o.gopCacheTotal < o.gopCache {
 		errs = append(errs, fmt.Errorf("gop-cache-total-bytes (%d) must be at least gop-cache-bytes (%d)", o.gopCacheTotal, o.gopCache))
+	}
+	if o.readCoalesce < 0 || o.readCoalesce > time.Second {
+		errs = append(errs, fmt.Errorf("read-coalesce must be between 0 and 1s, got %s", o.readCoalesce))
 	}
 	for name, d := range map[string]time.Duration{
 		"handshake-timeout": o.handshakeTO, "idle-timeout": o.idleTO, "shutdown-timeout": o.shutdownTimeout,

@@ -47,6 +47,7 @@ type options struct {
 	gopCacheTotal   uint
 	handshakeTO     time.Duration
 	idleTO          time.Duration
+	readCoalesce    time.Duration
 	shutdownTimeout time.Duration
 	upgradeTimeout  time.Duration
 	drainTimeout    time.Duration

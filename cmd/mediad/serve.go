@@ -72,6 +72,7 @@ func serve(o options, log zerolog.Logger) error {
 		GOPCacheTotalBytes: int64(o.gopCacheTotal),
 		HandshakeTimeout:   o.handshakeTO,
 		IdleTimeout:        o.idleTO,
+		ReadCoalesce:       o.readCoalesce,
 		Logger:             log,
 	}
 	if o.recordDir != "" {
