@@ -10,9 +10,11 @@
 # seconds and its RSS (VmRSS from /proc/PID/status) at the end of the
 # window, and the context switches of all its threads over the window
 # (wake-ups: the cost that separates a goroutine per connection from
-# nginx's one thread on epoll). With NGINX=1 every run then does the same
-# to nginx-rtmp, so that both servers see the same machine at the same
-# time of day.
+# nginx's one thread on epoll); with players, rtmpload's delivery delay
+# (how long after its due time at the publisher a player got each media
+# message: what holding media back to save wake-ups costs). With NGINX=1
+# every run then does the same to nginx-rtmp, so that both servers see
+# the same machine at the same time of day.
 #
 # Environment (defaults in brackets):
 #   N [100]          publishers
@@ -327,24 +329,24 @@ measure() {
 	load_pid=""
 	load_report "$server run $run" "$report" "$tmp/rtmpload-$server-$run.log" "$load_rc"
 
-	local started failed bps gen_cpu elapsed
-	read -r started failed bps gen_cpu elapsed < <(jq -r '[.started, (.failed + .refused + .players.failed + .players.refused), .bitrate_bps, .generator_cpu_s, .elapsed_s] | @tsv' "$report")
+	local started failed bps gen_cpu elapsed d50 d99
+	read -r started failed bps gen_cpu elapsed d50 d99 < <(jq -r '[.started, (.failed + .refused + .players.failed + .players.refused), .bitrate_bps, .generator_cpu_s, .elapsed_s, (.players.delay_p50_ms // -1), (.players.delay_p99_ms // -1)] | @tsv' "$report")
 	awk -v server="$server" -v run="$run" -v n="$N" -v started="$started" -v failed="$failed" -v bps="$bps" \
 		-v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v hz="$clk_tck" \
-		-v rss="$rss" -v idle="$idle_kib" -v gen="$gen_cpu" -v elapsed="$elapsed" -v x0="$x0" -v x1="$x1" 'BEGIN {
+		-v rss="$rss" -v idle="$idle_kib" -v gen="$gen_cpu" -v elapsed="$elapsed" -v x0="$x0" -v x1="$x1" -v d50="$d50" -v d99="$d99" 'BEGIN {
 		win = t1 - t0
 		cpu = (c1 - c0) / hz
 		streams = started > 0 ? started : n
-		printf "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\n",
+		printf "%s\t%d\t%d\t%d\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\n",
 			server, run, started, failed, bps / 1e6, 100 * cpu / win, 1e6 * cpu / win / streams,
 			rss / 1024, idle / 1024, (rss - idle) / streams, rss / streams, 100 * gen / elapsed, win,
-			(x1 - x0) / win / streams
+			(x1 - x0) / win / streams, d50, d99
 	}' >>"$results"
 }
 
 mediad_label=mediad
 [[ $HLS == 0 ]] && mediad_label=mediad-nohls
-header="server\trun\tstarted\tfailed\tMbit/s\tCPU%\tus/s/stream\tRSS_MiB\tidle_MiB\tKiB/stream\traw_KiB/stream\tgen_CPU%\twindow_s\tcsw/s/stream"
+header="server\trun\tstarted\tfailed\tMbit/s\tCPU%\tus/s/stream\tRSS_MiB\tidle_MiB\tKiB/stream\traw_KiB/stream\tgen_CPU%\twindow_s\tcsw/s/stream\tdelay_p50_ms\tdelay_p99_ms"
 target_pid=""
 admin_addr=""
 echo "bench-load: N=$N PLAYERS=$PLAYERS PUSH=$PUSH HLS=$HLS NGINX=$NGINX BITRATE=$BITRATE DURATION=${dur_s}s RAMP=${ramp_s}s window=${WINDOW}s after ${start_s}s; GOGC=${GOGC:-} GOMEMLIMIT=${GOMEMLIMIT:-} MEDIAD_FLAGS=$MEDIAD_FLAGS; $(nproc) cores" >&2
@@ -390,7 +392,9 @@ echo
 label=$( (( RUNS > 1 )) && echo "median of $RUNS runs" || echo "1 run")
 echo "streams: $N publishers, $PLAYERS players each; $label"
 awk -F'\t' '
-{ printf "%-13s CPU %5.1f%% of a core, %4.0f us/s per stream; RSS %6.1f MiB (idle %.1f), %5.1f KiB per stream above idle; %.0f context switches/s per stream\n", $1, $6, $7, $8, $9, $10, $14
+{ printf "%-13s CPU %5.1f%% of a core, %4.0f us/s per stream; RSS %6.1f MiB (idle %.1f), %5.1f KiB per stream above idle; %.0f context switches/s per stream", $1, $6, $7, $8, $9, $10, $14
+  if ($15 >= 0) printf "; players got media %.0f ms (p50), %.0f ms (p99) after it was due", $15, $16
+  printf "\n"
   cpu[$1] = $6 }
 END {
 	for (k in cpu) if (k != "nginx-rtmp" && ("nginx-rtmp" in cpu) && cpu["nginx-rtmp"] > 0)

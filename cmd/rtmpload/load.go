@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,6 +42,9 @@ type runConfig struct {
 	// trigger, if not nil, holds every player back until it fires
 	// (trigger.go).
 	trigger *joinTrigger
+	// delaySettle: a player's delivery delays count from this long after
+	// its play command (delay.go).
+	delaySettle time.Duration
 }
 
 // runner holds one run's shared, read-only inputs and its per-connection
@@ -59,6 +63,10 @@ type runner struct {
 	wg      sync.WaitGroup
 	pubs    []PublisherReport
 	players []PlayerReport
+	// pubStart is each stream's pacing start, Unix nanoseconds (0: not
+	// yet), and delays what its players measured from it (delay.go).
+	pubStart []atomic.Int64
+	delays   delayHist
 }
 
 // Report is what a run sent and received.
@@ -189,6 +197,12 @@ type PlayerTotals struct {
 	FirstKeyframeP50Ms float64 `json:"first_keyframe_p50_ms"`
 	FirstKeyframeP99Ms float64 `json:"first_keyframe_p99_ms"`
 	FirstKeyframeMaxMs float64 `json:"first_keyframe_max_ms"`
+	// Delivery delay of media messages, from the publisher's due time to
+	// a player (delay.go), in ms; -1 when none was measured.
+	DelayCount uint64  `json:"delay_count"`
+	DelayP50Ms float64 `json:"delay_p50_ms"`
+	DelayP99Ms float64 `json:"delay_p99_ms"`
+	DelayMaxMs float64 `json:"delay_max_ms"`
 }
 
 func outcome(err error) string {
@@ -216,6 +230,7 @@ func run(ctx context.Context, cfg *runConfig, clip *Clip, log io.Writer) (*Repor
 		log:       log,
 		pubs:      make([]PublisherReport, cfg.n),
 		players:   make([]PlayerReport, cfg.playerStreams*cfg.players),
+		pubStart:  make([]atomic.Int64, cfg.n),
 	}
 	for i := range r.pubs {
 		r.pubs[i] = PublisherReport{Key: streamKey(cfg.keyPrefix, i), State: stateSkipped, CRC32: "00000000"}
@@ -314,6 +329,7 @@ func (r *runner) report(elapsed, cpu time.Duration) *Report {
 		t.MediaBytes += p.MediaBytes
 	}
 	t.firstKeyframeStats(r.players)
+	t.delayStats(&r.delays)
 	if len(r.players) > 0 {
 		rep.PlayerList = r.players
 	}

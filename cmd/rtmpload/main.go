@@ -276,6 +276,7 @@ func prepare(o options) (*runConfig, *Clip, error) {
 		joinAfter:    o.joinAfter,
 		joinWithin:   o.joinWithin,
 		gaps:         o.gaps,
+		delaySettle:  delaySettle,
 	}
 	cfg.playAddr, cfg.playApp, cfg.playTCURL = addr, app, tcURL
 	if o.playURL != "" {
@@ -336,6 +337,10 @@ func printReport(w io.Writer, rep *Report) {
 		if t.SawKeyframe > 0 {
 			fmt.Fprintf(w, "players' first keyframe after play: p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
 				t.FirstKeyframeP50Ms, t.FirstKeyframeP99Ms, t.FirstKeyframeMaxMs)
+		}
+		if t.DelayCount > 0 {
+			fmt.Fprintf(w, "delivery delay, publisher's due time to player, %d messages: p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
+				t.DelayCount, t.DelayP50Ms, t.DelayP99Ms, t.DelayMaxMs)
 		}
 	}
 	fmt.Fprintf(w, "generator CPU: %.2f s", rep.GeneratorCPUS)

@@ -35,6 +35,7 @@ type player struct {
 	playSent  time.Time
 	sawConfig bool // a video sequence header arrived
 	ended     bool // the server said the stream stopped
+	stream    int
 	gaps      gapSeries
 }
 
@@ -56,7 +57,7 @@ func (r *runner) startPlayers(i int) {
 
 func (r *runner) runPlayer(k int) {
 	rep := &r.players[k]
-	p := &player{r: r, rep: rep}
+	p := &player{r: r, rep: rep, stream: k / r.cfg.players}
 	err := p.run()
 	rep.finish(err)
 	if err != nil && r.cfg.verbose {
@@ -179,8 +180,12 @@ func (p *player) onMessage(m *chunk.Message) error {
 				rep.ConfigFirst = p.sawConfig
 			}
 		}
+		if !flv.IsSequenceHeader(flv.TagVideo, m.Payload) {
+			p.r.delivered(p.stream, p.playSent, m.Timestamp)
+		}
 		p.arrived()
 	case chunk.TypeAudio:
+		p.r.delivered(p.stream, p.playSent, m.Timestamp)
 		p.arrived()
 		rep.AudioFrames++
 		rep.MediaBytes += uint64(len(m.Payload))

@@ -40,6 +40,7 @@ type publisher struct {
 
 	setup
 	published bool
+	index     int // the stream's
 
 	hdr []byte // chunk headers of the batch being built
 	crc uint32
@@ -47,7 +48,7 @@ type publisher struct {
 
 func (r *runner) runPublisher(i int) {
 	rep := &r.pubs[i]
-	p := &publisher{r: r, rep: rep}
+	p := &publisher{r: r, rep: rep, index: i}
 	err := p.run(i)
 	rep.finish(err)
 	if err != nil && r.cfg.verbose {
@@ -203,6 +204,7 @@ func (p *publisher) stream() error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	t0 := time.Now()
+	r.pubStart[p.index].Store(t0.UnixNano())
 	nextPoll := pollInterval
 	var base uint64 // media time of the current pass's start, ms
 	j := 0
