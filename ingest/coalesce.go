@@ -104,17 +104,18 @@ func (c *coalescer) account(s *session, fd uintptr, n int) {
 }
 
 // reset puts the mark back at one byte, for a socket about to leave the
-// process or a session that stops reading as a publisher.
-func (c *coalescer) reset(s *session) {
+// process or a session that stops reading as a publisher. It reports
+// whether the mark was above one byte: media may wait below it.
+func (c *coalescer) reset(s *session) bool {
 	s.lowatMu.Lock()
 	defer s.lowatMu.Unlock()
 	if s.lowat.Load() <= 1 {
-		return
+		return false
 	}
 	// Set before the session joined the sweep, and never changed.
 	raw := s.raw
 	if raw == nil {
-		return
+		return false
 	}
 	var err error
 	if cerr := raw.Control(func(fd uintptr) {
@@ -125,11 +126,45 @@ func (c *coalescer) reset(s *session) {
 	if err != nil {
 		// Closed meanwhile: nothing waits on it any more.
 		s.log.Debug().Err(err).Msg("read coalescing: mark not reset")
-		return
+		return false
 	}
 	s.lowat.Store(1)
 	// The rate is measured afresh before the mark rises again.
 	s.rateFrom, s.rateBytes = time.Time{}, 0
+	return true
+}
+
+// drainBeforePark reads what waited below a publisher's mark, so that
+// those frames reach the stream and its viewers before the park instead
+// of after the upgrade (which would lengthen every stall by up to the
+// coalescing wait). It runs on the session goroutine at its safe point
+// and puts the mark back at one byte, so the socket leaves the process as
+// it came. A protocol error ends the session, since its bytes are
+// consumed; a read error or the peer's close is left for whichever
+// process reads next.
+func (s *session) drainBeforePark() error {
+	c := s.srv.coalesce
+	if c == nil || s.role != rolePublisher || !c.reset(s) {
+		return nil
+	}
+	var perr error
+	// Control, not Read: the park's read deadline in the past would make
+	// Read fail before reading anything.
+	_ = s.raw.Control(func(fd uintptr) {
+		for {
+			n, err := syscall.Read(int(fd), s.rbuf)
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil || n <= 0 {
+				return
+			}
+			if perr = s.received(s.rbuf[:n]); perr != nil || n < len(s.rbuf) {
+				return
+			}
+		}
+	})
+	return perr
 }
 
 func (c *coalescer) add(s *session) {

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"syscall"
 	"testing"
 	"time"
@@ -8,12 +9,13 @@ import (
 	"github.com/mediad/mediad/ingest/chunk"
 )
 
-// publisherSession is srv's session publishing key, nil if none.
-func publisherSession(srv *Server, key string) *session {
+// publisherSession is srv's publishing session (the tests here have one
+// at most), nil if none.
+func publisherSession(srv *Server) *session {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	for s := range srv.sessions {
-		if s.role == rolePublisher && s.stream != nil && s.stream.Key == key {
+		if role(s.roleA.Load()) == rolePublisher {
 			return s
 		}
 	}
@@ -80,7 +82,7 @@ func coalescedPublisher(t *testing.T, srv *Server, addr, key string) (*testClien
 		ts += 4
 		time.Sleep(4 * time.Millisecond)
 		if sess == nil {
-			sess = publisherSession(srv, key)
+			sess = publisherSession(srv)
 		}
 		if sess != nil && sess.lowat.Load() > 1 {
 			break
@@ -120,7 +122,7 @@ func TestReadCoalescingBoundsTheWait(t *testing.T) {
 	const window = 50 * time.Millisecond
 	srv, addr, _ := startServer(t, Config{ReadCoalesce: window, IdleTimeout: time.Minute})
 	pub, msid, ts, arrivals := coalescedPublisher(t, srv, addr, "k")
-	sess := publisherSession(srv, "k")
+	sess := publisherSession(srv)
 	mark := sess.lowat.Load()
 	// One small frame, far below the mark, and then nothing.
 	if err := pub.sendMedia(msid, chunk.TypeVideo, ts, videoFrame(false, 20, int(ts))); err != nil {
@@ -139,13 +141,16 @@ func TestParkResetsReadMark(t *testing.T) {
 	cfg := Config{ReadCoalesce: 50 * time.Millisecond, IdleTimeout: time.Minute}
 	srv, addr, _ := startServer(t, cfg)
 	pub, msid, ts, arrivals := coalescedPublisher(t, srv, addr, "k")
-	old := publisherSession(srv, "k")
+	old := publisherSession(srv)
 	next := upgradeInProcess(t, srv, Config{IdleTimeout: time.Minute})
-	if n := len(srv.coalesce.set); n != 0 {
+	srv.coalesce.mu.Lock()
+	n := len(srv.coalesce.set)
+	srv.coalesce.mu.Unlock()
+	if n != 0 {
 		t.Errorf("the old server still sweeps %d sessions that left it", n)
 	}
 	var sess *session
-	waitFor(t, "the publisher in the new server", func() bool { sess = publisherSession(next, "k"); return sess != nil })
+	waitFor(t, "the publisher in the new server", func() bool { sess = publisherSession(next); return sess != nil })
 	if got := socketLowat(t, sess); got != 1 {
 		t.Fatalf("the moved socket's SO_RCVLOWAT is %d, want 1 (the old session's mark was %d)", got, old.lowat.Load())
 	}
@@ -154,4 +159,42 @@ func TestParkResetsReadMark(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitArrival(t, arrivals, ts, 5*time.Second)
+}
+
+// TestUnpublishResetsReadMark: a connection that ends its publish and
+// stays open reads every byte again, for the commands it sends next.
+func TestUnpublishResetsReadMark(t *testing.T) {
+	srv, addr, _ := startServer(t, Config{ReadCoalesce: 50 * time.Millisecond, IdleTimeout: time.Minute})
+	pub, msid, _, _ := coalescedPublisher(t, srv, addr, "k")
+	sess := publisherSession(srv)
+	pub.command(msid, "deleteStream", 0.0, nil, float64(msid))
+	waitFor(t, "the publish to end", func() bool { return publisherSession(srv) == nil })
+	if got := socketLowat(t, sess); got != 1 {
+		t.Fatalf("after the publish ended the socket's SO_RCVLOWAT is %d, want 1", got)
+	}
+	srv.coalesce.mu.Lock()
+	_, swept := srv.coalesce.set[sess]
+	srv.coalesce.mu.Unlock()
+	if swept {
+		t.Error("the sweep still holds a session that no longer publishes")
+	}
+}
+
+// TestParkDrainsBelowTheMark: media waiting below a publisher's mark when
+// an upgrade parks it reaches the viewers before the park, not after the
+// upgrade.
+func TestParkDrainsBelowTheMark(t *testing.T) {
+	srv, addr, _ := startServer(t, Config{ReadCoalesce: 50 * time.Millisecond, IdleTimeout: time.Minute})
+	pub, msid, ts, arrivals := coalescedPublisher(t, srv, addr, "k")
+	// Far below the mark, and parked long before the sweep would lower it.
+	if err := pub.sendMedia(msid, chunk.TypeVideo, ts, videoFrame(false, 20, int(ts))); err != nil {
+		t.Fatal(err)
+	}
+	parked, err := srv.Park(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer parked.Resume()
+	// Parked: nothing reads the socket now.
+	waitArrival(t, arrivals, ts, 2*time.Second)
 }

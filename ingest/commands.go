@@ -301,6 +301,11 @@ func (s *session) endRole() {
 }
 
 func (s *session) endPublish() {
+	if c := s.srv.coalesce; c != nil {
+		// The connection stays, to send commands that want answers now.
+		c.reset(s)
+		c.forget(s)
+	}
 	s.stream.unpublish(s)
 	s.log.Info().Msg("publish ended")
 	s.stream = nil

@@ -352,10 +352,6 @@ func (sess *session) park() bool {
 	sess.parking = true
 	sess.wmu.Unlock()
 
-	if c := sess.srv.coalesce; c != nil {
-		// The socket may leave: it goes as it came, read at every byte.
-		c.reset(sess)
-	}
 	req := sess.parkReq.Load()
 	item, err := sess.export(req.spill)
 	req.reply <- parkResult{item: item, err: err}

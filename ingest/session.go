@@ -263,6 +263,9 @@ func (s *session) serve() error {
 		}
 		if s.parkReq.Load() != nil {
 			s.rdl = rdlUnknown
+			if perr := s.drainBeforePark(); perr != nil {
+				return perr
+			}
 			if !s.park() {
 				return errMoved
 			}
