@@ -117,13 +117,7 @@ func (c *coalescer) reset(s *session) bool {
 	if raw == nil {
 		return false
 	}
-	var err error
-	if cerr := raw.Control(func(fd uintptr) {
-		err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1)
-	}); cerr != nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := markOneByte(raw); err != nil {
 		// Closed meanwhile: nothing waits on it any more.
 		s.log.Debug().Err(err).Msg("read coalescing: mark not reset")
 		return false
@@ -251,9 +245,19 @@ func (c *coalescer) lower(s *session, before int64) {
 	// the socket was closed meanwhile, nothing reads it any more.
 	s.lowered.Store(true)
 	s.lowat.Store(1)
-	_ = raw.Control(func(fd uintptr) {
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1)
-	})
+	_ = markOneByte(raw)
+}
+
+// markOneByte sets raw's SO_RCVLOWAT back to one byte, the default, which
+// makes the kernel report any bytes waiting at once.
+func markOneByte(raw syscall.RawConn) error {
+	var err error
+	if cerr := raw.Control(func(fd uintptr) {
+		err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, 1)
+	}); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // coalesceState is a session's part of it: the mark as last set (lowat,
