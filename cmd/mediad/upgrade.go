@@ -60,7 +60,12 @@ func newUpgrader(upg *tableflip.Upgrader, srv *ingest.Server, l *ledger, log zer
 		ProcessState: u.processState,
 		ProcessSince: processSince,
 		Record:       u.record,
-		Log:          log,
+		Yield: func() {
+			if err := lowerPriority(); err != nil {
+				log.Warn().Err(err).Msg("upgrade: this process keeps its CPU priority while it lets go of the sessions")
+			}
+		},
+		Log: log,
 	})
 	return u
 }
