@@ -279,6 +279,52 @@ func (b *browser) waitSample(t *testing.T, timeout time.Duration, what string, o
 	}
 }
 
+// play opens the player page of live/test at base and samples it until
+// stop. It returns once the player plays at low latency: the first sample
+// at which it is settled, from which a test judges what it watched.
+func (b *browser) play(t *testing.T, base, webDir string) (settled playerSample, stop func()) {
+	t.Helper()
+	navStart := time.Now()
+	if err := chromedp.Run(b.ctx, chromedp.Navigate(base+"/live/test/")); err != nil {
+		t.Fatalf("opening the player page: %v", err)
+	}
+	sampleCtx, stopSampling := context.WithCancel(context.Background())
+	sampling := make(chan struct{})
+	go b.sample(sampleCtx, sampling)
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			stopSampling()
+			<-sampling
+		}
+	}
+	t.Cleanup(stop)
+
+	first := b.waitSample(t, quickTimeout, "a player mode", func(s playerSample) bool { return s.Mode != "" })
+	if first.Mode != "hls.js" {
+		t.Fatalf("the page plays with %q, want hls.js (chromium has Media Source Extensions, and hls.js is installed in %s)", first.Mode, webDir)
+	}
+	playing := b.waitSample(t, playTimeout, "currentTime advancing past 1 s", func(s playerSample) bool {
+		return s.Started && !s.Paused && s.CurrentTime >= 1
+	})
+	t.Logf("hls.js %s playing %.1f s after the page opened (currentTime %.2f s)", playing.HLSVersion, playing.at.Sub(navStart).Seconds(), playing.CurrentTime)
+	// Settled is at or after playing: waitSample looks at every sample
+	// since the page opened, and one from before playback started would
+	// count the start's own buffering as the watched run's.
+	// A sample the page itself still counts as behind (and would jump
+	// from) is part of the start, not of the watched run. The page
+	// reckons with hls.js's latency, this test with the picture's
+	// program-date-time; half a second apart from the page's bound keeps
+	// the two from disagreeing at the edge.
+	settled = b.waitSample(t, latencyTimeout, fmt.Sprintf("latency at most %.1f s, and within %.1f s of the player's target", maxLatency, pageCatchUpBeyond), func(s playerSample) bool {
+		return !s.at.Before(playing.at) && s.Latency >= 0 && s.Latency <= maxLatency &&
+			(s.TargetLatency <= 0 || s.Latency <= s.TargetLatency+pageCatchUpBeyond-0.5)
+	})
+	t.Logf("latency %.2f s (%s, target %.2f s) %.1f s after playback started", settled.Latency, settled.LatencySource, settled.TargetLatency, settled.at.Sub(playing.at).Seconds())
+	return settled, stop
+}
+
 // freeze is an interval in which the <video>'s currentTime did not advance,
 // measured from the test's samples: from the sample at which it last
 // advanced to the one at which it advanced again (or the last sample).
@@ -396,44 +442,7 @@ func TestE2EBrowserLLHLSUpgrades(t *testing.T) {
 	waitHTTP(t, base+"/live/test/index.m3u8", quickTimeout)
 
 	b := startBrowser(t, chrome)
-	navStart := time.Now()
-	if err := chromedp.Run(b.ctx, chromedp.Navigate(base+"/live/test/")); err != nil {
-		t.Fatalf("opening the player page: %v", err)
-	}
-	sampleCtx, stopSampling := context.WithCancel(context.Background())
-	sampling := make(chan struct{})
-	go b.sample(sampleCtx, sampling)
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			stopSampling()
-			<-sampling
-		}
-	}
-	t.Cleanup(stop)
-
-	first := b.waitSample(t, quickTimeout, "a player mode", func(s playerSample) bool { return s.Mode != "" })
-	if first.Mode != "hls.js" {
-		t.Fatalf("the page plays with %q, want hls.js (chromium has Media Source Extensions, and hls.js is installed in %s)", first.Mode, webDir)
-	}
-	playing := b.waitSample(t, playTimeout, "currentTime advancing past 1 s", func(s playerSample) bool {
-		return s.Started && !s.Paused && s.CurrentTime >= 1
-	})
-	t.Logf("hls.js %s playing %.1f s after the page opened (currentTime %.2f s)", playing.HLSVersion, playing.at.Sub(navStart).Seconds(), playing.CurrentTime)
-	// Settled is at or after playing: waitSample looks at every sample
-	// since the page opened, and one from before playback started would
-	// count the start's own buffering as the watched run's.
-	// A sample the page itself still counts as behind (and would jump
-	// from) is part of the start, not of the watched run. The page
-	// reckons with hls.js's latency, this test with the picture's
-	// program-date-time; half a second apart from the page's bound keeps
-	// the two from disagreeing at the edge.
-	settled := b.waitSample(t, latencyTimeout, fmt.Sprintf("latency at most %.1f s, and within %.1f s of the player's target", maxLatency, pageCatchUpBeyond), func(s playerSample) bool {
-		return !s.at.Before(playing.at) && s.Latency >= 0 && s.Latency <= maxLatency &&
-			(s.TargetLatency <= 0 || s.Latency <= s.TargetLatency+pageCatchUpBeyond-0.5)
-	})
-	t.Logf("latency %.2f s (%s, target %.2f s) %.1f s after playback started", settled.Latency, settled.LatencySource, settled.TargetLatency, settled.at.Sub(playing.at).Seconds())
+	settled, stop := b.play(t, base, webDir)
 
 	// Upgrades a few seconds apart, alternating two builds, with the
 	// picture watched throughout.
@@ -462,17 +471,7 @@ func TestE2EBrowserLLHLSUpgrades(t *testing.T) {
 	}
 	stop()
 
-	all, _ := b.snapshot()
-	watched := between(all, settled.at, time.Now().Add(time.Hour))
-	var evalErrs []string
-	for _, s := range watched {
-		if s.err != nil {
-			evalErrs = append(evalErrs, s.at.Format("15:04:05.000")+": "+s.err.Error())
-		}
-	}
-	if len(evalErrs) > 0 {
-		t.Errorf("%d of %d reads of the player failed, first: %s", len(evalErrs), len(watched), evalErrs[0])
-	}
+	watched := b.watched(t, settled)
 
 	// Per upgrade: from its start to the next one's (or the end).
 	for i, sp := range spans {
@@ -496,6 +495,33 @@ func TestE2EBrowserLLHLSUpgrades(t *testing.T) {
 			i+1, sp.v.NewVersion, sp.v.DurationMS, sp.v.WorstStallMS, worst.Round(time.Millisecond), med, mx, stalls)
 	}
 
+	b.judge(t, settled, watched)
+}
+
+// watched is what the test read of the player from settled on; a read
+// that failed is an error.
+func (b *browser) watched(t *testing.T, settled playerSample) []playerSample {
+	t.Helper()
+	all, _ := b.snapshot()
+	watched := between(all, settled.at, time.Now().Add(time.Hour))
+	var evalErrs []string
+	for _, s := range watched {
+		if s.err != nil {
+			evalErrs = append(evalErrs, s.at.Format("15:04:05.000")+": "+s.err.Error())
+		}
+	}
+	if len(evalErrs) > 0 {
+		t.Errorf("%d of %d reads of the player failed, first: %s", len(evalErrs), len(watched), evalErrs[0])
+	}
+	return watched
+}
+
+// judge checks what the viewer saw once settled: the picture never frozen
+// for more than maxFreeze, latency at most maxLatency, no page stall over
+// maxFreeze, no fatal error, reload or catch-up jump; and logs what the
+// page recorded.
+func (b *browser) judge(t *testing.T, settled playerSample, watched []playerSample) {
+	t.Helper()
 	fs := freezes(watched)
 	worst := longestFreeze(fs)
 	med, mx, n := latencyStats(watched)
