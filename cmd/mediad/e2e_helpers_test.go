@@ -69,9 +69,6 @@ func runTestMain(m *testing.M) int {
 	if mode := os.Getenv(warmHelperEnv); mode != "" {
 		return warmHeapHelper(mode)
 	}
-	if os.Getenv(yieldHelperEnv) != "" {
-		return yieldHelper()
-	}
 	if e2eWanted() {
 		dir, err := os.MkdirTemp("", "mediad-e2e-")
 		if err != nil {

@@ -60,12 +60,7 @@ func newUpgrader(upg *tableflip.Upgrader, srv *ingest.Server, l *ledger, log zer
 		ProcessState: u.processState,
 		ProcessSince: processSince,
 		Record:       u.record,
-		Yield: func() {
-			if err := lowerPriority(); err != nil {
-				log.Warn().Err(err).Msg("upgrade: this process keeps its CPU priority while it lets go of the sessions")
-			}
-		},
-		Log: log,
+		Log:          log,
 	})
 	return u
 }

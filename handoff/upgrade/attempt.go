@@ -182,9 +182,6 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 	a.cfg.Log.Info().Float64("hello_ms", MS(helloAt.Sub(v.Started))).Float64("park_ms", MS(parkDur)).
 		Float64("send_ms", MS(sentAt.Sub(parkStart)-parkDur)).Float64("prepare_ms", MS(preparedAt.Sub(sentAt))).
 		Float64("ready_ms", MS(readyAt.Sub(preparedAt))).Msg("upgrade phases")
-	if a.cfg.Yield != nil {
-		a.cfg.Yield()
-	}
 	parked.Commit()
 	v.SessionsMoved = moved
 	v.DurationMS = MS(time.Since(v.Started))

@@ -129,14 +129,6 @@ type Config struct {
 	ProcessSince uint32
 	// Record, if not nil, hears every verdict, just before it is logged.
 	Record func(Verdict)
-	// Yield, if not nil, is called once the new process is Ready, before
-	// this process lets go of its sessions. All that is left here from
-	// then on is cleanup (closing every moved session's copies, waiting
-	// for the report, finishing HTTP requests), while the new process
-	// catches every session up at once: on a machine without a spare
-	// core, the two compete, and every session's stall waits for the
-	// cleanup. Yield lowers this process's CPU priority.
-	Yield func()
 	// Log receives the verdict line and the steps of an upgrade. The zero
 	// Logger is silent.
 	Log zerolog.Logger

@@ -26,14 +26,7 @@ type harness struct {
 	parent   *Parent
 	recorded []Verdict
 	procEnvs int
-	// yields counts Yield's calls; yieldSaw is what had happened by the
-	// first: the sessions' commits, and what the child had been told.
-	yields   int
-	yieldSaw struct {
-		commits int
-		told    []string
-	}
-	mu sync.Mutex
+	mu       sync.Mutex
 }
 
 func newHarness(child *fakeChild, edit func(*Config)) *harness {
@@ -54,16 +47,6 @@ func newHarness(child *fakeChild, edit func(*Config)) *harness {
 			h.mu.Lock()
 			defer h.mu.Unlock()
 			h.recorded = append(h.recorded, v)
-		},
-		Yield: func() {
-			_, _, commits := h.sessions.counts()
-			told := h.child.told()
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			if h.yields == 0 {
-				h.yieldSaw.commits, h.yieldSaw.told = commits, told
-			}
-			h.yields++
 		},
 	}
 	if edit != nil {
@@ -223,10 +206,6 @@ func TestRollback(t *testing.T) {
 					}
 				}
 				checkSessions(t, h, r.parked, false)
-				// The sessions stay here: this process keeps its priority.
-				if h.yields != 0 {
-					t.Errorf("Yield called %d times in an upgrade that rolled back", h.yields)
-				}
 				got := h.child.told()
 				switch {
 				case told == "" && len(got) > 0:
@@ -284,12 +263,6 @@ func TestUpgradeSucceeds(t *testing.T) {
 		t.Fatalf("verdict %+v", v)
 	}
 	checkSessions(t, h, true, true)
-	// The CPU goes to the new process once it is Ready, before this one
-	// closes its copies of the sessions.
-	if h.yields != 1 || h.yieldSaw.commits != 0 || !slices.Contains(h.yieldSaw.told, "commit") {
-		t.Errorf("Yield called %d times, first after %d session commits, the child told %q; want once, after Commit was sent and before the sessions let go",
-			h.yields, h.yieldSaw.commits, h.yieldSaw.told)
-	}
 	if v.NewPID != 4242 || v.NewVersion != "next" || v.StateVersion != state.Version || v.SessionsMoved != 2 ||
 		v.Stalls != 2 || v.StallP50MS != 4 || v.StallP99MS != 9 || v.WorstStallMS != 9 || v.DurationMS <= 0 {
 		t.Errorf("verdict %+v", v)
