@@ -2,7 +2,8 @@
 # bench-upgrade.sh — measure live upgrades of mediad under N synthetic RTMP
 # publishers (DESIGN.md §4, §9): per-stream stall (the old process's last
 # read of a connection to the new process's first read of it) p50/p99/max,
-# and the total upgrade time; with PLAYERS, what viewers saw of it; with
+# the total upgrade time (to the verdict) and the time from the trigger to
+# the old process's exit; with PLAYERS, what viewers saw of it; with
 # PUSH, what a downstream server's viewers saw of the relays.
 #
 # For each N in NS: build once (two copies of mediad with different build
@@ -242,10 +243,11 @@ curl_get() {
 	fi
 }
 
-summary="$tmp/summary.tsv" viewers="$tmp/viewers.tsv" fdsum="$tmp/fds.tsv"
+summary="$tmp/summary.tsv" viewers="$tmp/viewers.tsv" fdsum="$tmp/fds.tsv" gonesum="$tmp/gone.tsv"
 : >"$summary"
 : >"$viewers"
 : >"$fdsum"
+: >"$gonesum"
 
 # fd_count PID: the descriptors PID holds now (0 if it is gone).
 fd_count() {
@@ -294,6 +296,19 @@ sample_fds() {
 }
 
 # run_n N: one full run; appends a line to the summary.
+# watch_exit PID OUT: writes to OUT the time (ms) at which PID is gone,
+# looking every 5 ms without a fork per look; from the trigger on, so
+# that what this script does after the verdict is not counted.
+watch_exit() {
+	local pid=$1 out=$2 tick
+	exec {tick}<> <(:)
+	while alive "$pid"; do
+		read -r -t 0.005 -u "$tick" || :
+	done
+	exec {tick}<&-
+	now_ms >"$out"
+}
+
 run_n() {
 	local n=$1 dir="$tmp/n$n"
 	mkdir -p "$dir"
@@ -425,6 +440,7 @@ run_n() {
 	local upg="$dir/upgrades.tsv" windows="$dir/windows.tsv"
 	: >"$upg"
 	: >"$windows"
+	: >"$dir/gone.tsv"
 	for k in $(seq 1 "$UPGRADES"); do
 		copy=b
 		((k % 2 == 0)) && copy=a
@@ -436,6 +452,8 @@ run_n() {
 		steady_fds=$(fd_count "$pid")
 		sample_fds "$pid" "$dir/fds-$k" &
 		local sampler=$!
+		watch_exit "$pid" "$dir/gone-$k" &
+		local watcher=$!
 		w0=$(now_ms)
 		rc=0
 		"$tmp/mediad-a" upgrade --http "$admin" --json --timeout 150s >"$verdict" 2>"$dir/upgrade-$k.err" || rc=$?
@@ -464,13 +482,21 @@ run_n() {
 		fi
 		if [[ $outcome == success ]]; then
 			# The old process exits once it has finished its HTTP requests;
-			# wait for it so that upgrades never overlap it.
-			for _ in $(seq 1 200); do
-				alive "$pid" || break
-				sleep 0.05
+			# wait for it (its watcher's word) so that upgrades never
+			# overlap it.
+			local gone=- tick
+			exec {tick}<> <(:)
+			for _ in $(seq 1 1000); do
+				[[ -s $dir/gone-$k ]] && break
+				read -r -t 0.01 -u "$tick" || :
 			done
+			exec {tick}<&-
+			[[ -s $dir/gone-$k ]] && gone=$(($(<"$dir/gone-$k") - w0))
+			printf '%s\t%s\n' "$k" "$gone" >>"$dir/gone.tsv"
 			pid=$new_pid
 		fi
+		kill "$watcher" 2>/dev/null || :
+		wait "$watcher" 2>/dev/null || :
 		st=$(status "$admin") || st=""
 		[[ $st == "$pid "* ]] || bad+=" after upgrade $k the admin endpoint answers as '${st%% *}', want $pid;"
 		if ((k < UPGRADES)); then
@@ -541,6 +567,15 @@ run_n() {
 	}
 	$2 > 0 { c++; st[c] = $2; po[c] = $3; pn[c] = $4; r[c] = ($3 > $4 ? $3 : $4) / $2 }
 	END { if (c) printf "%d\t%.0f\t%.0f\t%.0f\t%.3f\n", n, med(st, c), med(po, c), med(pn, c), med(r, c) }' "$dir/fds.tsv" >>"$fdsum"
+	# The old process's end: from the trigger to its exit, per upgrade.
+	awk -F'\t' -v n="$n" '
+	function med(a, c,   i, j, t) {
+		for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
+	}
+	$2 != "-" { c++; g[c] = $2; if ($2 > mx) mx = $2 }
+	{ all++ }
+	END { if (all) printf "%d\t%d/%d\t%s\t%s\n", n, c, all, c ? med(g, c) : "-", c ? mx : "-" }' "$dir/gone.tsv" >>"$gonesum"
 }
 
 # viewer_gaps N PLAYERS DIR: one line of the viewer table. For each
@@ -618,6 +653,14 @@ if [[ -s $fdsum ]]; then
 	{
 		printf 'N\tsteady\tpeak_old\tpeak_new\tpeak/steady\n'
 		cat "$fdsum"
+	} | table
+fi
+if [[ -s $gonesum ]]; then
+	echo
+	echo "Old process (ms from \`mediad upgrade\` to the old process's exit; median and max over the upgrades):"
+	{
+		printf 'N\texited\tgone_p50_ms\tgone_max_ms\n'
+		cat "$gonesum"
 	} | table
 fi
 if [[ -s $viewers ]]; then
