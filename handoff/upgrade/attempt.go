@@ -182,22 +182,14 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 	a.cfg.Log.Info().Float64("hello_ms", MS(helloAt.Sub(v.Started))).Float64("park_ms", MS(parkDur)).
 		Float64("send_ms", MS(sentAt.Sub(parkStart)-parkDur)).Float64("prepare_ms", MS(preparedAt.Sub(sentAt))).
 		Float64("ready_ms", MS(readyAt.Sub(preparedAt))).Msg("upgrade phases")
-	// The new process now catches every session up at once, and reports
-	// once each has read again. Only then does this process let go of
-	// its copies (closing every moved connection, its registry, its
-	// files): that is CPU it would otherwise take from the catch-up on a
-	// machine without a spare core, and every stream's stall would wait
-	// for it. Nothing is read from the sessions meanwhile: they stay
-	// parked, theirs to the new process since the commit.
-	rep, repErr := conn.ReadReport(time.Now().Add(reportWait))
 	parked.Commit()
 	v.SessionsMoved = moved
 	v.DurationMS = MS(time.Since(v.Started))
-	if repErr == nil {
+	if rep, err := conn.ReadReport(time.Now().Add(reportWait)); err == nil {
 		v.Stalls = rep.Stalls
 		v.StallP50MS, v.StallP99MS, v.WorstStallMS = rep.StallP50MS, rep.StallP99MS, rep.WorstStallMS
 	} else {
-		a.cfg.Log.Warn().Err(repErr).Msg("no stall report from the new process")
+		a.cfg.Log.Warn().Err(err).Msg("no stall report from the new process")
 	}
 	return nil
 }

@@ -80,7 +80,6 @@ type fakeChild struct {
 
 	mu       sync.Mutex
 	said     []string // what the old process told it
-	reports  int      // stall reports the old process read
 	items    int
 	fds      int
 	batches  int
@@ -104,13 +103,6 @@ func (c *fakeChild) say(format string, args ...any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.said = append(c.said, fmt.Sprintf(format, args...))
-}
-
-// reportsRead is how many stall reports the old process read.
-func (c *fakeChild) reportsRead() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reports
 }
 
 func (c *fakeChild) told() []string {
@@ -245,9 +237,6 @@ func (c *fakeChild) Abort(reason string) error {
 }
 
 func (c *fakeChild) ReadReport(time.Time) (handoff.Report, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.reports++
 	return handoff.Report{Stalls: 2, StallP50MS: 4, StallP99MS: 9, WorstStallMS: 9}, nil
 }
 
@@ -266,8 +255,6 @@ type fakeSessions struct {
 	mu                      sync.Mutex
 	parks, resumes, commits int
 	parkedFor               uint32 // the version the last Park was asked for
-	// onCommit, if set, runs as the parked sessions are let go.
-	onCommit func()
 }
 
 func (s *fakeSessions) ParkFDs() int { return s.parkFDs }
@@ -310,9 +297,6 @@ func (p fakeParked) Resume() {
 }
 
 func (p fakeParked) Commit() {
-	if p.s.onCommit != nil {
-		p.s.onCommit()
-	}
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
 	p.s.commits++
