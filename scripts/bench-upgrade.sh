@@ -296,13 +296,20 @@ sample_fds() {
 }
 
 # run_n N: one full run; appends a line to the summary.
-# watch_exit PID OUT: writes to OUT the time (ms) at which PID is gone,
+# watch_exit PID OUT: writes to OUT the time (ms) at which PID has exited,
 # looking every 5 ms without a fork per look; from the trigger on, so
-# that what this script does after the verdict is not counted.
+# that what this script does after the verdict is not counted. Exited
+# means a zombie too: an old process started by an upgrade is reparented,
+# and whoever reaps it here (PID 1 of this machine) took up to 2 s to,
+# which kill -0 would count.
 watch_exit() {
-	local pid=$1 out=$2 tick
+	local pid=$1 out=$2 tick stat
 	exec {tick}<> <(:)
 	while alive "$pid"; do
+		stat=
+		read -r stat <"/proc/$pid/stat" 2>/dev/null || :
+		stat=${stat##*) }
+		[[ ${stat:0:1} == Z ]] && break
 		read -r -t 0.005 -u "$tick" || :
 	done
 	exec {tick}<&-
