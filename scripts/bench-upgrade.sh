@@ -295,7 +295,6 @@ sample_fds() {
 	echo "$peak_old $peak_new" >"$out"
 }
 
-# run_n N: one full run; appends a line to the summary.
 # watch_exit PID OUT: writes to OUT the time (ms) at which PID has exited,
 # looking every 5 ms without a fork per look; from the trigger on, so
 # that what this script does after the verdict is not counted. Exited
@@ -316,6 +315,7 @@ watch_exit() {
 	now_ms >"$out"
 }
 
+# run_n N: one full run; appends a line to the summary.
 run_n() {
 	local n=$1 dir="$tmp/n$n"
 	mkdir -p "$dir"
