@@ -256,6 +256,19 @@ fd_count() {
 	wc -l <<<"$names"
 }
 
+# nap SECONDS sleeps without a fork: read -t on a pipe that nothing
+# writes. The samplers below look every few milliseconds.
+exec {nap_fd}<> <(:)
+nap() { read -r -t "$1" -u "$nap_fd" || :; }
+
+# awk_med is the median of a[1..c], for the summaries' awk programs.
+awk_med='
+	function med(a, c,   i, j, t) {
+		for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
+	}
+'
+
 # sample_fds PID OUT: until OUT.stop exists, the most descriptors PID (the
 # old process) and any child of it (the new one) held at once, sampled
 # every 20 ms; written to OUT as "old new". It forks nothing per sample:
@@ -266,10 +279,6 @@ sample_fds() {
 	local pid=$1 out=$2 peak_old=0 peak_new=0 c t kids
 	local -a fds
 	shopt -s nullglob
-	# A descriptor that never has input: read -t on it is a sleep without
-	# a fork.
-	local tick
-	exec {tick}<> <(:)
 	# One more round after the stop: the new process has every session by
 	# then.
 	local last=0
@@ -289,9 +298,8 @@ sample_fds() {
 			done
 		done
 		((last)) && break
-		read -r -t 0.02 -u "$tick" || :
+		nap 0.02
 	done
-	exec {tick}<&-
 	echo "$peak_old $peak_new" >"$out"
 }
 
@@ -302,16 +310,14 @@ sample_fds() {
 # and whoever reaps it here (PID 1 of this machine) took up to 2 s to,
 # which kill -0 would count.
 watch_exit() {
-	local pid=$1 out=$2 tick stat
-	exec {tick}<> <(:)
+	local pid=$1 out=$2 stat
 	while alive "$pid"; do
 		stat=
 		read -r stat <"/proc/$pid/stat" 2>/dev/null || :
 		stat=${stat##*) }
 		[[ ${stat:0:1} == Z ]] && break
-		read -r -t 0.005 -u "$tick" || :
+		nap 0.005
 	done
-	exec {tick}<&-
 	now_ms >"$out"
 }
 
@@ -491,13 +497,11 @@ run_n() {
 			# The old process exits once it has finished its HTTP requests;
 			# wait for it (its watcher's word) so that upgrades never
 			# overlap it.
-			local gone=- tick
-			exec {tick}<> <(:)
+			local gone=-
 			for _ in $(seq 1 1000); do
 				[[ -s $dir/gone-$k ]] && break
-				read -r -t 0.01 -u "$tick" || :
+				nap 0.01
 			done
-			exec {tick}<&-
 			[[ -s $dir/gone-$k ]] && gone=$(($(<"$dir/gone-$k") - w0))
 			printf '%s\t%s\n' "$k" "$gone" >>"$dir/gone.tsv"
 			pid=$new_pid
@@ -542,11 +546,7 @@ run_n() {
 	local load="${fps}fps"
 	[[ $audio == 0 || $audio == 0k ]] || load+="+aac"
 	awk -F'\t' -v n="$n" -v ups="$UPGRADES" -v ok="$ok" -v steady="$steady" -v bad="$bad" -v lag="$lag" \
-		-v load="$load" -v floor="$floor" '
-	function med(a, c,   i, j, t) {
-		for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-		return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
-	}
+		-v load="$load" -v floor="$floor" "$awk_med"'
 	# An upgrade whose new process sent no stall report (stalls_measured 0)
 	# counts for the time, not for the stall figures.
 	$2 == "success" {
@@ -567,19 +567,11 @@ run_n() {
 	fi
 	# Descriptors: the steady count before each upgrade, and the peaks of
 	# the old and the new process during it; medians over the upgrades.
-	awk -F'\t' -v n="$n" '
-	function med(a, c,   i, j, t) {
-		for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-		return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
-	}
+	awk -F'\t' -v n="$n" "$awk_med"'
 	$2 > 0 { c++; st[c] = $2; po[c] = $3; pn[c] = $4; r[c] = ($3 > $4 ? $3 : $4) / $2 }
 	END { if (c) printf "%d\t%.0f\t%.0f\t%.0f\t%.3f\n", n, med(st, c), med(po, c), med(pn, c), med(r, c) }' "$dir/fds.tsv" >>"$fdsum"
 	# The old process's end: from the trigger to its exit, per upgrade.
-	awk -F'\t' -v n="$n" '
-	function med(a, c,   i, j, t) {
-		for (i = 1; i <= c; i++) for (j = i + 1; j <= c; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-		return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
-	}
+	awk -F'\t' -v n="$n" "$awk_med"'
 	$2 != "-" { c++; g[c] = $2; if ($2 > mx) mx = $2 }
 	{ all++ }
 	END { if (all) printf "%d\t%d/%d\t%s\t%s\n", n, c, all, c ? med(g, c) : "-", c ? mx : "-" }' "$dir/gone.tsv" >>"$gonesum"
