@@ -158,33 +158,91 @@ const (
 	warmHeapShare = 4
 )
 
+// warmProbe is how much of the block warmHeap faults in small pages
+// first, timing each fault, before it chooses how to fault the rest.
+const warmProbe = 8 << 20
+
+// hugeFaultFrom is the cost of a small-page fault from which the rest of
+// the block is asked for in transparent huge pages. Machines differ by
+// ten times here, and so does the better choice: on one VM a fault cost
+// 15 µs (2 GiB took 7.8 s a page at a time, 134 ms in huge pages); on
+// another it cost 1.7 µs (182 MiB in 80 ms, steadily), while the same
+// block in huge pages took 22 to 493 ms, and 0.9 to 1.2 s before the
+// hello of a takeover at 10,000 streams.
+const hugeFaultFrom = 5 * time.Microsecond
+
+// warmInHugePages reports whether the rest of the block goes to huge
+// pages, given what a small-page fault cost in the probe.
+func warmInHugePages(perFault time.Duration) bool { return perFault >= hugeFaultFrom }
+
+// warmed is what warmHeap did, for its log line.
+type warmed struct {
+	Bytes    int64
+	PerFault time.Duration // a small-page fault in the probe, in CPU time
+	Huge     bool          // the rest was asked for in huge pages
+}
+
 // warmHeap faults in n bytes of heap (at most warmHeapMax) and frees
 // them, so that what a new process allocates while it restores the
 // sessions lands on memory already mapped: the allocator reuses the freed
 // pages, lowest addresses first, and with the collector held nothing
-// returns them to the kernel before then. A page fault costs 15 µs on the
-// VMs this was measured on (2 GiB touched in 7.8 s), and the restore of
-// 1,000 streams took some 7,000 of them while every session waited. The
-// block is asked for in transparent huge pages where the kernel lets a
-// process choose (its "madvise" mode): then the same 2 GiB take 134 ms.
-// It runs before the Hello, while the old process still serves.
-func warmHeap(n int64) {
+// returns them to the kernel before then. The restore of 1,000 streams
+// took some 7,000 faults while every session waited. It runs before the
+// Hello, while the old process still serves.
+//
+// The first warmProbe bytes are faulted a page at a time and timed on
+// this thread's CPU clock (so that a busy machine's waits do not count);
+// the rest goes to huge pages only where a small fault proved costly
+// (hugeFaultFrom), and only where the kernel lets a process choose (its
+// "madvise" mode).
+func warmHeap(n int64) warmed { return warmHeapWith(n, warmInHugePages) }
+
+// warmHeapWith is warmHeap with the choice of huge pages given.
+func warmHeapWith(n int64, inHuge func(perFault time.Duration) bool) warmed {
 	n = min(n, warmHeapMax)
 	const huge = 2 << 20
 	if n < huge {
-		return
+		return warmed{}
 	}
 	b := make([]byte, n)
-	// Only whole huge pages inside the block: madvise wants the range's
-	// start aligned, and a page shared with other objects is not ours to
-	// advise.
-	start := (huge - int(uintptr(unsafe.Pointer(&b[0])))%huge) % huge
-	if end := start + (len(b)-start)/huge*huge; end > start {
-		_ = unix.Madvise(b[start:end], unix.MADV_HUGEPAGE)
+	page := os.Getpagesize()
+	probe := min(len(b), warmProbe)
+	perFault := timeFaults(b[:probe], page)
+	w := warmed{Bytes: n, PerFault: perFault, Huge: inHuge(perFault)}
+	rest := b[probe:]
+	if w.Huge && len(rest) > 0 {
+		// Only whole huge pages inside the rest: madvise wants the range's
+		// start aligned, and a page shared with other objects is not ours
+		// to advise.
+		start := (huge - int(uintptr(unsafe.Pointer(&rest[0])))%huge) % huge
+		if start < len(rest) {
+			if end := start + (len(rest)-start)/huge*huge; end > start {
+				_ = unix.Madvise(rest[start:end], unix.MADV_HUGEPAGE)
+			}
+		}
 	}
-	for i := 0; i < len(b); i += os.Getpagesize() {
-		b[i] = 1
+	for i := 0; i < len(rest); i += page {
+		rest[i] = 1
 	}
 	runtime.KeepAlive(b)
 	runtime.GC()
+	return w
+}
+
+// timeFaults writes one byte of every page of b and returns the CPU time
+// of this thread per page, or 0 when the clock cannot be read.
+func timeFaults(b []byte, page int) time.Duration {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var t0, t1 unix.Timespec
+	err0 := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &t0)
+	for i := 0; i < len(b); i += page {
+		b[i] = 1
+	}
+	err1 := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &t1)
+	pages := (len(b) + page - 1) / page
+	if err0 != nil || err1 != nil || pages == 0 {
+		return 0
+	}
+	return time.Duration(t1.Nano()-t0.Nano()) / time.Duration(pages)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestGCDefaults: the defaults apply where the environment sets nothing,
@@ -158,17 +159,54 @@ func TestWarmHeapTakesThePageFaults(t *testing.T) {
 		}
 		return n
 	}
-	cold, warm := faults("cold"), faults("warm")
+	cold := faults("cold")
 	pages := int64(size / os.Getpagesize())
-	t.Logf("%d pages allocated: %d page faults on a cold heap, %d after warmHeap", pages, cold, warm)
-	if warm > pages/8 {
-		t.Errorf("%d page faults after warmHeap for %d pages, want at most %d", warm, pages, pages/8)
+	// Both ways of faulting the block past the probe, whichever this
+	// machine's probe would choose.
+	for _, mode := range []string{"warm-small", "warm-huge"} {
+		warm := faults(mode)
+		t.Logf("%d pages allocated: %d page faults on a cold heap, %d after warmHeap (%s)", pages, cold, warm, mode)
+		if warm > pages/8 {
+			t.Errorf("%s: %d page faults after warmHeap for %d pages, want at most %d", mode, warm, pages, pages/8)
+		}
 	}
 	// Where the kernel gives every mapping huge pages, a cold heap is
 	// cheap too.
 	if thp, _ := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled"); !strings.Contains(string(thp), "[always]") && cold < pages/2 {
 		t.Errorf("only %d page faults on a cold heap for %d pages: the comparison shows nothing", cold, pages)
 	}
+}
+
+// TestWarmInHugePages: huge pages only where a small fault proved costly,
+// with the figures of the two machines that set the threshold.
+func TestWarmInHugePages(t *testing.T) {
+	for _, tc := range []struct {
+		perFault time.Duration
+		want     bool
+	}{
+		{0, false}, // the clock could not be read: the plain way
+		{1700 * time.Nanosecond, false},
+		{hugeFaultFrom - 1, false},
+		{hugeFaultFrom, true},
+		{15 * time.Microsecond, true},
+	} {
+		if got := warmInHugePages(tc.perFault); got != tc.want {
+			t.Errorf("warmInHugePages(%v) = %v, want %v", tc.perFault, got, tc.want)
+		}
+	}
+}
+
+// TestWarmHeapReports: the log line's figures are what happened.
+func TestWarmHeapReports(t *testing.T) {
+	keepGCSettings(t)
+	if w := warmHeap(1 << 20); w != (warmed{}) {
+		t.Errorf("warmHeap of less than a huge page did %+v, want nothing", w)
+	}
+	w := warmHeap(16 << 20)
+	if w.Bytes != 16<<20 || w.PerFault <= 0 || w.Huge != warmInHugePages(w.PerFault) {
+		t.Errorf("warmHeap(16 MiB) = %+v: want its size, a fault's cost above zero, and the choice that cost makes", w)
+	}
+	t.Logf("a small-page fault here: %v; huge pages: %v", w.PerFault, w.Huge)
 }
 
 // warmHelperEnv makes the test binary warmHeapHelper (TestMain).
@@ -184,8 +222,11 @@ func warmHeapHelper(mode string) int {
 		return 1
 	}
 	defer holdGC(8 * int64(size))()
-	if mode == "warm" {
-		warmHeap(2 * int64(size))
+	switch mode {
+	case "warm-small":
+		warmHeapWith(2*int64(size), func(time.Duration) bool { return false })
+	case "warm-huge":
+		warmHeapWith(2*int64(size), func(time.Duration) bool { return true })
 	}
 	var before, after syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &before); err != nil {

@@ -54,8 +54,10 @@ func serve(o options, log zerolog.Logger) error {
 			// size, comes from memory faulted in now, not while every
 			// session waits.
 			warmStart := time.Now()
-			warmHeap(floor / warmHeapShare)
-			log.Info().Int64("mib", min(floor/warmHeapShare, warmHeapMax)>>20).Dur("took", time.Since(warmStart)).Msg("heap warmed for the sessions")
+			w := warmHeap(floor / warmHeapShare)
+			log.Info().Int64("mib", w.Bytes>>20).Dur("took", time.Since(warmStart)).
+				Float64("fault_us", float64(w.PerFault.Nanoseconds())/1e3).Bool("huge_pages", w.Huge).
+				Msg("heap warmed for the sessions")
 		}
 	}
 	defer releaseGC()
@@ -266,6 +268,7 @@ func serve(o options, log zerolog.Logger) error {
 			// reach the new process only.
 			ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
 			defer cancel()
+			exitFrom := time.Now()
 			shut := make(chan struct{})
 			go func() {
 				defer close(shut)
@@ -288,14 +291,22 @@ func serve(o options, log zerolog.Logger) error {
 				}
 			}()
 			u.Wait(ctx)
+			upgradeDone := time.Since(exitFrom)
 			stopReport()
 			owned.Wait()
 			<-shut
 			// The registry keeps the moved streams' muxers for the
 			// requests still being answered; closing it forgets them.
 			<-mshut
+			drained := time.Since(exitFrom)
 			srv.Close()
-			log.Info().Dur("uptime", time.Since(started)).Msg("old process exiting after upgrade")
+			// Where the time from the new process's Ready to this exit
+			// goes, for whoever tunes it: the upgrade's own end (the
+			// sessions let go, the stall report, the verdict), the HTTP
+			// drain, and closing the server.
+			log.Info().Dur("uptime", time.Since(started)).Float64("upgrade_end_ms", upgrade.MS(upgradeDone)).
+				Float64("drain_ms", upgrade.MS(drained-upgradeDone)).Float64("close_ms", upgrade.MS(time.Since(exitFrom)-drained)).
+				Msg("old process exiting after upgrade")
 			return nil
 		}
 	}
