@@ -176,13 +176,8 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 		return fmt.Errorf("new process failed after commit, before ready: %w", a.childErr)
 	}
 	readyAt := time.Now()
-	// Where an upgrade's time goes, for whoever tunes it: start to hello
-	// (the new binary starting), park, migrate and send, the new process
-	// preparing the sessions, and commit to ready.
-	a.cfg.Log.Info().Float64("hello_ms", MS(helloAt.Sub(v.Started))).Float64("park_ms", MS(parkDur)).
-		Float64("send_ms", MS(sentAt.Sub(parkStart)-parkDur)).Float64("prepare_ms", MS(preparedAt.Sub(sentAt))).
-		Float64("ready_ms", MS(readyAt.Sub(preparedAt))).Msg("upgrade phases")
 	parked.Commit()
+	committedAt := time.Now()
 	v.SessionsMoved = moved
 	v.DurationMS = MS(time.Since(v.Started))
 	if rep, err := conn.ReadReport(time.Now().Add(reportWait)); err == nil {
@@ -191,6 +186,15 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 	} else {
 		a.cfg.Log.Warn().Err(err).Msg("no stall report from the new process")
 	}
+	// Where an upgrade's time goes, for whoever tunes it: start to hello
+	// (the new binary starting), park, migrate and send, the new process
+	// preparing the sessions, commit to ready, letting go of the sessions
+	// here, and waiting for the new process's stall report (which comes
+	// once every moved publisher has read there).
+	a.cfg.Log.Info().Float64("hello_ms", MS(helloAt.Sub(v.Started))).Float64("park_ms", MS(parkDur)).
+		Float64("send_ms", MS(sentAt.Sub(parkStart)-parkDur)).Float64("prepare_ms", MS(preparedAt.Sub(sentAt))).
+		Float64("ready_ms", MS(readyAt.Sub(preparedAt))).Float64("let_go_ms", MS(committedAt.Sub(readyAt))).
+		Float64("report_ms", MS(time.Since(committedAt))).Msg("upgrade phases")
 	return nil
 }
 
