@@ -70,6 +70,12 @@ func adminHandler(a adminState) http.Handler {
 			UpgradeCounts: a.ledger.Counts(),
 		})
 	})
+	// The upgrade history alone: what `mediad upgrade` asks the new
+	// process for, every few milliseconds while its sessions catch up,
+	// without the cost of listing every stream.
+	mux.HandleFunc("GET /api/upgrades", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, upgradesReply{PID: os.Getpid(), Upgrades: a.ledger.History()})
+	})
 	// Profiles of the running server, for the operator (the admin listener
 	// is loopback by default): go tool pprof http://ADDR/debug/pprof/profile
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)

@@ -697,6 +697,11 @@ func TestE2EUpgradeUnderLoad(t *testing.T) {
 		if v.SessionsMoved != 1+len(players) {
 			t.Errorf("upgrade %d moved %d sessions, want %d (a publisher and %d players)", i+1, v.SessionsMoved, 1+len(players), len(players))
 		}
+		// The publisher's stall, measured by the new process, which the
+		// old one no longer waits for: mediad upgrade fetched it.
+		if v.StallsPending || v.Stalls != 1 {
+			t.Errorf("upgrade %d: mediad upgrade printed %d stalls (pending %v), want the publisher's from the new process", i+1, v.Stalls, v.StallsPending)
+		}
 		verdicts = append(verdicts, v)
 		running(t, pub, fmt.Sprintf("after upgrade %d", i+1))
 	}

@@ -209,7 +209,7 @@ func serve(o options, log zerolog.Logger) error {
 	var owned sync.WaitGroup
 	if child != nil {
 		restored.Start()
-		owned.Go(func() { reportUpgrade(reportCtx, child, srv, restored, l, hooks, readyAt) })
+		owned.Go(func() { reportUpgrade(reportCtx, child, srv, restored, l, hooks, readyAt, log) })
 	}
 	// A stop cancels an upgrade in flight, which resumes its sessions here
 	// for the graceful stop to end, and waits for it.

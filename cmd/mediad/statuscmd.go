@@ -31,6 +31,12 @@ type statusReply struct {
 	UpgradeCounts map[string]uint64   `json:"upgrade_counts"`
 }
 
+// upgradesReply is what GET /api/upgrades answers.
+type upgradesReply struct {
+	PID      int       `json:"pid"`
+	Upgrades []Verdict `json:"upgrades"`
+}
+
 // runStatusCommand is `mediad status`: a readable table of the streams and
 // the last upgrades of the running mediad.
 func runStatusCommand(args []string, stdout, stderr io.Writer) int {

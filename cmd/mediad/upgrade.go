@@ -373,11 +373,15 @@ func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, media *mediapkg.HTTP1
 	return c, c.Sessions.(*takenOver), nil
 }
 
-// reportUpgrade, in a new process whose sessions run, sends the stalls to
-// the old process once every restored publisher has read again (or a
-// bound passes, or ctx ends), and records the upgrade that started this
-// process, as the old process described it, in the ledger it handed over.
-func reportUpgrade(ctx context.Context, c *upgrade.Child, srv *ingest.Server, restored *takenOver, l *ledger, hooks *webhook.Hooks, readyAt time.Time) {
+// reportUpgrade, in a new process whose sessions run, measures the stalls
+// once every restored publisher has read again (or a bound passes, or ctx
+// ends) and sends them to the old process (a build before the old process
+// stopped waiting for them still reads them), then records the upgrade
+// that started this process, as the old process described it and
+// completed with the stalls, in the ledger it handed over, and logs it:
+// the one line of a successful upgrade that gives its stalls, and what
+// `mediad upgrade` fetches from /api/status.
+func reportUpgrade(ctx context.Context, c *upgrade.Child, srv *ingest.Server, restored *takenOver, l *ledger, hooks *webhook.Hooks, readyAt time.Time, log zerolog.Logger) {
 	stalls, rep := c.Report(ctx, srv.Stalls, restored.in.Readers())
 	v, ok := c.Verdict(buildVersion(), rep, readyAt)
 	if !ok {
@@ -385,6 +389,7 @@ func reportUpgrade(ctx context.Context, c *upgrade.Child, srv *ingest.Server, re
 	}
 	l.record(v)
 	l.observeStalls(stalls)
+	v.Log(log)
 	hooks.Notify(webhook.EventUpgrade, webhook.Subject{}, v.Fields())
 }
 

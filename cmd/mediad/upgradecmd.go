@@ -41,6 +41,7 @@ func runUpgradeCommand(args []string, stdout, stderr io.Writer) int {
 		u.RawQuery = url.Values{"fault": {*fault}}.Encode()
 	}
 	client := &http.Client{Timeout: *timeout}
+	deadline := time.Now().Add(*timeout)
 	resp, err := client.Post(u.String(), "application/json", nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "mediad upgrade:", err)
@@ -51,6 +52,14 @@ func runUpgradeCommand(args []string, stdout, stderr io.Writer) int {
 	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
 		fmt.Fprintf(stderr, "mediad upgrade: reading verdict (HTTP %d): %v\n", resp.StatusCode, err)
 		return 1
+	}
+	if v.Outcome == "success" && v.StallsPending {
+		// The old process answered as it let go of the sessions; the
+		// stalls come from the new one, on the same address.
+		wait := min(stallWait, time.Until(deadline))
+		if !completeStalls(&http.Client{Timeout: time.Second}, *addr, &v, wait) {
+			fmt.Fprintf(stderr, "mediad upgrade: the new process (pid %d) gave no stall figures within %s\n", v.NewPID, wait.Round(time.Millisecond))
+		}
 	}
 	if *jsonOut {
 		enc := json.NewEncoder(stdout)
@@ -73,8 +82,12 @@ func runUpgradeCommand(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if !*jsonOut {
-		fmt.Fprintf(stdout, "upgrade succeeded: pid %d -> %d, version %s -> %s, %d sessions moved in %.1f ms, worst stall %.1f ms (p99 %.1f ms over %d streams)\n",
-			v.OldPID, v.NewPID, v.OldVersion, v.NewVersion, v.SessionsMoved, v.DurationMS, v.WorstStallMS, v.StallP99MS, v.Stalls)
+		stalls := fmt.Sprintf("worst stall %.1f ms (p99 %.1f ms over %d streams)", v.WorstStallMS, v.StallP99MS, v.Stalls)
+		if v.StallsPending {
+			stalls = "stalls not reported"
+		}
+		fmt.Fprintf(stdout, "upgrade succeeded: pid %d -> %d, version %s -> %s, %d sessions moved in %.1f ms, %s\n",
+			v.OldPID, v.NewPID, v.OldVersion, v.NewVersion, v.SessionsMoved, v.DurationMS, stalls)
 	}
 	return 0
 }
@@ -89,4 +102,61 @@ func readPID(path string) (int, error) {
 		return 0, fmt.Errorf("pid file %s: %w", path, err)
 	}
 	return pid, nil
+}
+
+// stallWait bounds how long `mediad upgrade` waits, after a successful
+// verdict, for the new process's stall figures: it measures them within
+// its report's bound (2 s) of its Ready.
+const stallWait = 5 * time.Second
+
+// completeStalls fills in a successful verdict's stall figures from the
+// new process, which records the upgrade, completed with them, in its
+// history. It asks every 50 ms until it finds that entry or wait passes,
+// and reports whether it found it. A build without GET /api/upgrades
+// (older than this one) is asked for its whole status instead.
+func completeStalls(client *http.Client, addr string, v *Verdict, wait time.Duration) bool {
+	until := time.Now().Add(wait)
+	path := "/api/upgrades"
+	for {
+		got, found, missing := newProcessVerdict(client, addr, path, *v)
+		if found {
+			v.StallP50MS, v.StallP99MS, v.WorstStallMS, v.Stalls = got.StallP50MS, got.StallP99MS, got.WorstStallMS, got.Stalls
+			v.StallsPending = false
+			return true
+		}
+		if missing {
+			path = "/api/status"
+		}
+		if time.Now().After(until) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// newProcessVerdict asks addr's path for the upgrade history and returns
+// the entry of v's upgrade, complete, if the new process answered and has
+// it. missing: the path is unknown there.
+func newProcessVerdict(client *http.Client, addr, path string, v Verdict) (got Verdict, found, missing bool) {
+	resp, err := client.Get("http://" + addr + path)
+	if err != nil {
+		return Verdict{}, false, false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return Verdict{}, false, true
+	}
+	// Both replies carry the pid and the history under these names.
+	var h upgradesReply
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&h) != nil || h.PID != v.NewPID {
+		// Not yet the new process: the old one may still accept on the
+		// shared listener for a moment.
+		return Verdict{}, false, false
+	}
+	for i := len(h.Upgrades) - 1; i >= 0; i-- {
+		if u := h.Upgrades[i]; u.NewPID == v.NewPID && u.Started.Equal(v.Started) && !u.StallsPending {
+			return u, true, false
+		}
+	}
+	return Verdict{}, false, false
 }

@@ -236,10 +236,6 @@ func (c *fakeChild) Abort(reason string) error {
 	return nil
 }
 
-func (c *fakeChild) ReadReport(time.Time) (handoff.Report, error) {
-	return handoff.Report{Stalls: 2, StallP50MS: 4, StallP99MS: 9, WorstStallMS: 9}, nil
-}
-
 func (c *fakeChild) Close() error {
 	c.closeOne.Do(func() { close(c.closed) })
 	return nil

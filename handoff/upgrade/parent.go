@@ -18,10 +18,6 @@ import (
 // DefaultTimeout bounds an upgrade when Config.Timeout is zero.
 const DefaultTimeout = 30 * time.Second
 
-// reportWait is how long a committed upgrade waits for the new process's
-// stall report: it sends it within Child.Report's bound of its Ready.
-const reportWait = 3 * time.Second
-
 // Process is the old process's view of the machinery that starts the new
 // one: *tableflip.Upgrader and the handoff socket it carries, behind an
 // adapter, or a fake in a test.
@@ -56,7 +52,6 @@ type ParentConn interface {
 	WaitPrepared(deadline time.Time) (int, error)
 	Commit() error
 	Abort(reason string) error
-	ReadReport(deadline time.Time) (handoff.Report, error)
 	Close() error
 }
 

@@ -263,8 +263,10 @@ func TestUpgradeSucceeds(t *testing.T) {
 		t.Fatalf("verdict %+v", v)
 	}
 	checkSessions(t, h, true, true)
+	// The stalls are the new process's to give (it never reports here):
+	// the verdict says so instead of waiting for them.
 	if v.NewPID != 4242 || v.NewVersion != "next" || v.StateVersion != state.Version || v.SessionsMoved != 2 ||
-		v.Stalls != 2 || v.StallP50MS != 4 || v.StallP99MS != 9 || v.WorstStallMS != 9 || v.DurationMS <= 0 {
+		!v.StallsPending || v.Stalls != 0 || v.WorstStallMS != 0 || v.DurationMS <= 0 {
 		t.Errorf("verdict %+v", v)
 	}
 	// Both sessions and the process envelope, with their descriptors.

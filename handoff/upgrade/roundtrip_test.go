@@ -80,19 +80,33 @@ func TestRoundTrip(t *testing.T) {
 			return state.Encode(state.KindProcess, state.Process{Generation: 4, Current: cur.State()})
 		},
 	})
-	// The new process reports its stalls once it runs, while the old one
-	// waits for them.
-	reported := make(chan handoff.Report, 1)
+	// The new process measures its stalls once it runs; the old one has
+	// given its verdict by then, without them.
+	type completed struct {
+		rep handoff.Report
+		v   Verdict
+		ok  bool
+	}
+	reported := make(chan completed, 1)
+	release := make(chan struct{})
 	go func() {
 		c := <-proc.taken
+		<-release
 		_, rep := c.Report(context.Background(), func() []time.Duration { return []time.Duration{3 * time.Millisecond} }, 1)
-		reported <- rep
+		v, ok := c.Verdict("next", rep, time.Now())
+		reported <- completed{rep, v, ok}
 	}()
 	v := p.Upgrade("")
-	if v.Outcome != Success || v.NewPID != os.Getpid() || v.NewVersion != "next" || v.SessionsMoved != 2 || v.Stalls != 1 || v.WorstStallMS != 3 {
+	close(release)
+	if v.Outcome != Success || v.NewPID != os.Getpid() || v.NewVersion != "next" || v.SessionsMoved != 2 || !v.StallsPending || v.Stalls != 0 {
 		t.Fatalf("verdict %+v", v)
 	}
-	<-reported
+	// The new process's verdict is the same upgrade, by its start and
+	// PID (what `mediad upgrade` matches), with the stalls.
+	c := <-reported
+	if !c.ok || !c.v.Started.Equal(v.Started) || c.v.NewPID != v.NewPID || c.v.StallsPending || c.v.Stalls != 1 || c.v.WorstStallMS != 3 || c.rep.Stalls != 1 {
+		t.Errorf("new process's verdict %+v (ok %v), report %+v; the old one's %+v", c.v, c.ok, c.rep, v)
+	}
 	got := proc.restorer.got
 	if len(got) != 2 || len(got[0].Files) != 2 || len(got[1].Files) != 1 || got[0].Envelope.Kind != state.KindPublisher {
 		t.Fatalf("restored %+v", got)

@@ -37,6 +37,12 @@ type Verdict struct {
 	StallP99MS   float64 `json:"stall_p99_ms"`
 	WorstStallMS float64 `json:"worst_stall_ms"`
 	Stalls       int     `json:"stalls_measured"`
+	// StallsPending marks the old process's verdict on a success: the
+	// stall figures are the new process's, which measures them once every
+	// moved publisher has read there, records the completed verdict in its
+	// history (GET /api/status) and logs it. The old process exits without
+	// waiting for them; `mediad upgrade` fetches them.
+	StallsPending bool `json:"stalls_pending,omitempty"`
 }
 
 // Fields is the verdict as a generic map, in its JSON form: what the
@@ -55,10 +61,14 @@ func (v Verdict) Log(log zerolog.Logger) {
 	if v.Outcome != Success {
 		ev = log.Error()
 	}
-	ev.Str("outcome", v.Outcome).Str("error", v.Error).
-		Float64("duration_ms", v.DurationMS).Int("sessions_moved", v.SessionsMoved).
-		Float64("worst_stall_ms", v.WorstStallMS).Float64("stall_p99_ms", v.StallP99MS).
-		Int("old_pid", v.OldPID).Int("new_pid", v.NewPID).
+	ev = ev.Str("outcome", v.Outcome).Str("error", v.Error).
+		Float64("duration_ms", v.DurationMS).Int("sessions_moved", v.SessionsMoved)
+	if v.StallsPending {
+		ev = ev.Str("stalls", "measured by the new process, whose upgrade line gives them")
+	} else {
+		ev = ev.Float64("worst_stall_ms", v.WorstStallMS).Float64("stall_p99_ms", v.StallP99MS)
+	}
+	ev.Int("old_pid", v.OldPID).Int("new_pid", v.NewPID).
 		Str("old_version", v.OldVersion).Str("new_version", v.NewVersion).
 		Msg("upgrade")
 }
