@@ -302,8 +302,8 @@ func serve(o options, log zerolog.Logger) error {
 			srv.Close()
 			// Where the time from the new process's Ready to this exit
 			// goes, for whoever tunes it: the upgrade's own end (the
-			// sessions let go, the stall report, the verdict), the HTTP
-			// drain, and closing the server.
+			// sessions let go, the verdict), the HTTP drain, and closing
+			// the server.
 			log.Info().Dur("uptime", time.Since(started)).Float64("upgrade_end_ms", upgrade.MS(upgradeDone)).
 				Float64("drain_ms", upgrade.MS(drained-upgradeDone)).Float64("close_ms", upgrade.MS(time.Since(exitFrom)-drained)).
 				Msg("old process exiting after upgrade")

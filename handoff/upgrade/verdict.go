@@ -40,8 +40,8 @@ type Verdict struct {
 	// StallsPending marks the old process's verdict on a success: the
 	// stall figures are the new process's, which measures them once every
 	// moved publisher has read there, records the completed verdict in its
-	// history (GET /api/status) and logs it. The old process exits without
-	// waiting for them; `mediad upgrade` fetches them.
+	// history (GET /api/upgrades, /api/status) and logs it. The old process
+	// exits without waiting for them; `mediad upgrade` fetches them.
 	StallsPending bool `json:"stalls_pending,omitempty"`
 }
 
