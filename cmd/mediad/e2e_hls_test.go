@@ -307,9 +307,7 @@ func (s *upgServer) sighupUpgrade(t *testing.T, i int, next mediadBuild) upgrade
 		t.Fatalf("SIGHUP %d to pid %d: %v", i, old, err)
 	}
 	sp.newPID = s.successor(t, old, fmt.Sprintf("SIGHUP %d to pid %d", i, old))
-	sp.verdict = s.waitLog(quickTimeout, fmt.Sprintf("the verdict of upgrade %d", i), func(r logRecord) bool {
-		return r.str("message") == "upgrade" && logPID(r) == old
-	})
+	sp.verdict = s.waitLog(quickTimeout, fmt.Sprintf("the verdict of upgrade %d", i), s.verdictOf(old))
 	if sp.verdict.str("outcome") != "success" {
 		t.Fatalf("upgrade %d by SIGHUP failed: %s", i, sp.verdict.raw)
 	}

@@ -51,7 +51,7 @@ func TestE2ERefusedAtHello(t *testing.T) {
 	// The old process logs any parking before its verdict, and the log
 	// reaches the test through a pipe: once the verdict's line is in, so
 	// is every line before it.
-	srv.waitLog(quickTimeout, "the refused upgrade's verdict", srv.fromPID(oldPID, "upgrade"))
+	srv.waitLog(quickTimeout, "the refused upgrade's verdict", srv.verdictOf(oldPID))
 	if parks := srv.matching(func(r logRecord) bool { return r.str("message") == "sessions parked" }); len(parks) != 0 {
 		t.Errorf("sessions were parked for a refused upgrade: %s", parks[0].raw)
 	}

@@ -264,7 +264,7 @@ func TestE2EPID1Upgrades(t *testing.T) {
 	if err := syscall.Kill(initHost, syscall.SIGHUP); err != nil {
 		t.Fatalf("SIGHUP to PID 1 (host pid %d): %v", initHost, err)
 	}
-	r := s.waitLog(quickTimeout, "upgrade verdict after SIGHUP to PID 1", s.fromPID(old, "upgrade"))
+	r := s.waitLog(quickTimeout, "upgrade verdict after SIGHUP to PID 1", s.verdictOf(old))
 	if r.str("outcome") != "success" {
 		t.Fatalf("upgrade by SIGHUP to PID 1 failed: %s", r.raw)
 	}

@@ -277,6 +277,13 @@ func (s *upgServer) fromPID(pid int, msg string) func(logRecord) bool {
 	return func(r logRecord) bool { return r.str("message") == msg && logPID(r) == pid }
 }
 
+// verdictOf matches the one "upgrade" line of the upgrade that replaced
+// (or failed to replace) pid: the old process logs it for a failure or a
+// refusal, the new process for a success, once it has the stalls.
+func (s *upgServer) verdictOf(pid int) func(logRecord) bool {
+	return func(r logRecord) bool { return r.str("message") == "upgrade" && intField(r, "old_pid") == pid }
+}
+
 func logPID(r logRecord) int {
 	f, _ := r.fields["pid"].(float64)
 	return int(f)

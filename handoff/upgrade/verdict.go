@@ -54,8 +54,12 @@ func (v Verdict) Fields() map[string]any {
 	return m
 }
 
-// Log writes the one line every upgrade leaves, at error level unless it
-// succeeded.
+// Log writes the one line every upgrade leaves ("upgrade"), at error level
+// unless it succeeded: the old process's for a failure or a refusal, the
+// new process's for a success, once it has the stalls. The old process's
+// verdict on a success, whose stalls are pending, is logged as "upgrade
+// handed over" instead, so that each upgrade still has one "upgrade" line,
+// with every figure.
 func (v Verdict) Log(log zerolog.Logger) {
 	ev := log.Info()
 	if v.Outcome != Success {
@@ -63,14 +67,16 @@ func (v Verdict) Log(log zerolog.Logger) {
 	}
 	ev = ev.Str("outcome", v.Outcome).Str("error", v.Error).
 		Float64("duration_ms", v.DurationMS).Int("sessions_moved", v.SessionsMoved)
+	msg := "upgrade"
 	if v.StallsPending {
+		msg = "upgrade handed over"
 		ev = ev.Str("stalls", "measured by the new process, whose upgrade line gives them")
 	} else {
 		ev = ev.Float64("worst_stall_ms", v.WorstStallMS).Float64("stall_p99_ms", v.StallP99MS)
 	}
 	ev.Int("old_pid", v.OldPID).Int("new_pid", v.NewPID).
 		Str("old_version", v.OldVersion).Str("new_version", v.NewVersion).
-		Msg("upgrade")
+		Msg(msg)
 }
 
 // State is the verdict as the process envelope carries it.
