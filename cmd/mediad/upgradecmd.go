@@ -56,7 +56,7 @@ func runUpgradeCommand(args []string, stdout, stderr io.Writer) int {
 	if v.Outcome == "success" && v.StallsPending {
 		// The old process answered as it let go of the sessions; the
 		// stalls come from the new one, on the same address.
-		wait := min(stallWait, time.Until(deadline))
+		wait := max(0, min(stallWait, time.Until(deadline)))
 		if !completeStalls(&http.Client{Timeout: time.Second}, *addr, &v, wait) {
 			fmt.Fprintf(stderr, "mediad upgrade: the new process (pid %d) gave no stall figures within %s\n", v.NewPID, wait.Round(time.Millisecond))
 		}
