@@ -76,7 +76,10 @@ type Plan struct {
 
 // Report is the new process's account of a committed upgrade, sent once
 // its restored publishers have read again: the stall each saw between the
-// old process's last read and its own first one.
+// old process's last read and its own first one. Old processes of earlier
+// builds wait for it before their verdict; one of this build has already
+// given its verdict and exited, and the new process keeps the figures
+// itself (upgrade.Verdict.StallsPending).
 type Report struct {
 	Stalls       int
 	StallP50MS   float64

@@ -234,15 +234,3 @@ func (c *Conn) Commit() error { return c.send(commitMsg{}) }
 // Abort tells the new process to give up: it must close what it received
 // and touch none of it. The old process then resumes its sessions.
 func (c *Conn) Abort(reason string) error { return c.send(abortMsg{reason}) }
-
-// ReadReport waits for the new process's stall report after a commit.
-func (c *Conn) ReadReport(deadline time.Time) (Report, error) {
-	m, _, err := c.recv(deadline)
-	if err != nil {
-		return Report{}, fmt.Errorf("handoff: read report: %w", err)
-	}
-	if r, ok := m.(Report); ok {
-		return r, nil
-	}
-	return Report{}, unexpected("Report", m)
-}

@@ -36,8 +36,9 @@
 // The new process is then told to give up (Abort or Refuse) where it can
 // still hear it, and its end is awaited, so that the next attempt starts
 // clean. Once the Process reports the child Ready, the sessions are the
-// new process's: the old one lets go of them (Parked.Commit), reads the
-// stall report, and exits when its Process says so.
+// new process's: the old one lets go of them (Parked.Commit), gives its
+// verdict without waiting for the stalls (the new process measures, logs
+// and keeps them), and exits when its Process says so.
 //
 // # Ownership
 //
