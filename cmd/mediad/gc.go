@@ -159,7 +159,7 @@ const (
 )
 
 // warmProbe is how much of the block warmHeap faults in small pages
-// first, timing each fault, before it chooses how to fault the rest.
+// first, timed, before it chooses how to fault the rest.
 const warmProbe = 8 << 20
 
 // hugeFaultFrom is the cost of a small-page fault from which the rest of
@@ -215,15 +215,11 @@ func warmHeapWith(n int64, inHuge func(perFault time.Duration) bool) warmed {
 		// start aligned, and a page shared with other objects is not ours
 		// to advise.
 		start := (huge - int(uintptr(unsafe.Pointer(&rest[0])))%huge) % huge
-		if start < len(rest) {
-			if end := start + (len(rest)-start)/huge*huge; end > start {
-				_ = unix.Madvise(rest[start:end], unix.MADV_HUGEPAGE)
-			}
+		if end := start + (len(rest)-start)/huge*huge; end > start {
+			_ = unix.Madvise(rest[start:end], unix.MADV_HUGEPAGE)
 		}
 	}
-	for i := 0; i < len(rest); i += page {
-		rest[i] = 1
-	}
+	touchPages(rest, page)
 	runtime.KeepAlive(b)
 	runtime.GC()
 	return w
@@ -236,13 +232,18 @@ func timeFaults(b []byte, page int) time.Duration {
 	defer runtime.UnlockOSThread()
 	var t0, t1 unix.Timespec
 	err0 := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &t0)
-	for i := 0; i < len(b); i += page {
-		b[i] = 1
-	}
+	touchPages(b, page)
 	err1 := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &t1)
 	pages := (len(b) + page - 1) / page
 	if err0 != nil || err1 != nil || pages == 0 {
 		return 0
 	}
 	return time.Duration(t1.Nano()-t0.Nano()) / time.Duration(pages)
+}
+
+// touchPages writes one byte of every page of b, faulting it in.
+func touchPages(b []byte, page int) {
+	for i := 0; i < len(b); i += page {
+		b[i] = 1
+	}
 }
