@@ -46,6 +46,7 @@
 //	child                         parent
 //	Hello{Build, ReadsMin, ReadsMax, PID, NoFileLimit, OpenFDs, OpenPlan} →
 //	                              ← Plan{Version, Items, FDs, Open} | Refuse{Reason}
+//	                              ← Batch{bases} + fds ... (v8, open plan, before the park)
 //	                              ← Batch{Items[{Envelope, NFiles}]} + fds ...
 //	                              ← End{Items, FDs}
 //	Prepared{Items} | Reject{Reason} →
@@ -62,7 +63,13 @@
 // A child whose Hello says OpenPlan takes an open Plan (OpenPlanFor),
 // sent before the park: its totals are bounds (the descriptors the child
 // can take), and the parent sends each session as it parks, while the
-// others are still parking, and the child rebuilds it at once; End brings
+// others are still parking, and the child rebuilds it at once. From state
+// version 8 the batches start before the park: every RTMP publisher's and
+// player's base (its static part, with the connection's descriptor) goes
+// while the sessions still run, the child builds each session around its
+// connection, and the park then exports only the tails, which carry no
+// connection. A base is an item like any other, counted in End and in
+// Prepared, whether a tail used it or not. End brings
 // the exact totals, and the parent stops before a batch would exceed the
 // child's descriptor budget. A child that does not say OpenPlan (a build
 // before it) gets a closed Plan, sent after the park, whose totals are
@@ -94,6 +101,7 @@
 //	h := c.ReadHello(deadline)
 //	ChooseVersion, CheckFDBudget(bound)
 //	c.SendPlan(OpenPlanFor(v, h))           c.ReadPlan
+//	c.SendItems(bases) (v8)                 c.ReadBatches: build each base
 //	park sessions, c.SendItems as each      c.ReadBatches: rebuild each
 //	  group parks; c.SendEnd                  batch as it arrives
 //	                                        decode, migrate, rebuild; c.SendPrepared

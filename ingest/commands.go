@@ -233,6 +233,7 @@ func (s *session) beginPublish(msid uint32, key string, query url.Values, rawQue
 	st.startRecording(s.srv, s.log)
 	st.startHLS(s.srv)
 	st.startPush(s.srv, nil)
+	s.publishBase()
 	s.log.Info().Str("encoder", s.flashVer).Msg("publish started")
 	return nil
 }
@@ -281,6 +282,7 @@ func (s *session) beginPlay(msid uint32, key, rawQuery string) error {
 		return err
 	}
 	s.stream = s.srv.registry.play(s.app, key, s.player, preamble)
+	s.publishBase()
 	s.log.Info().Msg("play started")
 	return nil
 }
@@ -292,6 +294,7 @@ func (s *session) endRole() {
 	case rolePublisher:
 		s.endPublish()
 	case rolePlayer:
+		s.base.Store(nil)
 		s.stream.removePlayer(s.player)
 		s.player.stop()
 		s.playDone()
@@ -306,6 +309,7 @@ func (s *session) endPublish() {
 		c.reset(s)
 		c.forget(s)
 	}
+	s.base.Store(nil)
 	s.stream.unpublish(s)
 	s.log.Info().Msg("publish ended")
 	s.stream = nil

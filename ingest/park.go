@@ -41,6 +41,9 @@ type parkRequest struct {
 	// spill takes the LL-HLS frames held back by a publisher's muxer;
 	// nil writes them to the stream's own file, as version 5 reads them.
 	spill *hls.Spill
+	// base is what Presend sent of the session, nil if nothing: the
+	// session exports its tail when its static part is still the base's.
+	base *state.Base
 }
 
 // ParkedSession is one session stopped at a safe point: its state envelope
@@ -81,6 +84,11 @@ func (s *Server) ParkFor(ctx context.Context, version uint32) (*Parked, error) {
 	return s.ParkEach(ctx, version, nil)
 }
 
+// ParkEach parks every session, none of which went ahead; see ParkAfter.
+func (s *Server) ParkEach(ctx context.Context, version uint32, each func([]ParkedSession) error) (*Parked, error) {
+	return s.ParkAfter(ctx, version, nil, each)
+}
+
 // parkGroup is how many parked sessions ParkEach hands each at a time:
 // enough that a send's fixed cost is spread, few enough that the new
 // process starts rebuilding while most sessions are still parking. At
@@ -89,7 +97,7 @@ func (s *Server) ParkFor(ctx context.Context, version uint32) (*Parked, error) {
 // the limit, not the order.
 const parkGroup = 128
 
-// ParkEach stops accepting and parks every session between two RTMP messages:
+// ParkAfter stops accepting and parks every session between two RTMP messages:
 // publishers first, so nothing reaches a player's queue after it is
 // exported. Reads blocked in the kernel are interrupted; bytes already read
 // and bytes queued for clients become part of the state. Connections that
@@ -102,7 +110,13 @@ const parkGroup = 128
 // on the caller's goroutine, while the rest are still parking: every
 // feeder before any player. An error from it fails the Park. Everything it
 // was handed is also in Items.
-func (s *Server) ParkEach(ctx context.Context, version uint32, each func([]ParkedSession) error) (*Parked, error) {
+//
+// pre is what a Presend to the same new process sent, or nil: a session
+// whose base went, and whose static part is still the base's, exports its
+// tail (state.KindPublisherTail or KindPlayerTail), without the
+// connection's descriptor, which went with the base; any other goes
+// whole.
+func (s *Server) ParkAfter(ctx context.Context, version uint32, pre *Presented, each func([]ParkedSession) error) (*Parked, error) {
 	s.mu.Lock()
 	if s.parked {
 		s.mu.Unlock()
@@ -147,7 +161,7 @@ func (s *Server) ParkEach(ctx context.Context, version uint32, each func([]Parke
 	}
 	for _, group := range [][]*session{feeders, players} {
 		for _, sess := range group {
-			p.reqs[sess] = sess.requestPark(p.spill)
+			p.reqs[sess] = sess.requestPark(p.spill, pre.baseOf(sess))
 		}
 		handed := len(p.Items)
 		for i, sess := range group {
@@ -330,8 +344,8 @@ func discardReply(sess *session, req *parkRequest) {
 
 // requestPark asks the session's goroutine to stop at its next safe point.
 // The request comes first, the deadline second: see serve.
-func (sess *session) requestPark(spill *hls.Spill) *parkRequest {
-	req := &parkRequest{reply: make(chan parkResult, 1), decision: make(chan parkDecision, 1), spill: spill}
+func (sess *session) requestPark(spill *hls.Spill, base *state.Base) *parkRequest {
+	req := &parkRequest{reply: make(chan parkResult, 1), decision: make(chan parkDecision, 1), spill: spill, base: base}
 	sess.parkReq.Store(req)
 	_ = sess.conn.SetReadDeadline(time.Unix(1, 0))
 	// The session goroutine may be blocked writing to a client that does
@@ -353,7 +367,7 @@ func (sess *session) park() bool {
 	sess.wmu.Unlock()
 
 	req := sess.parkReq.Load()
-	item, err := sess.export(req.spill)
+	item, err := sess.export(req)
 	req.reply <- parkResult{item: item, err: err}
 	var d parkDecision
 	select {
@@ -455,8 +469,9 @@ func rawFD(c syscall.Conn, name string) (int, error) {
 	return fd, nil
 }
 
-// export captures the session as an envelope plus its descriptors, lent.
-func (sess *session) export(spill *hls.Spill) (ParkedSession, error) {
+// export captures the session as an envelope plus its descriptors, lent:
+// the connection's first, unless it went ahead with the session's base.
+func (sess *session) export(req *parkRequest) (ParkedSession, error) {
 	item := ParkedSession{LastRead: sess.lastRead}
 	sc, ok := sess.conn.(syscall.Conn)
 	if !ok {
@@ -475,17 +490,23 @@ func (sess *session) export(spill *hls.Spill) (ParkedSession, error) {
 		}
 		return item, nil
 	}
-	ss := sess.sessionState()
+	b := req.base
+	ss := sess.sessionState(b)
 	switch sess.role {
 	case rolePublisher:
-		st, recFD, err := sess.stream.export(spill)
+		st, recFD, err := sess.stream.export(req.spill)
 		if err != nil {
 			return fail(err)
+		}
+		pub := state.Publisher{Session: ss, Msid: sess.pubMsid, Stream: st}
+		kind := state.KindPublisher
+		if b != nil && b.TailPublisher(&pub) {
+			kind, item.Borrowed = state.KindPublisherTail, item.Borrowed[:0]
 		}
 		if recFD >= 0 {
 			item.Borrowed = append(item.Borrowed, recFD)
 		}
-		item.Envelope, err = state.Encode(state.KindPublisher, state.Publisher{Session: ss, Msid: sess.pubMsid, Stream: st})
+		item.Envelope, err = state.Encode(kind, pub)
 		if err != nil {
 			return fail(err)
 		}
@@ -501,7 +522,11 @@ func (sess *session) export(spill *hls.Spill) (ParkedSession, error) {
 		pl := sess.player.export()
 		pl.Session = ss
 		pl.App, pl.Key = sess.stream.App, sess.stream.Key
-		item.Envelope, err = state.Encode(state.KindPlayer, pl)
+		kind := state.KindPlayer
+		if b != nil && b.TailPlayer(&pl) {
+			kind, item.Borrowed = state.KindPlayerTail, item.Borrowed[:0]
+		}
+		item.Envelope, err = state.Encode(kind, pl)
 		if err != nil {
 			return fail(err)
 		}
@@ -514,14 +539,23 @@ func (sess *session) export(spill *hls.Spill) (ParkedSession, error) {
 	return item, nil
 }
 
-func (sess *session) sessionState() state.Session {
+// sessionState is the session's protocol state; its peer's address comes
+// from b, the base sent ahead, when there is one (the address of a
+// connection never changes, and asking for it allocates).
+func (sess *session) sessionState(b *state.Base) state.Session {
+	peer := ""
+	if b != nil {
+		peer = b.Peer
+	} else {
+		peer = sess.conn.RemoteAddr().String()
+	}
 	sess.wmu.Lock()
 	out := append([]byte(nil), sess.out...)
 	w := sess.w.State()
 	sess.wmu.Unlock()
 	ss := state.Session{
 		ID:               sess.id,
-		Peer:             sess.conn.RemoteAddr().String(),
+		Peer:             peer,
 		HandshakePhase:   uint8(sess.hs.Phase),
 		HandshakePartial: append([]byte(nil), sess.hs.Partial...),
 		Reader:           sess.r.State(),

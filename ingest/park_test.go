@@ -127,40 +127,81 @@ func (f *liveFeed) finish() int {
 // descriptors in one process.
 func upgradeInProcess(t *testing.T, from *Server, cfg Config) *Server {
 	t.Helper()
-	parked, err := from.Park(context.Background())
+	to, _ := upgradeAhead(t, from, cfg, false, nil)
+	return to
+}
+
+// crossing is what crosses the process boundary of an item: the envelope's
+// wire form and the kernel's copies of the descriptors it lends, as
+// SCM_RIGHTS makes them.
+func crossing(t *testing.T, it ParkedSession) ParkedSession {
+	t.Helper()
+	wire, err := state.MarshalEnvelope(it.Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := state.UnmarshalEnvelope(wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := ParkedSession{Envelope: env}
+	if len(it.Files) != 0 {
+		t.Fatalf("%s owns %d duplicated descriptors; it should lend its own", it.Envelope.Kind, len(it.Files))
+	}
+	for _, fd := range it.Borrowed {
+		dup, err := dupFile(uintptr(fd), "lent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Files = append(out.Files, dup)
+	}
+	return out
+}
+
+// upgradeAhead is upgradeInProcess, with, if ahead, the sessions' static
+// parts sent before the park, as to a new process that reads version 8;
+// between, if not nil, runs after that and before the park. It returns the
+// new server and the kinds of what crossed.
+func upgradeAhead(t *testing.T, from *Server, cfg Config, ahead bool, between func()) (*Server, map[state.Kind]int) {
+	t.Helper()
+	var items []ParkedSession
+	var pre *Presented
+	if ahead {
+		var err error
+		pre, err = from.Presend(state.Version, func(ps []ParkedSession) error {
+			// The descriptors are lent for the call only.
+			for _, it := range ps {
+				items = append(items, crossing(t, it))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("presend: %v", err)
+		}
+		if pre.Len() != len(items) {
+			t.Fatalf("presend counts %d bases, sent %d", pre.Len(), len(items))
+		}
+	}
+	if between != nil {
+		between()
+	}
+	parked, err := from.ParkAfter(context.Background(), state.Version, pre, nil)
 	if err != nil {
 		t.Fatalf("park: %v", err)
 	}
-	items := make([]ParkedSession, len(parked.Items))
-	for i, it := range parked.Items {
-		// What crosses the process boundary: the envelope's wire form and
-		// duplicated descriptors.
-		wire, err := state.MarshalEnvelope(it.Envelope)
-		if err != nil {
-			t.Fatal(err)
-		}
-		env, err := state.UnmarshalEnvelope(wire)
-		if err != nil {
-			t.Fatal(err)
-		}
-		items[i] = ParkedSession{Envelope: env}
-		if len(it.Files) != 0 {
-			t.Fatalf("parked session %d owns %d duplicated descriptors; it should lend its own", i, len(it.Files))
-		}
-		for _, fd := range it.Borrowed {
-			// The kernel's copy, as SCM_RIGHTS makes it.
-			dup, err := dupFile(uintptr(fd), "lent")
-			if err != nil {
-				t.Fatal(err)
-			}
-			items[i].Files = append(items[i].Files, dup)
-		}
+	for _, it := range parked.Items {
+		items = append(items, crossing(t, it))
 	}
 	to := NewServer(cfg)
 	// The sessions arrive one at a time and each is rebuilt as it comes;
-	// last parked first, so that players arrive before their publishers.
+	// bases first, as they are sent, then the parked sessions last parked
+	// first, so that players arrive before their publishers.
 	rs := to.BeginRestore()
-	for i := len(items) - 1; i >= 0; i-- {
+	bases := pre.Len()
+	for i := range bases {
+		rs.Add(items[i : i+1])
+	}
+	for i := len(items) - 1; i >= bases; i-- {
 		rs.Add(items[i : i+1])
 	}
 	restored, err := rs.Finish()
@@ -171,7 +212,11 @@ func upgradeInProcess(t *testing.T, from *Server, cfg Config) *Server {
 	parked.Commit()
 	restored.Start()
 	t.Cleanup(func() { to.Close() })
-	return to
+	kinds := map[state.Kind]int{}
+	for _, it := range items {
+		kinds[it.Envelope.Kind]++
+	}
+	return to, kinds
 }
 
 func TestParkRestoreCommitLosesNothing(t *testing.T) {

@@ -107,6 +107,19 @@ func (s *Server) Restore(items []ParkedSession) (*Restored, error) {
 // rebuild.
 var restoreOrder = []state.Kind{state.KindPublisher, state.KindPlayer, state.KindFLVPlayer, state.KindRelay, state.KindConn}
 
+// wholeKind is the kind a session was rebuilt as: a tail's is its whole
+// kind's.
+func (j *restoreJob) wholeKind() state.Kind {
+	switch k := j.it.Envelope.Kind; k {
+	case state.KindPublisherTail:
+		return state.KindPublisher
+	case state.KindPlayerTail:
+		return state.KindPlayer
+	default:
+		return k
+	}
+}
+
 // restoreQueueLen bounds the sessions waiting for a worker: Add blocks,
 // and so does the handoff socket behind it, only when the workers are this
 // far behind.
@@ -128,6 +141,15 @@ type Restoring struct {
 	// its worker's until wg.Wait returns.
 	all  []*restoreJob
 	done bool
+
+	// The bases that came ahead of the park (state.KindBase), by session
+	// id, once their workers have built them; basesDue counts those added
+	// and not yet built. Every base comes before any tail, so a tail's
+	// worker that finds no base while none is due has none to find.
+	baseMu   sync.Mutex
+	baseCond *sync.Cond
+	bases    map[uint64]*restoreJob
+	basesDue int
 }
 
 // restoreJob is one session: what arrived, and what its worker made of it.
@@ -141,15 +163,20 @@ type restoreJob struct {
 	// ending: an HTTP-FLV viewer whose broadcast had ended.
 	ending bool
 	err    error
+	// base is a base's static part; its session, built around the
+	// connection, is sess until a tail takes it.
+	base *state.Base
 }
 
 // BeginRestore starts a restore that rebuilds sessions as they arrive
 // (Add); Finish returns them, not yet running.
 func (s *Server) BeginRestore() *Restoring {
 	rs := &Restoring{
-		r:    &Restored{srv: s, spills: hls.NewSpills(), allRead: make(chan struct{})},
-		jobs: make(chan *restoreJob, restoreQueueLen),
+		r:     &Restored{srv: s, spills: hls.NewSpills(), allRead: make(chan struct{})},
+		jobs:  make(chan *restoreJob, restoreQueueLen),
+		bases: make(map[uint64]*restoreJob),
 	}
+	rs.baseCond = sync.NewCond(&rs.baseMu)
 	for range runtime.GOMAXPROCS(0) {
 		rs.wg.Go(rs.work)
 	}
@@ -167,13 +194,18 @@ func (rs *Restoring) Add(items []ParkedSession) {
 		}
 		j := &restoreJob{it: it}
 		rs.all = append(rs.all, j)
+		if it.Envelope.Kind == state.KindBase {
+			rs.baseMu.Lock()
+			rs.basesDue++
+			rs.baseMu.Unlock()
+		}
 		rs.jobs <- j
 	}
 }
 
 func (rs *Restoring) work() {
 	for j := range rs.jobs {
-		if j.err = rs.r.prepare(j); j.err != nil {
+		if j.err = rs.prepare(j); j.err != nil {
 			// Closing a file the failed step already closed is harmless.
 			closeFiles(j.it.Files)
 		}
@@ -192,6 +224,18 @@ func (rs *Restoring) wait() {
 	for _, j := range rs.all {
 		if j.st != nil {
 			rs.r.streams = append(rs.r.streams, j.st)
+		}
+	}
+}
+
+// dropBases closes the sessions built from bases that no tail took: their
+// sessions ended in the old process after the base went, or went whole
+// (their static part changed).
+func (rs *Restoring) dropBases() {
+	for _, j := range rs.all {
+		if j.base != nil && j.sess != nil {
+			j.sess.conn.Close()
+			j.sess = nil
 		}
 	}
 }
@@ -244,7 +288,7 @@ func (rs *Restoring) Finish() (*Restored, error) {
 	}
 	for _, kind := range restoreOrder {
 		for _, j := range rs.all {
-			if j.it.Envelope.Kind != kind {
+			if j.wholeKind() != kind {
 				continue
 			}
 			if err := r.attach(j); err != nil {
@@ -253,6 +297,7 @@ func (rs *Restoring) Finish() (*Restored, error) {
 			}
 		}
 	}
+	rs.dropBases()
 	rs.closeSpills()
 	r.gate = make(chan struct{})
 	for _, sess := range r.sessions {
@@ -268,8 +313,106 @@ func closeFiles(files []*os.File) {
 }
 
 // prepare rebuilds one session from its envelope and descriptors, which it
-// takes; it touches nothing shared but the session id counter and, for a
-// publisher, the spill files, both safe on every core at once.
+// takes. A base is built around its connection and kept for its tail; a
+// tail is made whole from its base and rebuilt around the base's session.
+func (rs *Restoring) prepare(j *restoreJob) error {
+	switch j.it.Envelope.Kind {
+	case state.KindBase:
+		err := rs.r.prepareBase(j)
+		rs.baseMu.Lock()
+		rs.basesDue--
+		if err == nil {
+			if _, dup := rs.bases[j.base.ID]; dup {
+				err = fmt.Errorf("two bases of session %d", j.base.ID)
+			} else {
+				rs.bases[j.base.ID] = j
+			}
+		}
+		rs.baseCond.Broadcast()
+		rs.baseMu.Unlock()
+		return err
+	case state.KindPublisherTail:
+		var ps state.Publisher
+		if err := state.Decode(j.it.Envelope, &ps); err != nil {
+			return err
+		}
+		b, sess, err := rs.takeBase(ps.Session.ID)
+		if err != nil {
+			return err
+		}
+		// From here the session is this job's to release, whatever follows.
+		j.sess = sess
+		if err := b.FillPublisher(&ps); err != nil {
+			return err
+		}
+		return rs.r.preparePublisher(j, &ps, sess)
+	case state.KindPlayerTail:
+		var pl state.Player
+		if err := state.Decode(j.it.Envelope, &pl); err != nil {
+			return err
+		}
+		b, sess, err := rs.takeBase(pl.Session.ID)
+		if err != nil {
+			return err
+		}
+		j.sess = sess
+		if err := b.FillPlayer(&pl); err != nil {
+			return err
+		}
+		return rs.r.preparePlayer(j, &pl, sess)
+	}
+	return rs.r.prepare(j)
+}
+
+// takeBase waits for the base of session id to be built and takes its
+// session.
+func (rs *Restoring) takeBase(id uint64) (*state.Base, *session, error) {
+	rs.baseMu.Lock()
+	defer rs.baseMu.Unlock()
+	for {
+		if bj, ok := rs.bases[id]; ok {
+			if bj.sess == nil {
+				return nil, nil, fmt.Errorf("two tails of session %d", id)
+			}
+			sess := bj.sess
+			bj.sess = nil
+			return bj.base, sess, nil
+		}
+		if rs.basesDue == 0 {
+			return nil, nil, fmt.Errorf("tail of session %d without its base", id)
+		}
+		rs.baseCond.Wait()
+	}
+}
+
+// prepareBase builds a session around a base's connection: what a tail
+// then adds is its protocol state.
+func (r *Restored) prepareBase(j *restoreJob) error {
+	it := &j.it
+	var b state.Base
+	if err := state.Decode(it.Envelope, &b); err != nil {
+		return err
+	}
+	if len(it.Files) != 1 {
+		return fmt.Errorf("base of session %d with %d descriptors, want 1", b.ID, len(it.Files))
+	}
+	if b.Of != state.KindPublisherTail && b.Of != state.KindPlayerTail {
+		return fmt.Errorf("base of session %d for a %q", b.ID, b.Of)
+	}
+	if !validName(b.StreamApp) || !validName(b.Key) {
+		return fmt.Errorf("base of session %d: invalid stream name %q/%q", b.ID, b.StreamApp, b.Key)
+	}
+	sess, err := r.srv.adoptSession(b.ID, it.Files[0])
+	if err != nil {
+		return err
+	}
+	sess.app, sess.tcURL, sess.flashVer = b.App, b.TCURL, b.FlashVer
+	sess.log = sess.log.With().Str("app", b.App).Str("key", b.Key).Logger()
+	j.base, j.sess = &b, sess
+	return nil
+}
+
+// prepare rebuilds a session that came whole.
 func (r *Restored) prepare(j *restoreJob) error {
 	it := &j.it
 	if len(it.Files) == 0 {
@@ -296,32 +439,17 @@ func (r *Restored) prepare(j *restoreJob) error {
 		sess.resumeDecision = ss.Pending
 		j.sess = sess
 	case state.KindPublisher:
-		return r.preparePublisher(j)
-	case state.KindPlayer:
-		var ps state.Player
+		var ps state.Publisher
 		if err := state.Decode(it.Envelope, &ps); err != nil {
 			return err
 		}
-		if len(it.Files) != 1 {
-			return fmt.Errorf("%d descriptors, want 1", len(it.Files))
-		}
-		if !validName(ps.App) || !validName(ps.Key) {
-			return fmt.Errorf("invalid stream name %q/%q", ps.App, ps.Key)
-		}
-		sess, err := r.srv.restoreSession(ps.Session, it.Files[0])
-		if err != nil {
+		return r.preparePublisher(j, &ps, nil)
+	case state.KindPlayer:
+		var pl state.Player
+		if err := state.Decode(it.Envelope, &pl); err != nil {
 			return err
 		}
-		sess.log = sess.log.With().Str("key", ps.Key).Logger()
-		p := newPlayer(sess, ps.Msid)
-		if err := p.restoreQueue(ps.Queue, ps.WaitKey, ps.Skips); err != nil {
-			p.stop()
-			sess.conn.Close()
-			return err
-		}
-		sess.setRole(rolePlayer)
-		sess.player = p
-		j.sess, j.app, j.key = sess, ps.App, ps.Key
+		return r.preparePlayer(j, &pl, nil)
 	case state.KindFLVPlayer:
 		return r.prepareFLVPlayer(j)
 	case state.KindRelay:
@@ -332,18 +460,66 @@ func (r *Restored) prepare(j *restoreJob) error {
 	return nil
 }
 
+// preparePlayer rebuilds a player: around the session its base built, or,
+// with sess nil, around its own descriptor.
+func (r *Restored) preparePlayer(j *restoreJob, ps *state.Player, sess *session) error {
+	it := &j.it
+	want := 1
+	if sess != nil {
+		want = 0
+	}
+	if len(it.Files) != want {
+		return fmt.Errorf("%d descriptors, want %d", len(it.Files), want)
+	}
+	if !validName(ps.App) || !validName(ps.Key) {
+		return fmt.Errorf("invalid stream name %q/%q", ps.App, ps.Key)
+	}
+	sess, err := r.srv.sessionFor(sess, ps.Session, it.Files)
+	if err != nil {
+		return err
+	}
+	j.sess = sess
+	if want == 1 {
+		sess.log = sess.log.With().Str("key", ps.Key).Logger()
+	}
+	p := newPlayer(sess, ps.Msid)
+	if err := p.restoreQueue(ps.Queue, ps.WaitKey, ps.Skips); err != nil {
+		p.stop()
+		return err
+	}
+	sess.setRole(rolePlayer)
+	sess.player = p
+	j.app, j.key = ps.App, ps.Key
+	return nil
+}
+
+// sessionFor is sess, built from a base, given the protocol state ss, or
+// a session rebuilt from ss around files[0].
+func (s *Server) sessionFor(sess *session, ss state.Session, files []*os.File) (*session, error) {
+	if sess == nil {
+		return s.restoreSession(ss, files[0])
+	}
+	if err := sess.restoreState(ss); err != nil {
+		return nil, err
+	}
+	return sess, nil
+}
+
 // attach puts a prepared session together with the registry and the
 // sessions before it in restoreOrder: a publisher's stream is registered,
 // a player joins its stream.
 func (r *Restored) attach(j *restoreJob) error {
 	sess := j.sess
-	switch j.it.Envelope.Kind {
+	switch j.wholeKind() {
 	case state.KindPublisher:
 		if err := r.srv.registry.restorePublisher(j.st, sess); err != nil {
 			return err
 		}
+		// The next upgrade sends its static part ahead too.
+		sess.publishBase()
 	case state.KindPlayer:
 		sess.stream = r.srv.registry.attachPlayer(j.app, j.key, sess.player)
+		sess.publishBase()
 	case state.KindFLVPlayer:
 		sess.stream = r.srv.registry.attachPlayer(j.app, j.key, sess.player)
 		// Publishers were restored first; a viewer whose broadcast did not
@@ -367,16 +543,17 @@ func (r *Restored) attach(j *restoreJob) error {
 }
 
 // preparePublisher rebuilds a publisher and its stream: the recording and
-// LL-HLS files reopened, everything but the registry.
-func (r *Restored) preparePublisher(j *restoreJob) error {
+// LL-HLS files reopened, everything but the registry. sess is the session
+// its base built, or nil: the connection is then the first descriptor.
+func (r *Restored) preparePublisher(j *restoreJob, ps *state.Publisher, sess *session) error {
 	it := &j.it
-	var ps state.Publisher
-	if err := state.Decode(it.Envelope, &ps); err != nil {
-		return err
+	conns := 1
+	if sess != nil {
+		conns = 0
 	}
-	want := 1
+	want := conns
 	if ps.Stream.Recorder != nil && ps.Stream.Recorder.HasFile {
-		want = 2
+		want++
 	}
 	if len(it.Files) != want {
 		return fmt.Errorf("%d descriptors, want %d", len(it.Files), want)
@@ -385,8 +562,8 @@ func (r *Restored) preparePublisher(j *restoreJob) error {
 		return fmt.Errorf("invalid stream name %q/%q", ps.Stream.App, ps.Stream.Key)
 	}
 	var recFile *os.File
-	if want == 2 {
-		recFile = it.Files[1]
+	if want > conns {
+		recFile = it.Files[conns]
 	}
 	st, err := r.srv.restoreStream(ps.Stream, recFile, r.spills)
 	if err != nil {
@@ -394,10 +571,10 @@ func (r *Restored) preparePublisher(j *restoreJob) error {
 	}
 	// From here the stream is Discard's to release, whatever follows.
 	j.st = st
-	sess, err := r.srv.restoreSession(ps.Session, it.Files[0])
-	if err != nil {
+	if sess, err = r.srv.sessionFor(sess, ps.Session, it.Files); err != nil {
 		return err
 	}
+	j.sess = sess
 	sess.setRole(rolePublisher)
 	sess.restoredRec = ps.Stream.Recorder != nil && ps.Stream.Recorder.HasFile
 	sess.pubMsid = ps.Msid
@@ -411,9 +588,10 @@ func (r *Restored) preparePublisher(j *restoreJob) error {
 	if st.pubAddr == "" {
 		st.pubAddr = ps.Session.Peer
 	}
-	sess.log = sess.log.With().Str("key", ps.Stream.Key).Logger()
+	if conns == 1 {
+		sess.log = sess.log.With().Str("key", ps.Stream.Key).Logger()
+	}
 	st.log = sess.log
-	j.sess = sess
 	return nil
 }
 
@@ -437,32 +615,51 @@ func (p *player) restoreQueue(queue []state.QueuedMessage, waitKey bool, skips i
 // restoreSession rebuilds one connection's protocol state around the
 // received descriptor, which it takes.
 func (s *Server) restoreSession(ss state.Session, f *os.File) (*session, error) {
+	sess, err := s.adoptSession(ss.ID, f)
+	if err != nil {
+		return nil, err
+	}
+	if err := sess.restoreState(ss); err != nil {
+		sess.conn.Close()
+		return nil, err
+	}
+	return sess, nil
+}
+
+// adoptSession is a session with id around the received descriptor, which
+// it takes, and nothing else yet.
+func (s *Server) adoptSession(id uint64, f *os.File) (*session, error) {
 	c, err := adoptConn(f)
 	if err != nil {
 		return nil, fmt.Errorf("connection from descriptor: %w", err)
 	}
-	fail := func(err error) (*session, error) {
-		c.Close()
-		return nil, err
+	s.keepIDsAbove(id)
+	return newSession(s, c, id), nil
+}
+
+// restoreState gives the session the protocol state ss. A session built
+// from a base has its connect and its log fields already.
+func (sess *session) restoreState(ss state.Session) error {
+	if ss.ID != sess.id {
+		return fmt.Errorf("state of session %d for session %d", ss.ID, sess.id)
 	}
 	if ss.HandshakePhase > uint8(handshake.PhaseDone) {
-		return fail(fmt.Errorf("handshake phase %d", ss.HandshakePhase))
+		return fmt.Errorf("handshake phase %d", ss.HandshakePhase)
 	}
 	r, err := chunk.Restore(ss.Reader)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	w, err := chunk.RestoreWriter(ss.Writer)
 	if err != nil {
-		return fail(err)
+		return err
 	}
-	s.keepIDsAbove(ss.ID)
-	sess := newSession(s, c, ss.ID)
 	sess.hs = handshake.Server{Phase: handshake.Phase(ss.HandshakePhase), Partial: ss.HandshakePartial}
 	sess.r = r
 	sess.w = w
 	sess.out = ss.Out
 	sess.connected = ss.Connected
+	logApp := ss.App != "" && sess.app == ""
 	sess.app = ss.App
 	sess.tcURL = ss.TCURL
 	sess.flashVer = ss.FlashVer
@@ -472,10 +669,10 @@ func (s *Server) restoreSession(ss state.Session, f *os.File) (*session, error) 
 	if ss.LastRead != 0 {
 		sess.lastRead = time.Unix(0, ss.LastRead)
 	}
-	if ss.App != "" {
+	if logApp {
 		sess.log = sess.log.With().Str("app", ss.App).Logger()
 	}
-	return sess, nil
+	return nil
 }
 
 // keepIDsAbove makes new session ids follow a restored one.

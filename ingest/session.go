@@ -103,6 +103,9 @@ type session struct {
 	out     []byte
 	parking bool
 	parkReq atomic.Pointer[parkRequest]
+	// base is the static part Presend sends ahead of a park, nil but
+	// while the session publishes or plays over RTMP (presend.go).
+	base    atomic.Pointer[sessionBase]
 	stopReq atomic.Int64 // graceful stop: deadline in Unix ns, 0 if none
 	// complete: an HTTP-FLV viewer's writer has written the last of an
 	// ended stream; the session goroutine closes the connection.

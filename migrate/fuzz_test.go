@@ -135,7 +135,8 @@ func convert(t *testing.T, e state.Envelope, to uint32) state.Envelope {
 	return out
 }
 
-var allKinds = []state.Kind{state.KindConn, state.KindPublisher, state.KindPlayer, state.KindProcess, state.KindFLVPlayer, state.KindRelay, state.KindHTTPConn}
+var allKinds = []state.Kind{state.KindConn, state.KindPublisher, state.KindPlayer, state.KindProcess, state.KindFLVPlayer, state.KindRelay, state.KindHTTPConn,
+	state.KindBase, state.KindPublisherTail, state.KindPlayerTail}
 
 // FuzzMigrate: random valid states of the current version survive down
 // then up wherever down loses nothing, and a second down after up gives

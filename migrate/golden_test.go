@@ -46,7 +46,7 @@ var goldenV3 = map[string]string{
 }
 
 // released maps each released state version to its blobs' hashes.
-var released = map[string]map[string]string{"v1": goldenV1, "v2": goldenV2, "v3": goldenV3, "v4": goldenV4, "v5": goldenV5, "v6": goldenV6, "v7": goldenV7}
+var released = map[string]map[string]string{"v1": goldenV1, "v2": goldenV2, "v3": goldenV3, "v4": goldenV4, "v5": goldenV5, "v6": goldenV6, "v7": goldenV7, "v8": goldenV8}
 
 // goldenProcess is what testdata/state/v3/process.msgpack holds: the fifth
 // process of a service, sending its memory to the sixth. Of five upgrades

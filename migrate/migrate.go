@@ -36,6 +36,7 @@ var steps = []step{
 		down: map[state.Kind]fn{state.KindProcess: downProcess5, state.KindConn: downConn5, state.KindPublisher: dropStreamHookKeys}},
 	{from: 5, up: map[state.Kind]fn{state.KindPublisher: upPublisher5}, down: map[state.Kind]fn{state.KindPublisher: downPublisher6}},
 	{from: 6}, // v6v7.go: a new kind, no payload changes
+	{from: 7}, // v7v8.go: three new kinds, no payload changes
 }
 
 // introduced holds the version in which each kind appeared; a kind absent
@@ -44,10 +45,13 @@ var steps = []step{
 // rather than handed to an older build that would reject it later, in the
 // middle of an upgrade.
 var introduced = map[state.Kind]uint32{
-	state.KindProcess:   3,
-	state.KindFLVPlayer: 4,
-	state.KindRelay:     5,
-	state.KindHTTPConn:  7,
+	state.KindProcess:       3,
+	state.KindFLVPlayer:     4,
+	state.KindRelay:         5,
+	state.KindHTTPConn:      7,
+	state.KindBase:          state.BaseSince,
+	state.KindPublisherTail: state.BaseSince,
+	state.KindPlayerTail:    state.BaseSince,
 }
 
 // Convert takes an envelope of any known version to version to, one step

@@ -13,9 +13,11 @@
 // relays (KindRelay) and the webhook outbox in the process envelope; 6, the
 // LL-HLS samples held back at a park in one file shared by every stream
 // (HLS.PendingFile); 7, the media listener's keep-alive connections
-// between two requests (KindHTTPConn).
+// between two requests (KindHTTPConn); 8, a session's static part sent
+// before the park (KindBase) and the tails that go at the park
+// (KindPublisherTail, KindPlayerTail).
 package state
 
 // Version is the schema version this build writes. It is the version of
 // every envelope produced by Encode.
-const Version = 7
+const Version = 8

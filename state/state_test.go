@@ -138,6 +138,8 @@ func FuzzUnmarshalEnvelope(f *testing.F) {
 	hwire, _ := MarshalEnvelope(henv)
 	f.Add(hwire)
 	f.Add(henv.Payload)
+	benv, _ := Encode(KindBase, PublisherBase(&p))
+	f.Add(benv.Payload)
 	f.Add([]byte{0xc6, 0xff, 0xff, 0xff, 0x00})
 	f.Add([]byte{0x83, 0xa4, 'k', 'i', 'n', 'd', 0xa4, 'c', 'o', 'n', 'n'})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -157,5 +159,11 @@ func FuzzUnmarshalEnvelope(f *testing.F) {
 		_ = Decode(e, &proc)
 		var hc HTTPConn
 		_ = Decode(e, &hc)
+		var base Base
+		if Decode(e, &base) == nil {
+			// Whatever a base decodes to fills a tail or says why not.
+			_ = base.FillPublisher(&Publisher{})
+			_ = base.FillPlayer(&Player{})
+		}
 	})
 }

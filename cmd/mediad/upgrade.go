@@ -153,7 +153,24 @@ func (s *ingestSessions) ParkFDs() int {
 // waits for the new process either way, so neither need wait for the
 // other. With each, the sessions go as they park, and the viewers'
 // connections once they all have.
-func (s *ingestSessions) Park(ctx context.Context, version uint32, each func([]handoff.Item) error) (upgrade.Parked, error) {
+// Presend sends the RTMP sessions' static parts ahead (ingest's Presend).
+func (s *ingestSessions) Presend(version uint32, each func([]handoff.Item) error) (upgrade.Presented, error) {
+	pre, err := s.srv.Presend(version, func(ps []ingest.ParkedSession) error { return each(handoffItems(ps)) })
+	if err != nil || pre == nil {
+		return nil, err
+	}
+	return pre, nil
+}
+
+func handoffItems(ps []ingest.ParkedSession) []handoff.Item {
+	items := make([]handoff.Item, len(ps))
+	for i, it := range ps {
+		items[i] = handoff.Item{Envelope: it.Envelope, Borrowed: it.Borrowed, Files: it.Files}
+	}
+	return items
+}
+
+func (s *ingestSessions) Park(ctx context.Context, version uint32, pre upgrade.Presented, each func([]handoff.Item) error) (upgrade.Parked, error) {
 	// No collection from the park to the verdict: one that came due while
 	// the sessions exported (what they allocate is the state that moves)
 	// ran its marking on the same cores, and its assists in the sessions,
@@ -186,15 +203,10 @@ func (s *ingestSessions) Park(ctx context.Context, version uint32, each func([]h
 	}
 	var eachSession func([]ingest.ParkedSession) error
 	if each != nil {
-		eachSession = func(ps []ingest.ParkedSession) error {
-			items := make([]handoff.Item, len(ps))
-			for i, it := range ps {
-				items[i] = handoff.Item{Envelope: it.Envelope, Borrowed: it.Borrowed, Files: it.Files}
-			}
-			return each(items)
-		}
+		eachSession = func(ps []ingest.ParkedSession) error { return each(handoffItems(ps)) }
 	}
-	p, err := s.srv.ParkEach(ctx, version, eachSession)
+	presented, _ := pre.(*ingest.Presented)
+	p, err := s.srv.ParkAfter(ctx, version, presented, eachSession)
 	mc := <-conns
 	switch {
 	case err != nil:

@@ -114,19 +114,27 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 		idleCancel()
 	}
 
-	parkStart := time.Now()
-	// A new process that takes an open plan is sent each session as it
-	// parks; an older one, everything once all have parked.
+	// A new process that takes an open plan is sent each session's static
+	// part while the sessions still run, if its state version has a form
+	// for it, and each session as it parks; an older one, everything once
+	// all have parked.
 	var st *streamer
 	var each func([]handoff.Item) error
+	var pre Presented
+	presendStart := time.Now()
 	if hello.OpenPlan {
 		if err := conn.SendPlan(handoff.OpenPlanFor(ver, hello)); err != nil {
 			return a.childFailure("sending plan", err)
 		}
 		st = &streamer{conn: conn, convert: a.cfg.Convert, ver: ver, hello: hello}
 		each = st.send
+		if pre, err = a.cfg.Sessions.Presend(ver, each); err != nil {
+			return a.sendFailure(err)
+		}
 	}
-	parked, err := a.cfg.Sessions.Park(ctx, ver, each)
+	parkStart := time.Now()
+	presendDur := parkStart.Sub(presendStart)
+	parked, err := a.cfg.Sessions.Park(ctx, ver, pre, each)
 	if err != nil {
 		if st != nil {
 			if _, _, _, serr := st.sent(); serr != nil {
@@ -140,7 +148,7 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 	parkDur := time.Since(parkStart)
 	var moved, sent int
 	if st != nil {
-		moved, sent, err = a.endStream(st, parkDur)
+		moved, sent, err = a.endStream(st, presentLen(pre), parkDur)
 	} else {
 		moved, sent, err = a.sendParked(hello, ver, parked.Items(), parkDur)
 	}
@@ -189,11 +197,19 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 	// (the new binary starting), park, migrate and send, the new process
 	// preparing the sessions, commit to ready, and letting go of the
 	// sessions here.
-	a.cfg.Log.Info().Float64("hello_ms", MS(helloAt.Sub(v.Started))).Float64("park_ms", MS(parkDur)).
+	a.cfg.Log.Info().Float64("hello_ms", MS(helloAt.Sub(v.Started))).Float64("presend_ms", MS(presendDur)).
+		Int("presend", presentLen(pre)).Float64("park_ms", MS(parkDur)).
 		Float64("send_ms", MS(sentAt.Sub(parkStart)-parkDur)).Float64("prepare_ms", MS(preparedAt.Sub(sentAt))).
 		Float64("ready_ms", MS(readyAt.Sub(preparedAt))).Float64("let_go_ms", MS(time.Since(readyAt))).
 		Msg("upgrade phases")
 	return nil
+}
+
+func presentLen(pre Presented) int {
+	if pre == nil {
+		return 0
+	}
+	return pre.Len()
 }
 
 // processItem is the process envelope that goes after the sessions, in
@@ -213,9 +229,11 @@ func (a *attempt) processItem(ver uint32, moved int) ([]handoff.Item, error) {
 
 // endStream completes a send that went as the sessions parked: the
 // process envelope, then End with the totals. It returns the number of
-// sessions sent and of items in all.
-func (a *attempt) endStream(st *streamer, parkDur time.Duration) (moved, sent int, err error) {
-	moved, _, stateBytes, _ := st.sent()
+// sessions sent, which the bases sent ahead (presented) are not (their
+// sessions went again as tails, or whole), and of items in all.
+func (a *attempt) endStream(st *streamer, presented int, parkDur time.Duration) (moved, sent int, err error) {
+	items, _, stateBytes, _ := st.sent()
+	moved = items - presented
 	a.logParked(moved, stateBytes, parkDur)
 	// The service's counters and history travel too, from the version
 	// that carries them; a build that reads only older ones starts afresh.
@@ -231,7 +249,7 @@ func (a *attempt) endStream(st *streamer, parkDur time.Duration) (moved, sent in
 	if err := a.conn.SendEnd(); err != nil {
 		return 0, 0, a.childFailure("sending sessions", err)
 	}
-	return moved, moved + len(proc), nil
+	return moved, items + len(proc), nil
 }
 
 // sendParked sends every parked session at once, for a new process that

@@ -137,7 +137,12 @@ func TakeOver(cfg ChildConfig) (*Child, error) {
 	restoring := cfg.Sessions.Begin()
 	var proc *state.Process
 	var rejectErr error
+	// Prepared counts every item taken: the sessions, the process
+	// envelope, and the bases a restore takes in, whether a tail then
+	// used them or not.
+	items := 0
 	err = conn.ReadBatches(deadline, func(batch []handoff.Item) error {
+		items += len(batch)
 		sessions, p, err := split(batch, cfg.Convert, cfg.Current)
 		if err == nil && p != nil && proc != nil {
 			err = errors.New("two process envelopes")
@@ -173,12 +178,7 @@ func TakeOver(cfg ChildConfig) (*Child, error) {
 		return nil, err
 	}
 	c := &Child{conn: conn, Sessions: restored, Process: proc, Version: plan.Version}
-	// Prepared counts every item taken, the process envelope included.
-	prepared := restored.Len()
-	if proc != nil {
-		prepared++
-	}
-	if err := conn.SendPrepared(prepared); err != nil {
+	if err := conn.SendPrepared(items); err != nil {
 		c.Discard()
 		return nil, err
 	}

@@ -27,7 +27,9 @@
 //   - no state version is common to both, or the new process could not
 //     take the descriptors (checked against Sessions.ParkFDs): refused,
 //     before anything parks;
-//   - parking, migrating, sending, or the new process's preparing fails,
+//   - sending the sessions' static parts ahead (Sessions.Presend, while
+//     they still run), parking, migrating, sending, or the new process's
+//     preparing fails,
 //     or the deadline passes (Config.Timeout, which must match the
 //     Process's own, from the start to Ready);
 //   - the new process exits between Commit and Ready;

@@ -255,9 +255,14 @@ type fakeSessions struct {
 
 func (s *fakeSessions) ParkFDs() int { return s.parkFDs }
 
+// Presend sends nothing ahead: the fake's sessions have no static part.
+func (s *fakeSessions) Presend(uint32, func([]handoff.Item) error) (Presented, error) {
+	return nil, nil
+}
+
 // Park hands each the sessions one at a time, as a real one hands them
 // over in groups while the rest park; a failure of each resumes them.
-func (s *fakeSessions) Park(_ context.Context, version uint32, each func([]handoff.Item) error) (Parked, error) {
+func (s *fakeSessions) Park(_ context.Context, version uint32, _ Presented, each func([]handoff.Item) error) (Parked, error) {
 	if s.parkErr != nil {
 		return nil, s.parkErr
 	}

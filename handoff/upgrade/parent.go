@@ -61,6 +61,13 @@ type Sessions interface {
 	// would export; the new process's budget is checked against it before
 	// anything parks.
 	ParkFDs() int
+	// Presend hands each, while every session still runs, what a new
+	// process that reads state version version can take of them ahead of
+	// the park: their static parts, each with its connection's
+	// descriptor, lent for the call. It sends nothing for a version with
+	// no such form. The Park that follows is given what it returns; an
+	// error from each ends it, and nothing is parked either way.
+	Presend(version uint32, each func([]handoff.Item) error) (Presented, error)
 	// Park stops every session at a safe point, exporting it for a new
 	// process that reads state version version (the sessions may choose a
 	// form that version can read, as for LL-HLS's held-back frames). On
@@ -72,7 +79,17 @@ type Sessions interface {
 	// and resumes nothing it passed to a call still running. A publisher
 	// goes before any player that could read from it. An error from each
 	// fails the Park.
-	Park(ctx context.Context, version uint32, each func([]handoff.Item) error) (Parked, error)
+	//
+	// pre is what Presend sent to the same new process, or nil: a
+	// session whose static part went ahead and has not changed since
+	// exports only the rest.
+	Park(ctx context.Context, version uint32, pre Presented, each func([]handoff.Item) error) (Parked, error)
+}
+
+// Presented is what a Presend sent ahead of the park.
+type Presented interface {
+	// Len is the number of sessions whose static part went.
+	Len() int
 }
 
 // Parked is every session stopped at a safe point. Exactly one of Resume
