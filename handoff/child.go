@@ -56,7 +56,7 @@ func (c *Conn) ReadItems(deadline time.Time) ([]Item, error) {
 	err := c.ReadBatches(deadline, func(batch []Item) error {
 		items = append(items, batch...)
 		return nil
-	})
+	}, nil)
 	if err != nil {
 		CloseItems(items)
 		return nil, err
@@ -74,7 +74,11 @@ func (c *Conn) ReadItems(deadline time.Time) ([]Item, error) {
 // totals are bounds, and its End says what was sent. An error from each
 // ends the read with it. On any error, including an Abort
 // (*AbortedError), what was already handed over stays the caller's.
-func (c *Conn) ReadBatches(deadline time.Time, each func([]Item) error) error {
+//
+// At a Sync, built (if not nil) returns once every item handed to each so
+// far is built, and the old process is told so (Synced); an error from it
+// ends the read.
+func (c *Conn) ReadBatches(deadline time.Time, each func([]Item) error, built func() error) error {
 	if c.got == nil {
 		return errors.New("handoff: ReadItems before ReadPlan")
 	}
@@ -117,10 +121,22 @@ func (c *Conn) ReadBatches(deadline time.Time, each func([]Item) error) error {
 					nitems, nfds, want, wantFDs)
 			}
 			return nil
+		case syncMsg:
+			if m.items != nitems {
+				return fmt.Errorf("handoff: sync after %d items, %d came", m.items, nitems)
+			}
+			if built != nil {
+				if err := built(); err != nil {
+					return err
+				}
+			}
+			if err := c.send(syncedMsg{nitems}); err != nil {
+				return fmt.Errorf("handoff: synced: %w", err)
+			}
 		case abortMsg:
 			return &AbortedError{Reason: m.reason}
 		default:
-			return unexpected("Batch or End", m)
+			return unexpected("Batch, Sync or End", m)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -848,18 +849,32 @@ func TestOpenPlan(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		var got [][]Item
+		// built runs at the Sync, after the first batch and before the
+		// second, and Sync returns only once it has.
+		var builtAfter atomic.Int64
 		go func() {
 			done <- c.ReadBatches(deadline(), func(b []Item) error {
 				got = append(got, b)
+				return nil
+			}, func() error {
+				time.Sleep(20 * time.Millisecond)
+				builtAfter.Store(int64(len(got)))
 				return nil
 			})
 		}()
 		first := blobItem(100)
 		first.Files = []*os.File{devNull(t), devNull(t)}
-		for _, items := range [][]Item{{first}, {blobItem(200), blobItem(300)}} {
-			if err := p.SendItems(items); err != nil {
-				t.Fatal(err)
-			}
+		if err := p.SendItems([]Item{first}); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Sync(deadline()); err != nil {
+			t.Fatal(err)
+		}
+		if n := builtAfter.Load(); n != 1 {
+			t.Fatalf("Sync returned with the child built after %d batches, want 1", n)
+		}
+		if err := p.SendItems([]Item{blobItem(200), blobItem(300)}); err != nil {
+			t.Fatal(err)
 		}
 		if err := p.SendEnd(); err != nil {
 			t.Fatal(err)

@@ -48,6 +48,8 @@ const (
 	typeCommit   msgType = 8  // parent → child
 	typeAbort    msgType = 9  // parent → child
 	typeReport   msgType = 10 // child → parent, after commit
+	typeSync     msgType = 11 // parent → child, between batches
+	typeSynced   msgType = 12 // child → parent, answers Sync
 )
 
 func (t msgType) String() string {
@@ -72,11 +74,15 @@ func (t msgType) String() string {
 		return "Report"
 	case typeAbort:
 		return "Abort"
+	case typeSync:
+		return "Sync"
+	case typeSynced:
+		return "Synced"
 	}
 	return fmt.Sprintf("type %d", uint8(t))
 }
 
-func (t msgType) known() bool { return t >= typeHello && t <= typeReport }
+func (t msgType) known() bool { return t >= typeHello && t <= typeSynced }
 
 // header is the fixed start of a frame's first packet:
 //

@@ -123,6 +123,11 @@ type (
 	}
 	commitMsg   struct{}
 	preparedMsg struct{ items int }
+	// syncMsg asks the child to finish building every item sent so far
+	// (items) before the park; syncedMsg says it has (state version 8:
+	// the bases).
+	syncMsg   struct{ items int }
+	syncedMsg struct{ items int }
 	// batchMsg is a received batch; items carry NFiles, the files arrive as
 	// the frame's descriptors. Sending encodes []Item directly.
 	batchMsg struct{ items []wireItem }
@@ -143,6 +148,8 @@ func (rejectMsg) msgType() msgType   { return typeReject }
 func (commitMsg) msgType() msgType   { return typeCommit }
 func (abortMsg) msgType() msgType    { return typeAbort }
 func (Report) msgType() msgType      { return typeReport }
+func (syncMsg) msgType() msgType     { return typeSync }
+func (syncedMsg) msgType() msgType   { return typeSynced }
 
 // Every body is a msgpack map with string keys, so that a later build can
 // add fields an older one skips. Key names are part of the wire format.
@@ -202,6 +209,10 @@ func encodeBody(buf *bytes.Buffer, m message) error {
 	case abortMsg:
 		err = encodeReason(e, m.reason)
 	case preparedMsg:
+		err = firstErr(e.EncodeMapLen(1), e.EncodeString("items"), e.EncodeInt(int64(m.items)))
+	case syncMsg:
+		err = firstErr(e.EncodeMapLen(1), e.EncodeString("items"), e.EncodeInt(int64(m.items)))
+	case syncedMsg:
 		err = firstErr(e.EncodeMapLen(1), e.EncodeString("items"), e.EncodeInt(int64(m.items)))
 	case Report:
 		// Microseconds as integers: the wire format has no floats.
@@ -316,7 +327,7 @@ func decodeBody(t msgType, body []byte, nfds int) (message, error) {
 		var s string
 		s, err = decodeReason(r)
 		m = abortMsg{s}
-	case typePrepared:
+	case typePrepared, typeSync, typeSynced:
 		var n int
 		err = decodeFields(r, func(key []byte) (err error) {
 			if string(key) == "items" {
@@ -325,7 +336,14 @@ func decodeBody(t msgType, body []byte, nfds int) (message, error) {
 			}
 			return r.skip()
 		})
-		m = preparedMsg{n}
+		switch t {
+		case typePrepared:
+			m = preparedMsg{n}
+		case typeSync:
+			m = syncMsg{n}
+		default:
+			m = syncedMsg{n}
+		}
 	case typeEnd:
 		var end endMsg
 		err = decodeFields(r, func(key []byte) (err error) {

@@ -228,6 +228,35 @@ func (c *Conn) WaitPrepared(deadline time.Time) (int, error) {
 	return 0, unexpected("Prepared or Reject", m)
 }
 
+// Sync asks the new process to finish building every item sent so far and
+// waits, until deadline (zero: none), for it to say it has: what was sent
+// ahead of the park is then built before anything parks, instead of on
+// the cores the park needs. Only after an open Plan, and only to a child
+// that reads state version 8 or later (which sent the items it builds). A
+// Reject is a *RejectError; the child's exit is ErrPeerClosed.
+func (c *Conn) Sync(deadline time.Time) error {
+	if c.plan == nil || !c.plan.Open {
+		return errors.New("handoff: Sync without an open plan")
+	}
+	if err := c.send(syncMsg{c.sentItems}); err != nil {
+		return c.peerError(err)
+	}
+	m, _, err := c.recv(deadline)
+	if err != nil {
+		return fmt.Errorf("handoff: wait for synced: %w", err)
+	}
+	switch m := m.(type) {
+	case syncedMsg:
+		if m.items != c.sentItems {
+			return fmt.Errorf("handoff: new process built %d items, %d were sent", m.items, c.sentItems)
+		}
+		return nil
+	case rejectMsg:
+		return &RejectError{Reason: m.reason}
+	}
+	return unexpected("Synced or Reject", m)
+}
+
 // Commit tells the new process to take over every session.
 func (c *Conn) Commit() error { return c.send(commitMsg{}) }
 

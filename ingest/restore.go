@@ -137,6 +137,8 @@ type Restoring struct {
 	r    *Restored
 	jobs chan *restoreJob
 	wg   sync.WaitGroup
+	// unbuilt counts the sessions added and not yet built (Built).
+	unbuilt sync.WaitGroup
 	// all is every session added, in arrival order; a job's fields are
 	// its worker's until wg.Wait returns.
 	all  []*restoreJob
@@ -194,6 +196,7 @@ func (rs *Restoring) Add(items []ParkedSession) {
 		}
 		j := &restoreJob{it: it}
 		rs.all = append(rs.all, j)
+		rs.unbuilt.Add(1)
 		if it.Envelope.Kind == state.KindBase {
 			rs.baseMu.Lock()
 			rs.basesDue++
@@ -210,8 +213,15 @@ func (rs *Restoring) work() {
 			closeFiles(j.it.Files)
 		}
 		j.it.Files = nil
+		rs.unbuilt.Done()
 	}
 }
+
+// Built returns once every session added so far is built, or failed
+// (Finish says which): what an old process sent ahead of its park is then
+// ready before anything parks. Add, Built, Finish and Abandon are called
+// from one goroutine.
+func (rs *Restoring) Built() { rs.unbuilt.Wait() }
 
 // wait ends the workers once they have rebuilt every session added.
 func (rs *Restoring) wait() {

@@ -314,6 +314,10 @@ func (r *ingestRestoring) Add(items []handoff.Item) {
 	r.rs.Add(ps)
 }
 
+// Built waits for the sessions added so far; the HTTP connections are
+// rebuilt as they are added.
+func (r *ingestRestoring) Built() { r.rs.Built() }
+
 func (r *ingestRestoring) Finish() (upgrade.Restored, error) {
 	if r.err != nil {
 		r.Abandon()

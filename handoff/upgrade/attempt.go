@@ -131,6 +131,14 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 		if pre, err = a.cfg.Sessions.Presend(ver, each); err != nil {
 			return a.sendFailure(err)
 		}
+		// The new process builds what went ahead before anything parks:
+		// on the same cores, while the sessions wait, it would cost them
+		// what going ahead saved.
+		if presentLen(pre) > 0 {
+			if err := conn.Sync(a.deadline); err != nil {
+				return a.childFailure("building the sessions sent ahead", err)
+			}
+		}
 	}
 	parkStart := time.Now()
 	presendDur := parkStart.Sub(presendStart)

@@ -23,8 +23,8 @@ type ChildConn interface {
 	SendHello(h handoff.Hello) error
 	ReadPlan(deadline time.Time) (handoff.Plan, error)
 	// ReadBatches hands each batch of items to each as it arrives, until
-	// End (handoff.Conn.ReadBatches).
-	ReadBatches(deadline time.Time, each func([]handoff.Item) error) error
+	// End, and at a Sync calls built (handoff.Conn.ReadBatches).
+	ReadBatches(deadline time.Time, each func([]handoff.Item) error, built func() error) error
 	SendReject(reason string) error
 	SendPrepared(n int) error
 	WaitCommit(deadline time.Time) (bool, error)
@@ -46,6 +46,9 @@ type Restoring interface {
 	// their files, which the Restoring owns from the call on, success or
 	// not; it may rebuild them while more arrive.
 	Add(items []handoff.Item)
+	// Built returns once every session added so far is built (or has
+	// failed, which Finish reports).
+	Built()
 	// Finish waits until every session added is rebuilt and returns them;
 	// nothing runs until the caller starts them. On error nothing added
 	// stays open.
@@ -156,6 +159,9 @@ func TakeOver(cfg ChildConfig) (*Child, error) {
 			proc = p
 		}
 		restoring.Add(sessions)
+		return nil
+	}, func() error {
+		restoring.Built()
 		return nil
 	})
 	if err == nil {

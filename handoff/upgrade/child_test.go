@@ -35,7 +35,7 @@ func (o *fakeOld) ReadPlan(time.Time) (handoff.Plan, error) { return o.plan, o.p
 // ReadBatches hands the items over one at a time, so that each reaches the
 // restore before the next is read; midErr, if set, ends the read after
 // the first.
-func (o *fakeOld) ReadBatches(_ time.Time, each func([]handoff.Item) error) error {
+func (o *fakeOld) ReadBatches(_ time.Time, each func([]handoff.Item) error, _ func() error) error {
 	for i := range o.items {
 		if i == 1 && o.midErr != nil {
 			return o.midErr
@@ -79,6 +79,8 @@ func (r *fakeRestorer) Begin() Restoring { return fakeRestoring{r} }
 type fakeRestoring struct{ r *fakeRestorer }
 
 func (f fakeRestoring) Add(items []handoff.Item) { f.r.got = append(f.r.got, items...) }
+
+func (f fakeRestoring) Built() {}
 
 func (f fakeRestoring) Finish() (Restored, error) {
 	if f.r.err != nil {

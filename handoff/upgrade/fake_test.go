@@ -75,7 +75,7 @@ func (p *fakeProcess) exit(err error) { p.exitOnce.Do(func() { p.result <- err }
 type fakeChild struct {
 	proc   *fakeProcess
 	hello  handoff.Hello
-	failAt string // "hello", "items", "prepare", "commit", "ready"
+	failAt string // "hello", "items", "sync", "prepare", "commit", "ready"
 	how    string // "crash", "hang", "reject", "block"
 
 	mu       sync.Mutex
@@ -195,6 +195,17 @@ func (c *fakeChild) SendItems(items []handoff.Item) error {
 
 func (c *fakeChild) SendEnd() error { return nil }
 
+func (c *fakeChild) Sync(deadline time.Time) error {
+	if ok, err := c.fail("sync", deadline); ok {
+		return fmt.Errorf("handoff: wait for synced: %w", err)
+	}
+	c.mu.Lock()
+	n := c.items
+	c.mu.Unlock()
+	c.say("sync after %d items", n)
+	return nil
+}
+
 func (c *fakeChild) WaitPrepared(deadline time.Time) (int, error) {
 	close(c.waiting)
 	if ok, err := c.fail("prepare", deadline); ok {
@@ -247,18 +258,35 @@ type fakeSessions struct {
 	items   []handoff.Item
 	parkFDs int
 	parkErr error
+	// ahead are the bases Presend sends.
+	ahead []handoff.Item
 
 	mu                      sync.Mutex
 	parks, resumes, commits int
 	parkedFor               uint32 // the version the last Park was asked for
+	presends                int
 }
 
 func (s *fakeSessions) ParkFDs() int { return s.parkFDs }
 
-// Presend sends nothing ahead: the fake's sessions have no static part.
-func (s *fakeSessions) Presend(uint32, func([]handoff.Item) error) (Presented, error) {
-	return nil, nil
+// Presend sends ahead, to a version that reads bases, the items of ahead,
+// as a real one sends the static parts of its sessions.
+func (s *fakeSessions) Presend(version uint32, each func([]handoff.Item) error) (Presented, error) {
+	if version < state.BaseSince || len(s.ahead) == 0 {
+		return nil, nil
+	}
+	if err := each(s.ahead); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.presends++
+	s.mu.Unlock()
+	return fakePresented(len(s.ahead)), nil
 }
+
+type fakePresented int
+
+func (p fakePresented) Len() int { return int(p) }
 
 // Park hands each the sessions one at a time, as a real one hands them
 // over in groups while the rest park; a failure of each resumes them.
@@ -336,6 +364,14 @@ func convert(env state.Envelope, to uint32) (state.Envelope, error) {
 // sessionItems are a publisher with a connection and a recording, and a
 // player with its connection. The files are never touched by the engine,
 // only counted.
+// aheadItems are two bases, each with its connection.
+func aheadItems() []handoff.Item {
+	return []handoff.Item{
+		{Envelope: state.Envelope{Kind: state.KindBase, Version: state.Version, Payload: []byte{0x80}}, Files: make([]*os.File, 1)},
+		{Envelope: state.Envelope{Kind: state.KindBase, Version: state.Version, Payload: []byte{0x80}}, Files: make([]*os.File, 1)},
+	}
+}
+
 func sessionItems() []handoff.Item {
 	return []handoff.Item{
 		{Envelope: state.Envelope{Kind: state.KindPublisher, Version: state.Version, Payload: []byte{0x80}}, Files: make([]*os.File, 2)},

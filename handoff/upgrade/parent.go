@@ -48,6 +48,7 @@ type ParentConn interface {
 	SendRefuse(reason string) error
 	SendPlan(p handoff.Plan) error
 	SendItems(items []handoff.Item) error
+	Sync(deadline time.Time) error
 	SendEnd() error
 	WaitPrepared(deadline time.Time) (int, error)
 	Commit() error

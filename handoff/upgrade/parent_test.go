@@ -76,6 +76,8 @@ func TestRollback(t *testing.T) {
 		// toldOpen, if set, is told's prefix when the plan is open: the
 		// plan then goes before the park.
 		toldOpen string
+		// openOnly: the step exists only with an open plan.
+		openOnly bool
 	}{
 		{
 			name: "binary missing", setup: func(h *harness) {
@@ -142,6 +144,21 @@ func TestRollback(t *testing.T) {
 			told: "abort: migrate unmigratable", toldOpen: "plan v",
 		},
 		{
+			name: "child crashes while building what went ahead", failAt: "sync", how: "crash", setup: sendAhead, openOnly: true,
+			outcome: Failed, errHas: []string{"new process " + exe + " failed building the sessions sent ahead", "exit status 3"},
+			told: "plan v",
+		},
+		{
+			name: "child rejects what went ahead", failAt: "sync", how: "reject", setup: sendAhead, openOnly: true,
+			outcome: Failed, errHas: []string{"new process rejected the sessions: injected fault at restore"},
+			told: "plan v",
+		},
+		{
+			name: "deadline while the child builds what went ahead", failAt: "sync", how: "hang", setup: sendAhead, openOnly: true,
+			outcome: Failed, errHas: []string{"failed building the sessions sent ahead", "timed out"},
+			told: "plan v",
+		},
+		{
 			name: "child crashes while the sessions are sent", failAt: "items", how: "crash",
 			outcome: Failed, errHas: []string{"new process " + exe + " failed sending sessions", "exit status 3"}, parked: true,
 			told: "plan v",
@@ -180,6 +197,9 @@ func TestRollback(t *testing.T) {
 	}
 	for _, r := range rows {
 		for _, open := range []bool{true, false} {
+			if r.openOnly && !open {
+				continue
+			}
 			name := r.name + "/closed plan"
 			if open {
 				name = r.name + "/open plan"
@@ -283,6 +303,36 @@ func TestUpgradeSucceeds(t *testing.T) {
 	// This process is finished: no second upgrade.
 	if again := h.parent.Upgrade(""); again.Outcome != Refused || !strings.Contains(again.Error, "already in progress") {
 		t.Errorf("an upgrade after a success: %+v", again)
+	}
+}
+
+func sendAhead(h *harness) { h.sessions.ahead = aheadItems() }
+
+// The static parts go ahead, the new process builds them before anything
+// parks, and only then do the sessions park; the bases count as items
+// sent, not as sessions moved.
+func TestUpgradeSendsAhead(t *testing.T) {
+	h := newHarness(newFakeChild("", ""), nil)
+	sendAhead(h)
+	v := h.parent.Upgrade("")
+	if v.Outcome != Success || v.SessionsMoved != 2 {
+		t.Fatalf("verdict %+v", v)
+	}
+	checkSessions(t, h, true, true)
+	told := h.child.told()
+	if len(told) < 3 || !strings.HasPrefix(told[0], "plan v") || told[1] != "sync after 2 items" || told[2] != "commit" {
+		t.Errorf("the child was told %q, want the plan, a sync after the 2 bases, the commit", told)
+	}
+	if h.child.items != 5 || h.child.fds != 5 || h.sessions.presends != 1 {
+		t.Errorf("sent %d items and %d descriptors after %d presends; want 5, 5 and 1", h.child.items, h.child.fds, h.sessions.presends)
+	}
+	// To a build that reads no bases, nothing goes ahead.
+	old := newFakeChild("", "")
+	old.hello.ReadsMax = state.BaseSince - 1
+	h = newHarness(old, nil)
+	sendAhead(h)
+	if v := h.parent.Upgrade(""); v.Outcome != Success || h.sessions.presends != 0 || h.child.items != 3 {
+		t.Errorf("to v%d: %+v after %d presends, %d items", state.BaseSince-1, v, h.sessions.presends, h.child.items)
 	}
 }
 
