@@ -122,6 +122,7 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 	var each func([]handoff.Item) error
 	var pre Presented
 	presendStart := time.Now()
+	sentAhead := presendStart
 	if hello.OpenPlan {
 		if err := conn.SendPlan(handoff.OpenPlanFor(ver, hello)); err != nil {
 			return a.childFailure("sending plan", err)
@@ -131,6 +132,7 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 		if pre, err = a.cfg.Sessions.Presend(ver, each); err != nil {
 			return a.sendFailure(err)
 		}
+		sentAhead = time.Now()
 		// The new process builds what went ahead before anything parks:
 		// on the same cores, while the sessions wait, it would cost them
 		// what going ahead saved.
@@ -141,7 +143,6 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 		}
 	}
 	parkStart := time.Now()
-	presendDur := parkStart.Sub(presendStart)
 	parked, err := a.cfg.Sessions.Park(ctx, ver, pre, each)
 	if err != nil {
 		if st != nil {
@@ -202,11 +203,12 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 	// and logs the completed verdict, and `mediad upgrade` fetches it.
 	v.StallsPending = true
 	// Where an upgrade's time goes, for whoever tunes it: start to hello
-	// (the new binary starting), park, migrate and send, the new process
+	// (the new binary starting), sending the static parts ahead and the
+	// new process building them, park, migrate and send, the new process
 	// preparing the sessions, commit to ready, and letting go of the
 	// sessions here.
-	a.cfg.Log.Info().Float64("hello_ms", MS(helloAt.Sub(v.Started))).Float64("presend_ms", MS(presendDur)).
-		Int("presend", presentLen(pre)).Float64("park_ms", MS(parkDur)).
+	a.cfg.Log.Info().Float64("hello_ms", MS(helloAt.Sub(v.Started))).Float64("presend_ms", MS(sentAhead.Sub(presendStart))).
+		Int("presend", presentLen(pre)).Float64("built_ahead_ms", MS(parkStart.Sub(sentAhead))).Float64("park_ms", MS(parkDur)).
 		Float64("send_ms", MS(sentAt.Sub(parkStart)-parkDur)).Float64("prepare_ms", MS(preparedAt.Sub(sentAt))).
 		Float64("ready_ms", MS(readyAt.Sub(preparedAt))).Float64("let_go_ms", MS(time.Since(readyAt))).
 		Msg("upgrade phases")
