@@ -168,8 +168,12 @@ func upgradeAhead(t *testing.T, from *Server, cfg Config, ahead bool, between fu
 	var pre *Presented
 	if ahead {
 		var err error
+		var mu sync.Mutex
 		pre, err = from.Presend(state.Version, func(ps []ParkedSession) error {
-			// The descriptors are lent for the call only.
+			// The descriptors are lent for the call only; calls may come
+			// from several goroutines at once.
+			mu.Lock()
+			defer mu.Unlock()
 			for _, it := range ps {
 				items = append(items, crossing(t, it))
 			}

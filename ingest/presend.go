@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"cmp"
 	"fmt"
+	"sync"
 	"syscall"
 
 	"github.com/mediad/mediad/state"
@@ -33,6 +35,7 @@ func (s *session) publishBase() {
 // Presented is what one Presend sent: the base of each session, which the
 // park that follows compares with the session's state then.
 type Presented struct {
+	mu    sync.Mutex // Presend's workers; read-only once it returns
 	bases map[*session]*state.Base
 }
 
@@ -51,7 +54,8 @@ func (p *Presented) baseOf(sess *session) *state.Base {
 	return p.bases[sess]
 }
 
-// Presend hands each, a group at a time, the base of every RTMP publisher
+// Presend hands each, a group at a time from several goroutines (each
+// must be safe for that, as ParkAfter's is), the base of every RTMP publisher
 // and player (state.KindBase, with the connection's descriptor lent), for
 // a new process that reads state version version, while every session
 // still runs: the new process builds each session around its connection
@@ -78,15 +82,46 @@ func (s *Server) Presend(version uint32, each func([]ParkedSession) error) (*Pre
 	}
 	s.mu.Unlock()
 	pre := &Presented{bases: make(map[*session]*state.Base, len(sessions))}
+	// A few groups at once: each waits in turn on the send, and on this
+	// goroutine alone every wait put the next group behind every session
+	// goroutine ready to run (10,000 bases took 0.8 s on 2 busy cores).
+	groups := make(chan []*session)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for range presendWorkers {
+		wg.Go(func() {
+			for group := range groups {
+				mu.Lock()
+				failed := first != nil
+				mu.Unlock()
+				if failed {
+					continue
+				}
+				if err := pre.send(group, each); err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
 	for len(sessions) > 0 {
 		group := sessions[:min(parkGroup, len(sessions))]
 		sessions = sessions[len(group):]
-		if err := pre.send(group, each); err != nil {
-			return nil, err
-		}
+		groups <- group
+	}
+	close(groups)
+	wg.Wait()
+	if first != nil {
+		return nil, first
 	}
 	return pre, nil
 }
+
+// presendWorkers is how many groups of bases Presend takes and sends at
+// once.
+const presendWorkers = 4
 
 // send takes the bases of group and sends them with their descriptors held.
 func (p *Presented) send(group []*session, each func([]ParkedSession) error) error {
@@ -132,6 +167,8 @@ func (p *Presented) send(group []*session, each func([]ParkedSession) error) err
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for i, fd := range fds {
 		if fd >= 0 {
 			p.bases[sent[i]] = bases[i]

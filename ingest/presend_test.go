@@ -147,3 +147,28 @@ func TestPresendNothingBelowVersion8(t *testing.T) {
 		t.Fatalf("presend to v%d: %v, %v, called %v", state.BaseSince-1, pre, err, called)
 	}
 }
+
+// Bases go in several groups at once: every one of 300 players, and the
+// publisher, goes ahead once and moves as a tail.
+func TestPresendManyGroups(t *testing.T) {
+	srv, addr, _ := startServer(t, Config{})
+	feed := startFeed(t, addr, "many")
+	const players = 300
+	for range players {
+		c := dialClient(t, addr)
+		c.play("live", "many")
+	}
+	waitFor(t, "every player", func() bool { return srv.SessionCount() == players+2 })
+	target := feed.received() + 50
+	waitFor(t, "frames", func() bool { return feed.received() >= target })
+	cur, kinds := upgradeAhead(t, srv, Config{}, true, nil)
+	if kinds[state.KindBase] != players+2 || kinds[state.KindPlayerTail] != players+1 || kinds[state.KindPublisherTail] != 1 {
+		t.Errorf("crossed %v, want %d bases, %d player tails and a publisher tail", kinds, players+2, players+1)
+	}
+	if n := cur.SessionCount(); n != players+2 {
+		t.Errorf("%d sessions after the upgrade, want %d", n, players+2)
+	}
+	target = feed.received() + 50
+	waitFor(t, "frames after", func() bool { return feed.received() >= target })
+	feed.finish()
+}

@@ -65,9 +65,10 @@ type Sessions interface {
 	// Presend hands each, while every session still runs, what a new
 	// process that reads state version version can take of them ahead of
 	// the park: their static parts, each with its connection's
-	// descriptor, lent for the call. It sends nothing for a version with
-	// no such form. The Park that follows is given what it returns; an
-	// error from each ends it, and nothing is parked either way.
+	// descriptor, lent for the call; it may call each from several
+	// goroutines at once. It sends nothing for a version with no such
+	// form. The Park that follows is given what it returns; an error from
+	// each ends it, and nothing is parked either way.
 	Presend(version uint32, each func([]handoff.Item) error) (Presented, error)
 	// Park stops every session at a safe point, exporting it for a new
 	// process that reads state version version (the sessions may choose a
