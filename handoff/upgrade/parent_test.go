@@ -144,6 +144,11 @@ func TestRollback(t *testing.T) {
 			told: "abort: migrate unmigratable", toldOpen: "plan v",
 		},
 		{
+			name: "child crashes while the static parts go ahead", failAt: "items", how: "crash", setup: sendAhead, openOnly: true,
+			outcome: Failed, errHas: []string{"new process " + exe + " failed sending sessions", "exit status 3"},
+			told: "plan v",
+		},
+		{
 			name: "child crashes while building what went ahead", failAt: "sync", how: "crash", setup: sendAhead, openOnly: true,
 			outcome: Failed, errHas: []string{"new process " + exe + " failed building the sessions sent ahead", "exit status 3"},
 			told: "plan v",
