@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,18 +26,46 @@ import (
 // With hls=true every stream is muxed to LL-HLS, its files on a tmpfs
 // where there is one (as under systemd), for a profile of what LL-HLS adds
 // to the park and the restore (-cpuprofile).
+//
+// With ahead, the static parts go first (Presend, outside the figures, as
+// outside the stall) and the park exports tails: the difference is what
+// going ahead takes out of the time every session waits.
 func BenchmarkParkRestore(b *testing.B) {
 	for _, hls := range []bool{false, true} {
 		for _, n := range []int{100, 1000} {
-			benchParkRestore(b, n, hls)
+			for _, ahead := range []bool{false, true} {
+				benchParkRestore(b, n, hls, ahead)
+			}
 		}
 	}
 }
 
-func benchParkRestore(b *testing.B, n int, hls bool) {
+// crossed is an item as the new process gets it: its envelope through the
+// wire form, its lent descriptors copied.
+func crossed(b *testing.B, it ParkedSession) ParkedSession {
+	wire, _ := state.MarshalEnvelope(it.Envelope)
+	env, err := state.UnmarshalEnvelope(wire)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := ParkedSession{Envelope: env}
+	for _, fd := range it.Borrowed {
+		d, err := dupFile(uintptr(fd), "lent")
+		if err != nil {
+			b.Fatal(err)
+		}
+		out.Files = append(out.Files, d)
+	}
+	return out
+}
+
+func benchParkRestore(b *testing.B, n int, hls, ahead bool) {
 	name := fmt.Sprintf("streams=%d", n)
 	if hls {
 		name += "/hls"
+	}
+	if ahead {
+		name += "/ahead"
 	}
 	b.Run(name, func(b *testing.B) {
 		cfg := Config{}
@@ -79,30 +108,41 @@ func benchParkRestore(b *testing.B, n int, hls bool) {
 		cur := srv
 		b.ResetTimer()
 		for range b.N {
+			next := NewServer(cfg)
+			rs := next.BeginRestore()
+			var pre *Presented
+			if ahead {
+				b.StopTimer()
+				var bases []ParkedSession
+				var mu sync.Mutex
+				var err error
+				pre, err = cur.Presend(state.Version, func(ps []ParkedSession) error {
+					mu.Lock()
+					defer mu.Unlock()
+					for _, it := range ps {
+						bases = append(bases, crossed(b, it))
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				rs.Add(bases)
+				rs.Built()
+				b.StartTimer()
+			}
 			t0 := time.Now()
-			parked, err := cur.Park(context.Background())
+			parked, err := cur.ParkAfter(context.Background(), state.Version, pre, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			t1 := time.Now()
 			items := make([]ParkedSession, len(parked.Items))
 			for i, it := range parked.Items {
-				wire, _ := state.MarshalEnvelope(it.Envelope)
-				env, err := state.UnmarshalEnvelope(wire)
-				if err != nil {
-					b.Fatal(err)
-				}
-				items[i].Envelope = env
-				for _, fd := range it.Borrowed {
-					d, err := dupFile(uintptr(fd), "lent")
-					if err != nil {
-						b.Fatal(err)
-					}
-					items[i].Files = append(items[i].Files, d)
-				}
+				items[i] = crossed(b, it)
 			}
-			next := NewServer(cfg)
-			restored, err := next.Restore(items)
+			rs.Add(items)
+			restored, err := rs.Finish()
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -234,4 +274,62 @@ func countSegments(dir string) int {
 		return nil
 	})
 	return n
+}
+
+// BenchmarkPresend measures the static parts going ahead for 1,000
+// publishers that keep sending: the old side taking and encoding the bases
+// (with the lent descriptors copied, as the kernel does), the new side
+// decoding them and building each session around its connection. It
+// reports both per base; the new side's share is what an upgrade waits
+// for before the park (built_ahead_ms, and the send's own pace).
+func BenchmarkPresend(b *testing.B) {
+	const n = 1000
+	srv, addr, _ := startServer(b, Config{})
+	stop := make(chan struct{})
+	defer close(stop)
+	for i := range n {
+		c := dialClient(b, addr)
+		msid, code := c.publish("live", fmt.Sprintf("s%d", i))
+		if code != "NetStream.Publish.Start" {
+			b.Fatal(code)
+		}
+		go pump(c.conn, c.w, msid, stop)
+	}
+	var send, build time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		var items []ParkedSession
+		var mu sync.Mutex
+		if _, err := srv.Presend(state.Version, func(ps []ParkedSession) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, it := range ps {
+				wire, _ := state.MarshalEnvelope(it.Envelope)
+				env, err := state.UnmarshalEnvelope(wire)
+				if err != nil {
+					return err
+				}
+				d, err := dupFile(uintptr(it.Borrowed[0]), "lent")
+				if err != nil {
+					return err
+				}
+				items = append(items, ParkedSession{Envelope: env, Files: []*os.File{d}})
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		rs := NewServer(Config{}).BeginRestore()
+		rs.Add(items)
+		rs.Built()
+		build += time.Since(t1)
+		send += t1.Sub(t0)
+		b.StopTimer()
+		rs.Abandon()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(send.Nanoseconds())/1000/float64(b.N*n), "send-us/base")
+	b.ReportMetric(float64(build.Nanoseconds())/1000/float64(b.N*n), "build-us/base")
 }
