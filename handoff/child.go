@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/mediad/mediad/state"
 )
 
 // SendHello introduces the new process; fill h with LocalHello.
@@ -83,7 +85,8 @@ func (c *Conn) ReadBatches(deadline time.Time, each func([]Item) error, built fu
 		return errors.New("handoff: ReadItems before ReadPlan")
 	}
 	plan := *c.got
-	nitems, nfds, batches := 0, 0, 0
+	nitems, nfds := 0, 0
+	parkSeen := false
 	for {
 		m, fds, err := c.recv(deadline)
 		if err != nil {
@@ -99,7 +102,10 @@ func (c *Conn) ReadBatches(deadline time.Time, each func([]Item) error, built fu
 			batch := appendItems(make([]Item, 0, len(m.items)), m.items, fds)
 			nitems += len(batch)
 			nfds += len(fds)
-			if batches++; batches == 1 {
+			// The fault point is in the middle of the park: bases went
+			// ahead of it.
+			if !parkSeen && !allBases(batch) {
+				parkSeen = true
 				if err := Fault(FaultMidItems); err != nil {
 					CloseItems(batch)
 					return err
@@ -139,6 +145,17 @@ func (c *Conn) ReadBatches(deadline time.Time, each func([]Item) error, built fu
 			return unexpected("Batch, Sync or End", m)
 		}
 	}
+}
+
+// allBases says batch holds only bases (state version 8), which go ahead
+// of the park.
+func allBases(batch []Item) bool {
+	for _, it := range batch {
+		if it.Envelope.Kind != state.KindBase {
+			return false
+		}
+	}
+	return true
 }
 
 // appendItems gives each item its descriptors, in order; decodeBody has

@@ -11,7 +11,7 @@ const (
 	FaultBeforeHello    = "before-hello"    // SendHello, before sending
 	FaultAfterHello     = "after-hello"     // SendHello, after sending
 	FaultAfterPlan      = "after-plan"      // ReadPlan, after a Plan arrived
-	FaultMidItems       = "mid-items"       // ReadItems, after the first Batch
+	FaultMidItems       = "mid-items"       // ReadItems, after the first Batch of the park (not of bases)
 	FaultBeforePrepared = "before-prepared" // SendPrepared, before sending
 	FaultAfterPrepared  = "after-prepared"  // WaitCommit, before the verdict is read
 	FaultAfterCommit    = "after-commit"    // the new process, after Commit, before Ready
