@@ -149,10 +149,6 @@ func (s *ingestSessions) ParkFDs() int {
 	return n
 }
 
-// Park stops the sessions and the viewers' connections at once: a viewer
-// waits for the new process either way, so neither need wait for the
-// other. With each, the sessions go as they park, and the viewers'
-// connections once they all have.
 // Presend sends the RTMP sessions' static parts ahead (ingest's Presend).
 func (s *ingestSessions) Presend(version uint32, each func([]handoff.Item) error) (upgrade.Presented, error) {
 	pre, err := s.srv.Presend(version, func(ps []ingest.ParkedSession) error { return each(handoffItems(ps)) })
@@ -170,6 +166,11 @@ func handoffItems(ps []ingest.ParkedSession) []handoff.Item {
 	return items
 }
 
+// Park stops the sessions and the viewers' connections at once: a viewer
+// waits for the new process either way, so neither need wait for the
+// other. With each, the sessions go as they park, and the viewers'
+// connections once they all have; sessions whose static part went ahead
+// (pre) export their tails.
 func (s *ingestSessions) Park(ctx context.Context, version uint32, pre upgrade.Presented, each func([]handoff.Item) error) (upgrade.Parked, error) {
 	// No collection from the park to the verdict: one that came due while
 	// the sessions exported (what they allocate is the state that moves)
