@@ -292,8 +292,15 @@ func TestParkRestoreCommitLosesNothing(t *testing.T) {
 	// frame once.
 	feed.pub.command(feed.msid, "deleteStream", 9.0, nil, float64(feed.msid))
 	cur.Close()
+	checkRecordedOnce(t, dir, "up", sent)
+}
+
+// checkRecordedOnce checks that the recording of live/key holds the sent
+// frames of a liveFeed, each once, in order.
+func checkRecordedOnce(t *testing.T, dir, key string, sent int) {
+	t.Helper()
 	n := 0
-	for _, tag := range recordingTags(t, dir, "live", "up") {
+	for _, tag := range recordingTags(t, dir, "live", key) {
 		if tag.Type != flv.TagVideo || flv.IsSequenceHeader(tag.Type, tag.Data) {
 			continue
 		}

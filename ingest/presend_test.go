@@ -6,7 +6,6 @@ import (
 
 	"github.com/mediad/mediad/ingest/amf0"
 	"github.com/mediad/mediad/ingest/chunk"
-	"github.com/mediad/mediad/ingest/flv"
 	"github.com/mediad/mediad/state"
 )
 
@@ -119,19 +118,7 @@ func TestPresendThenParkLosesNothing(t *testing.T) {
 
 	feed.pub.command(feed.msid, "deleteStream", 9.0, nil, float64(feed.msid))
 	cur.Close()
-	n := 0
-	for _, tag := range recordingTags(t, dir, "live", "up") {
-		if tag.Type != flv.TagVideo || flv.IsSequenceHeader(tag.Type, tag.Data) {
-			continue
-		}
-		if tag.Timestamp != uint32(n*10) {
-			t.Fatalf("recorded frame %d has timestamp %d", n, tag.Timestamp)
-		}
-		n++
-	}
-	if n != sent {
-		t.Fatalf("recording has %d frames, publisher sent %d", n, sent)
-	}
+	checkRecordedOnce(t, dir, "up", sent)
 }
 
 // Below version 8 nothing goes ahead, and the park exports every session
