@@ -165,14 +165,14 @@ func holdFDs(raws []syscall.RawConn, fds []int, fn func() error) error {
 	}
 	var ferr error
 	held := false
-	err := raws[0].Control(func(fd uintptr) {
+	// Control fails only for a closed connection, which held tells.
+	_ = raws[0].Control(func(fd uintptr) {
 		held = true
 		fds[0] = int(fd)
 		ferr = holdFDs(raws[1:], fds[1:], fn)
 	})
 	if !held {
-		// Closed: its session is ending, and goes without a base.
-		_ = err
+		// Its session is ending, and goes without a base.
 		fds[0] = -1
 		return holdFDs(raws[1:], fds[1:], fn)
 	}
