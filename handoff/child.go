@@ -104,7 +104,7 @@ func (c *Conn) ReadBatches(deadline time.Time, each func([]Item) error, built fu
 			nfds += len(fds)
 			// The fault point is in the middle of the park: bases went
 			// ahead of it.
-			if !parkSeen && !allBases(batch) {
+			if !parkSeen && !AllBases(batch) {
 				parkSeen = true
 				if err := Fault(FaultMidItems); err != nil {
 					CloseItems(batch)
@@ -147,9 +147,9 @@ func (c *Conn) ReadBatches(deadline time.Time, each func([]Item) error, built fu
 	}
 }
 
-// allBases says batch holds only bases (state version 8), which go ahead
+// AllBases says batch holds only bases (state version 8), which go ahead
 // of the park.
-func allBases(batch []Item) bool {
+func AllBases(batch []Item) bool {
 	for _, it := range batch {
 		if it.Envelope.Kind != state.KindBase {
 			return false

@@ -373,8 +373,9 @@ func (t *takenOver) Start() {
 
 // takeOver is the new process's side: it returns the sessions committed
 // to it, not yet running: the caller becomes Ready first, which tells the
-// old process to let go, and starts them after.
-func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, media *mediapkg.HTTP1, log zerolog.Logger, timeout time.Duration) (*upgrade.Child, *takenOver, error) {
+// old process to let go, and starts them after. primed returns once the
+// heap is warm; the park waits for it (ChildConfig.Prime).
+func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, media *mediapkg.HTTP1, log zerolog.Logger, timeout time.Duration, primed func()) (*upgrade.Child, *takenOver, error) {
 	conn, err := handoff.Accept(upg.Fds)
 	if err != nil {
 		return nil, nil, fmt.Errorf("handoff socket: %w", err)
@@ -382,7 +383,7 @@ func takeOver(upg *tableflip.Upgrader, srv *ingest.Server, media *mediapkg.HTTP1
 	readsMin, readsMax := stateRange()
 	c, err := upgrade.TakeOver(upgrade.ChildConfig{
 		Conn: conn, Sessions: ingestRestorer{srv: srv, media: media}, Convert: migrate.Convert,
-		ReadsMin: readsMin, ReadsMax: readsMax, Build: buildVersion(), Timeout: timeout, Log: log,
+		ReadsMin: readsMin, ReadsMax: readsMax, Build: buildVersion(), Timeout: timeout, Log: log, Prime: primed,
 	})
 	if err != nil {
 		return nil, nil, err

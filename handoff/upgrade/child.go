@@ -88,6 +88,13 @@ type ChildConfig struct {
 	Timeout time.Duration
 	// Log receives the line that says the sessions are committed.
 	Log zerolog.Logger
+	// Prime, if set, returns once whatever makes the park's restore
+	// cheaper is done (mediad warms its heap). It runs alongside the
+	// hello and the bases, while the old process still serves; TakeOver
+	// waits for it, once, before it answers a Sync (so the park does not
+	// start before it) or takes the first of the park's sessions (an
+	// old process that sends no bases).
+	Prime func()
 }
 
 // Child is a taken-over set of sessions, committed by the old process: the
@@ -144,8 +151,18 @@ func TakeOver(cfg ChildConfig) (*Child, error) {
 	// envelope, and the bases a restore takes in, whether a tail then
 	// used them or not.
 	items := 0
+	primed := cfg.Prime == nil
+	prime := func() {
+		if !primed {
+			primed = true
+			cfg.Prime()
+		}
+	}
 	err = conn.ReadBatches(deadline, func(batch []handoff.Item) error {
 		items += len(batch)
+		if !handoff.AllBases(batch) {
+			prime()
+		}
 		sessions, p, err := split(batch, cfg.Convert, cfg.Current)
 		if err == nil && p != nil && proc != nil {
 			err = errors.New("two process envelopes")
@@ -162,6 +179,7 @@ func TakeOver(cfg ChildConfig) (*Child, error) {
 		return nil
 	}, func() error {
 		restoring.Built()
+		prime()
 		return nil
 	})
 	if err == nil {

@@ -26,6 +26,10 @@ type fakeOld struct {
 	rejected string
 	report   *handoff.Report
 	closed   int
+	// syncAfter, if not zero, is the number of items after which a Sync
+	// comes; synced says it was answered.
+	syncAfter int
+	synced    bool
 }
 
 func (o *fakeOld) SendHello(h handoff.Hello) error { o.hello = &h; return nil }
@@ -35,13 +39,19 @@ func (o *fakeOld) ReadPlan(time.Time) (handoff.Plan, error) { return o.plan, o.p
 // ReadBatches hands the items over one at a time, so that each reaches the
 // restore before the next is read; midErr, if set, ends the read after
 // the first.
-func (o *fakeOld) ReadBatches(_ time.Time, each func([]handoff.Item) error, _ func() error) error {
+func (o *fakeOld) ReadBatches(_ time.Time, each func([]handoff.Item) error, built func() error) error {
 	for i := range o.items {
 		if i == 1 && o.midErr != nil {
 			return o.midErr
 		}
 		if err := each(o.items[i : i+1 : i+1]); err != nil {
 			return err
+		}
+		if i+1 == o.syncAfter && built != nil {
+			if err := built(); err != nil {
+				return err
+			}
+			o.synced = true
 		}
 	}
 	return nil
@@ -158,6 +168,41 @@ func TestTakeOver(t *testing.T) {
 	v, ok := c.Verdict("next", rep, time.Now())
 	if !ok || v.Outcome != Success || v.OldPID != 10 || v.NewPID != os.Getpid() || v.NewVersion != "next" || v.DurationMS < 1000 || v.Stalls != 3 {
 		t.Errorf("verdict %+v, %v", v, ok)
+	}
+}
+
+// The heap warms alongside the hello and the bases: TakeOver waits for
+// Prime once, after the bases and before it answers the Sync, so that the
+// park starts only then; from an old process that sends no bases, before
+// it takes the first session.
+func TestTakeOverPrimesBeforeThePark(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		items     []handoff.Item
+		syncAfter int
+		primedAt  int // items taken when Prime ran
+	}{
+		{"bases ahead, then the park", append(aheadItems(), sessionItems()...), 2, 2},
+		{"the park only", sessionItems(), 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := &fakeOld{plan: handoff.Plan{Version: state.Version, Open: true}, items: tc.items, verdict: true, syncAfter: tc.syncAfter}
+			sessions := &fakeRestorer{}
+			primes, primedAt, syncedFirst := 0, -1, false
+			prime := func() {
+				primes++
+				primedAt, syncedFirst = len(sessions.got), old.synced
+			}
+			if _, err := TakeOver(ChildConfig{Conn: old, Sessions: sessions, Convert: convert, ReadsMin: 1, ReadsMax: state.Version, Build: "next", Prime: prime}); err != nil {
+				t.Fatal(err)
+			}
+			if primes != 1 || primedAt != tc.primedAt || syncedFirst {
+				t.Errorf("primed %d times, with %d of %d items taken (want once, with %d), after the Sync: %v", primes, primedAt, len(tc.items), tc.primedAt, syncedFirst)
+			}
+			if len(sessions.got) != len(tc.items) || old.synced != (tc.syncAfter > 0) {
+				t.Errorf("restored %d of %d items, synced %v", len(sessions.got), len(tc.items), old.synced)
+			}
+		})
 	}
 }
 

@@ -361,9 +361,6 @@ func convert(env state.Envelope, to uint32) (state.Envelope, error) {
 	return env, nil
 }
 
-// sessionItems are a publisher with a connection and a recording, and a
-// player with its connection. The files are never touched by the engine,
-// only counted.
 // aheadItems are two bases, each with its connection.
 func aheadItems() []handoff.Item {
 	return []handoff.Item{
@@ -372,6 +369,9 @@ func aheadItems() []handoff.Item {
 	}
 }
 
+// sessionItems are a publisher with a connection and a recording, and a
+// player with its connection. The files are never touched by the engine,
+// only counted.
 func sessionItems() []handoff.Item {
 	return []handoff.Item{
 		{Envelope: state.Envelope{Kind: state.KindPublisher, Version: state.Version, Payload: []byte{0x80}}, Files: make([]*os.File, 2)},
