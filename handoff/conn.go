@@ -33,8 +33,14 @@ type Conn struct {
 	parts [][]byte
 
 	// Parent side: the inode of the child's end of the socketpair, whose
-	// copies ReadHello and Close remove from this process.
-	childIno uint64
+	// copies ReadHello and Close remove from this process (ChildGone).
+	// copies are their numbers when Offer found them, so that ChildGone
+	// need not look through every descriptor; dropped says it is done.
+	childIno    uint64
+	copyMu      sync.Mutex
+	copies      []int
+	copiesKnown bool
+	dropped     bool
 
 	// Parent side: the child's hello, what was promised and what was sent.
 	peer      *Hello
@@ -192,7 +198,19 @@ func (c *Conn) ChildGone() error {
 	if c.childIno == 0 {
 		return nil
 	}
-	return dropCopies(c.childIno, -1)
+	c.copyMu.Lock()
+	defer c.copyMu.Unlock()
+	if c.dropped {
+		return nil
+	}
+	var err error
+	if c.copiesKnown {
+		err = replaceCopies(c.childIno, c.copies)
+	} else {
+		err = dropCopies(c.childIno, -1)
+	}
+	c.dropped = err == nil
+	return err
 }
 
 // readPacket implements packetReader over recvmsg. MSG_CMSG_CLOEXEC makes

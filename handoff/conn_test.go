@@ -706,6 +706,18 @@ func TestFromFileChecksTheSocket(t *testing.T) {
 // dupAdder keeps a dup of each file, the way tableflip's Fds.AddFile does.
 type dupAdder map[string]*os.File
 
+// highDupAdder keeps its dup at a number of 1,000 or more.
+type highDupAdder struct{ dupAdder }
+
+func (d highDupAdder) AddFile(name string, f *os.File) error {
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 1000)
+	if err != nil {
+		return err
+	}
+	d.dupAdder[name] = os.NewFile(uintptr(fd), name)
+	return nil
+}
+
 func (d dupAdder) AddFile(name string, f *os.File) error {
 	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
@@ -731,34 +743,60 @@ func (d dupAdder) File(name string) (*os.File, error) {
 // turns it into /dev/null, so a failed attempt holds no reference to the
 // socket, and the registry can still close its file safely.
 func TestOfferReleasesChildEnd(t *testing.T) {
-	reg := dupAdder{}
-	before := openFDs(t)
-	c, err := Offer(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copies, err := socketCopies(c.childIno, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held := reg[FileName]
-	if fd := int(held.Fd()); len(copies) != 1 || copies[0] != fd {
-		t.Fatalf("copies of the child end %v, want only the registry's %d", copies, fd)
-	}
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if copies, err := socketCopies(c.childIno, -1); err != nil || len(copies) != 0 {
-		t.Fatalf("copies after Close: %v, %v", copies, err)
-	}
-	if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(held.Fd()))); err != nil || target != os.DevNull {
-		t.Fatalf("the registry's descriptor now names %q, %v", target, err)
-	}
-	if err := held.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if after := openFDs(t); after != before {
-		t.Errorf("%d descriptors open, %d before", after, before)
+	for _, tc := range []struct {
+		name  string
+		reg   FileAdder
+		known bool // Offer knows the registry's copy by its number
+	}{
+		// As tableflip does: its dup takes the lowest free number.
+		{"registry dups to the lowest number", dupAdder{}, true},
+		// Any other number is found by looking through every descriptor.
+		{"registry dups elsewhere", highDupAdder{dupAdder{}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := openFDs(t)
+			c, err := Offer(tc.reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			copies, err := socketCopies(c.childIno, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var held *os.File
+			switch r := tc.reg.(type) {
+			case dupAdder:
+				held = r[FileName]
+			case highDupAdder:
+				held = r.dupAdder[FileName]
+			}
+			if fd := int(held.Fd()); len(copies) != 1 || copies[0] != fd {
+				t.Fatalf("copies of the child end %v, want only the registry's %d", copies, fd)
+			}
+			if c.copiesKnown != tc.known {
+				t.Errorf("Offer knew the copy's number: %v, want %v", c.copiesKnown, tc.known)
+			}
+			// Once gone, always gone: the Close after ChildGone finds
+			// nothing more to do.
+			if err := c.ChildGone(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if copies, err := socketCopies(c.childIno, -1); err != nil || len(copies) != 0 {
+				t.Fatalf("copies after Close: %v, %v", copies, err)
+			}
+			if target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(held.Fd()))); err != nil || target != os.DevNull {
+				t.Fatalf("the registry's descriptor now names %q, %v", target, err)
+			}
+			if err := held.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if after := openFDs(t); after != before {
+				t.Errorf("%d descriptors open, %d before", after, before)
+			}
+		})
 	}
 }
 

@@ -53,14 +53,9 @@ func socketInode(fd int) (uint64, error) {
 // socket "socket:[ino]" without touching the file itself, so this never
 // blocks on an odd descriptor.
 func socketCopies(ino uint64, except int) ([]int, error) {
-	want := "socket:[" + strconv.FormatUint(ino, 10) + "]"
 	var fds []int
 	err := eachFD(func(fd int) {
-		if fd == except {
-			return
-		}
-		target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
-		if err == nil && target == want {
+		if fd != except && isCopy(fd, ino) {
 			fds = append(fds, fd)
 		}
 	})
@@ -79,6 +74,38 @@ func dropCopies(ino uint64, except int) error {
 	fds, err := socketCopies(ino, except)
 	if err != nil || len(fds) == 0 {
 		return err
+	}
+	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("handoff: open %s: %w", os.DevNull, err)
+	}
+	defer unix.Close(null)
+	for _, fd := range fds {
+		if err := unix.Dup3(null, fd, unix.O_CLOEXEC); err != nil {
+			return fmt.Errorf("handoff: replace copy %d of the handoff socket: %w", fd, err)
+		}
+	}
+	return nil
+}
+
+// isCopy says whether descriptor fd refers to the socket with inode ino,
+// by the name /proc gives it (socketCopies).
+func isCopy(fd int, ino uint64) bool {
+	target, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	return err == nil && target == "socket:["+strconv.FormatUint(ino, 10)+"]"
+}
+
+// replaceCopies is dropCopies for copies whose numbers are known: each is
+// replaced by /dev/null; a number that no longer names the socket sends it
+// back to looking through every descriptor.
+func replaceCopies(ino uint64, fds []int) error {
+	for _, fd := range fds {
+		if !isCopy(fd, ino) {
+			return dropCopies(ino, -1)
+		}
+	}
+	if len(fds) == 0 {
+		return nil
 	}
 	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // FileName is the name under which the child's end of the handoff socket
@@ -40,11 +42,24 @@ func Offer(fds FileAdder) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// tableflip's dup takes the lowest free number, which a dup of our own
+	// finds first. Knowing it spares ChildGone a look through every
+	// descriptor of the process: 20,000 of them at 10,000 streams, which
+	// kept the hello from the upgrade for 0.3 s on a busy machine.
+	lowest, lerr := unix.FcntlInt(childEnd.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if lerr == nil {
+		_ = unix.Close(lowest)
+	}
 	err = fds.AddFile(FileName, childEnd)
 	_ = childEnd.Close()
 	if err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("handoff: offer socket to the new process: %w", err)
+	}
+	// Another descriptor opened meanwhile may have taken that number; then
+	// ChildGone looks through them all, as for a pair made by NewPair.
+	if lerr == nil && isCopy(lowest, c.childIno) {
+		c.copies, c.copiesKnown = []int{lowest}, true
 	}
 	return c, nil
 }
