@@ -159,14 +159,7 @@ func TestHandoffLargePayload(t *testing.T) {
 			c := startChild(t, "ok")
 			c.conn.SetPrompt(prompt)
 			parentFlow(t, c, items)
-			if err := c.conn.Commit(); err != nil {
-				t.Fatal(err)
-			}
-			c.expectExit(t, exitOK)
-			c.conn.Close()
-			if after := openFDs(t); after != before {
-				t.Errorf("parent holds %d descriptors, %d before", after, before)
-			}
+			commitAndCount(t, c, before)
 		})
 	}
 }
@@ -204,6 +197,13 @@ func TestHandoffManyFDs(t *testing.T) {
 	if got, want := procFDCount(t, c.cmd.Process.Pid), h.OpenFDs+n; got != want {
 		t.Errorf("child holds %d descriptors, want %d at hello + %d", got, h.OpenFDs, n)
 	}
+	commitAndCount(t, c, before)
+}
+
+// commitAndCount commits, waits for the child's clean exit and checks that
+// the parent holds as many descriptors as before the handoff.
+func commitAndCount(t *testing.T, c *child, before int) {
+	t.Helper()
 	if err := c.conn.Commit(); err != nil {
 		t.Fatal(err)
 	}

@@ -72,8 +72,16 @@ func socketCopies(ino uint64, except int) ([]int, error) {
 // found here are ones nobody closes while the handoff runs.
 func dropCopies(ino uint64, except int) error {
 	fds, err := socketCopies(ino, except)
-	if err != nil || len(fds) == 0 {
+	if err != nil {
 		return err
+	}
+	return nullOver(fds)
+}
+
+// nullOver replaces each of fds by /dev/null (dropCopies).
+func nullOver(fds []int) error {
+	if len(fds) == 0 {
+		return nil
 	}
 	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -104,18 +112,5 @@ func replaceCopies(ino uint64, fds []int) error {
 			return dropCopies(ino, -1)
 		}
 	}
-	if len(fds) == 0 {
-		return nil
-	}
-	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("handoff: open %s: %w", os.DevNull, err)
-	}
-	defer unix.Close(null)
-	for _, fd := range fds {
-		if err := unix.Dup3(null, fd, unix.O_CLOEXEC); err != nil {
-			return fmt.Errorf("handoff: replace copy %d of the handoff socket: %w", fd, err)
-		}
-	}
-	return nil
+	return nullOver(fds)
 }
