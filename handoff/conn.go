@@ -54,12 +54,6 @@ type Conn struct {
 
 	// noWait makes reads take only what is already queued (peerError).
 	noWait bool
-	// prompt waits by sleeping, never in the runtime's poller (SetPrompt);
-	// rdl and wdl are the deadlines it then keeps itself, and slice is
-	// when it last slept.
-	prompt   bool
-	rdl, wdl time.Time
-	slice    time.Time
 
 	closeOnce sync.Once
 	closeErr  error
@@ -235,12 +229,9 @@ func (c *Conn) readPacket(p []byte) (int, []int, error) {
 		}
 	}
 	var err error
-	switch {
-	case c.noWait:
+	if c.noWait {
 		err = c.rc.Control(func(fd uintptr) { recv(fd) })
-	case c.prompt:
-		err = c.poll(c.rdl, recv)
-	default:
+	} else {
 		err = c.rc.Read(recv)
 	}
 	if err == nil {
@@ -308,17 +299,10 @@ func (c *Conn) writePacket(parts [][]byte, fds []int) error {
 	}
 	var n int
 	var werr error
-	send := func(fd uintptr) bool {
+	err := c.rc.Write(func(fd uintptr) bool {
 		n, werr = unix.SendmsgBuffers(int(fd), parts, oob, nil, unix.MSG_NOSIGNAL)
 		return werr != unix.EAGAIN && werr != unix.EINTR
-	}
-	var err error
-	if c.prompt {
-		err = c.poll(c.wdl, send)
-		c.yield()
-	} else {
-		err = c.rc.Write(send)
-	}
+	})
 	if err == nil {
 		err = werr
 	}
@@ -329,62 +313,6 @@ func (c *Conn) writePacket(parts [][]byte, fds []int) error {
 		return fmt.Errorf("sent %d of a %d-byte packet", n, size)
 	}
 	return nil
-}
-
-// SetPrompt(true) makes every later wait for the socket a short sleep and
-// a retry, and every send give up the CPU for a moment once it has run a
-// while; SetPrompt(false) waits in the runtime's poller again. The old
-// process waits promptly while its sessions run. There, a goroutine the
-// poller wakes joins the back of a run queue that holds every session
-// with bytes to read, and one that runs for 10 ms is preempted to the
-// back of it: at 10,000 streams the hello reached the upgrade 300 to
-// 450 ms after the new process had sent it. A goroutine a timer wakes
-// runs next on its processor instead.
-func (c *Conn) SetPrompt(on bool) { c.prompt = on }
-
-// Polling and yielding (SetPrompt): the first wait, the longest, and how
-// long a prompt Conn's caller may run between two sleeps, well inside the
-// scheduler's 10 ms.
-const (
-	pollFirst = 20 * time.Microsecond
-	pollMax   = time.Millisecond
-	slice     = 2 * time.Millisecond
-)
-
-// poll runs op on the descriptor, as RawConn.Read or Write would, until op
-// reports it done, sleeping between tries, until deadline (zero: none) or
-// Close.
-func (c *Conn) poll(deadline time.Time, op func(fd uintptr) bool) error {
-	wait := pollFirst
-	for {
-		done := false
-		if err := c.rc.Control(func(fd uintptr) { done = op(fd) }); err != nil {
-			return err
-		}
-		if done {
-			return nil
-		}
-		if c.closed.Load() {
-			return net.ErrClosed
-		}
-		now := time.Now()
-		if !deadline.IsZero() && !now.Before(deadline) {
-			return os.ErrDeadlineExceeded
-		}
-		c.slice = now
-		time.Sleep(wait)
-		wait = min(2*wait, pollMax)
-	}
-}
-
-// yield sleeps for a moment once the caller has run for a slice since it
-// last slept: it comes back when its processor next schedules, where a
-// preemption would have put it behind every runnable session.
-func (c *Conn) yield() {
-	if now := time.Now(); now.Sub(c.slice) >= slice {
-		time.Sleep(pollFirst)
-		c.slice = time.Now()
-	}
 }
 
 // writeRaw sends hdr and data as one packet, as they are (tests forge
@@ -424,7 +352,6 @@ func (c *Conn) recv(deadline time.Time) (message, []int, error) {
 	if err := c.f.SetReadDeadline(deadline); err != nil {
 		return nil, nil, c.ioError(err)
 	}
-	c.rdl = deadline
 	if c.pkt == nil {
 		c.pkt = make([]byte, MaxPacket)
 	}
@@ -447,7 +374,6 @@ func unexpected(want string, m message) error {
 // SetWriteDeadline bounds every later send (zero: no bound). A peer that
 // stops reading otherwise blocks a send once the socket buffer is full.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
-	c.wdl = t
 	if err := c.f.SetWriteDeadline(t); err != nil {
 		return fmt.Errorf("handoff: set write deadline: %w", c.ioError(err))
 	}

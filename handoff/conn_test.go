@@ -3,7 +3,6 @@ package handoff
 import (
 	"bufio"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -143,25 +142,19 @@ func TestHandoffProcess(t *testing.T) {
 	}
 }
 
-// A 20 MiB envelope crosses as one frame of many packets, whether the
-// parent waits for the full socket in the runtime's poller or promptly.
+// A 20 MiB envelope crosses as one frame of many packets.
 func TestHandoffLargePayload(t *testing.T) {
-	for _, prompt := range []bool{false, true} {
-		t.Run(fmt.Sprintf("prompt=%v", prompt), func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "rec")
-			rec, err := os.Create(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rec.Close()
-			items := []Item{blobItem(20 << 20), inodeItem(t, kindFile, rec)}
-			before := openFDs(t)
-			c := startChild(t, "ok")
-			c.conn.SetPrompt(prompt)
-			parentFlow(t, c, items)
-			commitAndCount(t, c, before)
-		})
+	path := filepath.Join(t.TempDir(), "rec")
+	rec, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer rec.Close()
+	items := []Item{blobItem(20 << 20), inodeItem(t, kindFile, rec)}
+	before := openFDs(t)
+	c := startChild(t, "ok")
+	parentFlow(t, c, items)
+	commitAndCount(t, c, before)
 }
 
 // 600 descriptors in one SendItems go out in batches of at most 250, and
@@ -632,56 +625,18 @@ func TestSendItemsChecksBeforeSending(t *testing.T) {
 
 // Close unblocks a read waiting without a deadline.
 func TestCloseUnblocks(t *testing.T) {
-	for _, prompt := range []bool{false, true} {
-		t.Run(fmt.Sprintf("prompt=%v", prompt), func(t *testing.T) {
-			p, _ := inProcess(t)
-			p.SetPrompt(prompt)
-			done := make(chan error, 1)
-			go func() {
-				_, err := p.ReadHello(time.Time{})
-				done <- err
-			}()
-			p.Close()
-			if err := <-done; !errors.Is(err, net.ErrClosed) {
-				t.Fatalf("ReadHello after Close: %v, want net.ErrClosed", err)
-			}
-			if err := p.Close(); err != nil {
-				t.Fatalf("second Close: %v", err)
-			}
-		})
-	}
-}
-
-// A prompt wait keeps the deadlines a wait in the poller has: a read's, and
-// a send's on a socket the peer does not read, which a prompt send keeps
-// trying until the peer reads.
-func TestPromptDeadlines(t *testing.T) {
-	p, c := inProcess(t)
-	p.SetPrompt(true)
-	if _, err := p.ReadHello(time.Now().Add(30 * time.Millisecond)); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("ReadHello with no hello: %v, want a deadline", err)
-	}
-	// The child's hello comes while the parent is waiting.
+	p, _ := inProcess(t)
+	done := make(chan error, 1)
 	go func() {
-		time.Sleep(20 * time.Millisecond)
-		_ = c.SendHello(Hello{Build: "next", ReadsMin: 1, ReadsMax: 1, PID: 1, OpenPlan: true})
+		_, err := p.ReadHello(time.Time{})
+		done <- err
 	}()
-	if h, err := p.ReadHello(deadline()); err != nil || h.Build != "next" {
-		t.Fatalf("ReadHello: %+v, %v", h, err)
+	p.Close()
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("ReadHello after Close: %v, want net.ErrClosed", err)
 	}
-	if err := p.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.SendPlan(OpenPlanFor(1, Hello{OpenPlan: true})); err != nil {
-		t.Fatal(err)
-	}
-	// Nobody reads: the socket fills, then the deadline ends the send.
-	var err error
-	for sent := 0; err == nil && sent < 1000; sent++ {
-		err = p.SendItems([]Item{blobItem(60 << 10)})
-	}
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("sending to a peer that does not read: %v, want a deadline", err)
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
 	}
 }
 

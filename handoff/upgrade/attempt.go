@@ -57,9 +57,6 @@ func (a *attempt) run(fault string) (err error) {
 		return fmt.Errorf("handoff socket: %w", err)
 	}
 	defer a.conn.Close()
-	// Until the park, the sessions run and fill the runtime's run queues;
-	// the upgrade must not wait behind them (handoff.Conn.SetPrompt).
-	a.conn.SetPrompt(true)
 	// The child reads its environment when it starts; the next attempt
 	// starts clean.
 	defer handoff.ArmChild(fault)()
@@ -158,8 +155,6 @@ func (a *attempt) steps(ctx context.Context, stopWatch func() bool) error {
 	}
 	a.parked = parked
 	parkDur := time.Since(parkStart)
-	// Nothing of ours runs now: the poller wakes the upgrade at once.
-	conn.SetPrompt(false)
 	var moved, sent int
 	if st != nil {
 		moved, sent, err = a.endStream(st, presentLen(pre), parkDur)

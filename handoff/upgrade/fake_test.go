@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -90,9 +89,6 @@ type fakeChild struct {
 	closeOne sync.Once
 	// waiting is closed when the child starts preparing.
 	waiting chan struct{}
-	// prompt is what SetPrompt last chose; waits is each step with it.
-	prompt bool
-	waits  []string
 }
 
 func newFakeChild(failAt, how string) *fakeChild {
@@ -152,7 +148,6 @@ func (c *fakeChild) fail(step string, deadline time.Time) (bool, error) {
 }
 
 func (c *fakeChild) ReadHello(deadline time.Time) (handoff.Hello, error) {
-	c.waited("hello")
 	if ok, err := c.fail("hello", deadline); ok {
 		return handoff.Hello{}, fmt.Errorf("handoff: read hello: %w", err)
 	}
@@ -165,21 +160,6 @@ func (c *fakeChild) ChildGone() error {
 }
 
 func (c *fakeChild) SetWriteDeadline(time.Time) error { return nil }
-
-func (c *fakeChild) SetPrompt(on bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.prompt = on
-}
-
-// waited records that step waited on the socket, and how.
-func (c *fakeChild) waited(step string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n := len(c.waits); n == 0 || !strings.HasPrefix(c.waits[n-1], step+" ") {
-		c.waits = append(c.waits, fmt.Sprintf("%s prompt=%v", step, c.prompt))
-	}
-}
 
 func (c *fakeChild) SendRefuse(reason string) error {
 	c.say("refuse: %s", reason)
@@ -200,7 +180,6 @@ func (c *fakeChild) SendPlan(p handoff.Plan) error {
 }
 
 func (c *fakeChild) SendItems(items []handoff.Item) error {
-	c.waited("items")
 	if ok, err := c.fail("items", time.Now().Add(testTimeout)); ok {
 		return fmt.Errorf("handoff: send batch: %w", err)
 	}
@@ -217,7 +196,6 @@ func (c *fakeChild) SendItems(items []handoff.Item) error {
 func (c *fakeChild) SendEnd() error { return nil }
 
 func (c *fakeChild) Sync(deadline time.Time) error {
-	c.waited("sync")
 	if ok, err := c.fail("sync", deadline); ok {
 		return fmt.Errorf("handoff: wait for synced: %w", err)
 	}
@@ -229,7 +207,6 @@ func (c *fakeChild) Sync(deadline time.Time) error {
 }
 
 func (c *fakeChild) WaitPrepared(deadline time.Time) (int, error) {
-	c.waited("prepared")
 	close(c.waiting)
 	if ok, err := c.fail("prepare", deadline); ok {
 		return 0, fmt.Errorf("handoff: wait for prepared: %w", err)

@@ -45,10 +45,6 @@ type ParentConn interface {
 	ReadHello(deadline time.Time) (handoff.Hello, error)
 	ChildGone() error
 	SetWriteDeadline(t time.Time) error
-	// SetPrompt chooses how a call waits for the socket: by polling
-	// (true), which the Go scheduler serves at once however busy the
-	// process is, or in the runtime's poller (handoff.Conn.SetPrompt).
-	SetPrompt(on bool)
 	SendRefuse(reason string) error
 	SendPlan(p handoff.Plan) error
 	SendItems(items []handoff.Item) error

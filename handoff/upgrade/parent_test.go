@@ -331,12 +331,6 @@ func TestUpgradeSendsAhead(t *testing.T) {
 	if h.child.items != 5 || h.child.fds != 5 || h.sessions.presends != 1 {
 		t.Errorf("sent %d items and %d descriptors after %d presends; want 5, 5 and 1", h.child.items, h.child.fds, h.sessions.presends)
 	}
-	// While the sessions run, every wait on the socket is prompt; once
-	// they are parked, the poller's.
-	want := []string{"hello prompt=true", "items prompt=true", "sync prompt=true", "items prompt=true", "prepared prompt=false"}
-	if !slices.Equal(h.child.waits, want) {
-		t.Errorf("waits %q, want %q", h.child.waits, want)
-	}
 	// To a build that reads no bases, nothing goes ahead.
 	old := newFakeChild("", "")
 	old.hello.ReadsMax = state.BaseSince - 1
