@@ -34,13 +34,13 @@ type Conn struct {
 
 	// Parent side: the inode of the child's end of the socketpair, whose
 	// copies ReadHello and Close remove from this process (ChildGone).
-	// copies are their numbers when Offer found them, so that ChildGone
-	// need not look through every descriptor; dropped says it is done.
-	childIno    uint64
-	copyMu      sync.Mutex
-	copies      []int
-	copiesKnown bool
-	dropped     bool
+	// copies are their numbers when Offer found them (nil: not known), so
+	// that ChildGone need not look through every descriptor; dropped says
+	// it is done.
+	childIno uint64
+	copyMu   sync.Mutex
+	copies   []int
+	dropped  bool
 
 	// Parent side: the child's hello, what was promised and what was sent.
 	peer      *Hello
@@ -198,7 +198,7 @@ func (c *Conn) ChildGone() error {
 		return nil
 	}
 	var err error
-	if c.copiesKnown {
+	if c.copies != nil {
 		err = replaceCopies(c.childIno, c.copies)
 	} else {
 		err = dropCopies(c.childIno, -1)

@@ -59,7 +59,7 @@ func Offer(fds FileAdder) (*Conn, error) {
 	// Another descriptor opened meanwhile may have taken that number; then
 	// ChildGone looks through them all, as for a pair made by NewPair.
 	if lerr == nil && isCopy(lowest, c.childIno) {
-		c.copies, c.copiesKnown = []int{lowest}, true
+		c.copies = []int{lowest}
 	}
 	return c, nil
 }
