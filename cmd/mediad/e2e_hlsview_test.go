@@ -272,6 +272,7 @@ type fetchRec struct {
 	hinted                  bool // fetched first as the preload hint
 	queued, lateQueued      bool
 	done                    bool // the first fetch has an answer
+	cut                     bool // the first fetch was cut short by stop
 	status                  int
 	err                     error
 	body                    []byte // parts and segments, for the byte checks
@@ -635,6 +636,14 @@ func (v *hlsViewer) fetchWorker() {
 		}
 		status, body, _, err := v.get(v.ctx, v.files, r.uri)
 		v.mu.Lock()
+		if err != nil && v.ctx.Err() != nil {
+			// Cut short by stop (the end of the broadcast seen while a
+			// part listed just before it was in flight): not judged, as
+			// a hint cut short is not. stop gives it a late fetch.
+			r.queued, r.cut = false, true
+			v.mu.Unlock()
+			continue
+		}
 		r.done, r.status, r.err = true, status, err
 		if err == nil && status == http.StatusOK {
 			r.sum = sha256.Sum256(body)
@@ -747,7 +756,9 @@ func (v *hlsViewer) lateFetch(r *fetchRec, delay time.Duration) {
 		return
 	}
 	lf := lateFetch{uri: r.uri, at: start, delay: delay, age: start.Sub(r.lastListed), status: status, err: err}
-	lf.same = err == nil && r.done && r.status == http.StatusOK && sha256.Sum256(body) == r.sum
+	// A first fetch cut short by stop left nothing to compare: this one
+	// is the first answer.
+	lf.same = err == nil && (r.cut && !r.done || r.status == http.StatusOK && sha256.Sum256(body) == r.sum)
 	v.lateDone = append(v.lateDone, lf)
 }
 
