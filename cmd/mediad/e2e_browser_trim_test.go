@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +47,8 @@ const trimWatch = 25 * time.Second
 // parts stood, which froze the picture of TestE2EBrowserLLHLSUpgrades about
 // one run in eight, with or without upgrades; here nearly every run. The
 // page trims once the last listed part is buffered, which the next part
-// cannot overtake.
+// cannot overtake. The page opens at the broadcast's start, and must not
+// stall there either (see initialLiveManifestSize in player.html).
 func TestE2EBrowserLLHLSSlowTrims(t *testing.T) {
 	requireE2E(t, "ffmpeg", "ffprobe")
 	chrome := requireChromium(t)
@@ -56,16 +60,25 @@ func TestE2EBrowserLLHLSSlowTrims(t *testing.T) {
 	srv := startServer(t, "--web-dir", webDir)
 	mediaAddr := srv.waitLog(readyTimeout, "media HTTP listening", func(r logRecord) bool { return r.str("message") == "media HTTP listening" }).str("addr")
 	base := "http://" + mediaAddr
-	pub := srv.publish(t, src, "live", "test")
 	waitHTTP(t, base+"/assets/hls.min.js", quickTimeout)
-	waitHTTP(t, base+"/live/test/index.m3u8", quickTimeout)
 
+	// The browser is up before the broadcast starts, and the page opens
+	// as soon as the playlist exists: a viewer waiting for the broadcast,
+	// whose start position falls in its first segment.
 	b := startBrowser(t, chrome)
 	if err := chromedp.Run(b.ctx, chromedp.ActionFunc(func(ctx context.Context) error {
 		_, err := page.AddScriptToEvaluateOnNewDocument(slowRemoveJS).Do(ctx)
 		return err
 	})); err != nil {
 		t.Fatalf("slowing the page's SourceBuffer removes: %v", err)
+	}
+	pub := srv.publish(t, src, "live", "test")
+	playlistURL := base + "/live/test/index.m3u8"
+	waitHTTP(t, playlistURL, quickTimeout)
+	n := completeSegments(t, playlistURL)
+	t.Logf("the page opens with %d complete segments listed", n)
+	if n > 1 {
+		t.Errorf("the playlist listed %d complete segments as the page opened, want at most 1: the test did not open it at the broadcast's start", n)
 	}
 	settled, stop := b.play(t, base, webDir)
 	select {
@@ -86,4 +99,20 @@ func TestE2EBrowserLLHLSSlowTrims(t *testing.T) {
 		t.Errorf("the back buffer was trimmed %d times over %v watched, want at least 2", removes, trimWatch)
 	}
 	b.judge(t, settled, b.watched(t, settled))
+}
+
+// completeSegments is how many complete segments the playlist at url
+// lists.
+func completeSegments(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := adminClient.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return strings.Count(string(body), "#EXTINF:")
 }
