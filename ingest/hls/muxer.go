@@ -491,9 +491,15 @@ type memPart struct {
 
 // writePart writes the frames before end to the open segment's file, nil
 // if there is nothing to write. Each frame lasts until the next frame of
-// its track; the last video frame until end. The last audio frame waits
-// for its successor in the next part, unless final: then it lasts as long
-// as the one before it.
+// its track; the last video frame until end; the last audio frame before
+// end for one frame (see audioStep), or to end if that falls short by a
+// frame at most. Audio from end on waits for the next part.
+//
+// A part's audio reaches the part's end. One that stopped a frame short
+// (the last frame held back for want of its successor: 0.996 s in a
+// segment that ends at 1.000) made hls.js 1.7.4, started inside that
+// segment, ask for the segment again and again for the missing 4 ms,
+// never for the next one, and the picture froze until the page jumped.
 func (m *Muxer) writePart(end int64, final bool) *partWrite {
 	m.mu.Lock()
 	if m.openLocked() == nil || len(m.pending) == 0 {
@@ -526,7 +532,17 @@ func (m *Muxer) writePart(end int64, final bool) *partWrite {
 			case lead:
 				next = end
 			case final:
-				next = s.dts + m.lastStep(s.track, s.dts)
+				next = s.dts + m.audioStep(s.dts)
+			case s.dts < end:
+				// Up to end, when a frame short of it: the publisher's
+				// next frame, due before end, can come after the video
+				// frame that cut the part (ffmpeg sends 1.599 s after
+				// 1.600 s), and lands at the next part's start.
+				step := m.audioStep(s.dts)
+				next = s.dts + step
+				if next < end && end-next <= step {
+					next = end
+				}
 			default:
 				keep = append(keep, s)
 				continue
@@ -678,6 +694,24 @@ func (m *Muxer) signalLocked() {
 // lastStep is the time between the last two frames of a track before dts,
 // standing in for the duration of a frame that has no successor: 1 ms if
 // unknown.
+// audioStep is how long the audio frame at dts lasts when its successor
+// has not come: one AAC frame (1024 samples, 960 with the short frame
+// length) at the stream's sample rate, else the step from the frame
+// before it. Off by a millisecond of the publisher's rounding at most;
+// the next part's decode time is the next frame's own.
+func (m *Muxer) audioStep(dts int64) int64 {
+	if a, ok := m.audio.(*codecs.MPEG4Audio); ok && a.Config.SampleRate > 0 {
+		n := 1024
+		if a.Config.FrameLengthFlag {
+			n = 960
+		}
+		if d := (int64(n)*1000 + int64(a.Config.SampleRate)/2) / int64(a.Config.SampleRate); d > 0 {
+			return d
+		}
+	}
+	return m.lastStep(trackAudio, dts)
+}
+
 func (m *Muxer) lastStep(tr uint8, dts int64) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()

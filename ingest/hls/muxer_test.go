@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 
 	"github.com/mediad/mediad/ingest/chunk"
 	"github.com/mediad/mediad/state"
@@ -123,6 +124,54 @@ func TestMuxerCutsPartsAndSegments(t *testing.T) {
 	}
 	if len(pl.Parts) != len(st.Segments[2].Parts) || pl.PreloadHint.URI != partURI(2, len(pl.Parts)) {
 		t.Errorf("trailing parts %d, hint %s:\n%s", len(pl.Parts), pl.PreloadHint.URI, b)
+	}
+}
+
+// TestAudioReachesEveryPartsEnd: in every listed part, the audio lasts at
+// least to the part's end (where its video ends), and by less than one
+// AAC frame more. A part whose audio stopped a frame short, the last frame
+// held back for want of its successor, froze hls.js 1.7.4 when it started
+// inside that part's segment: it asked for the segment again and again for
+// the few missing milliseconds.
+func TestAudioReachesEveryPartsEnd(t *testing.T) {
+	msgs := captureMessages(t)
+	m := newTestMuxer(t, t.TempDir())
+	feed(m, msgs)
+	m.mu.Lock()
+	segs := slices.Clone(m.st.Segments)
+	m.mu.Unlock()
+	const aacFrameMS = 23 // 1024 samples at 44.1 kHz
+	parts := 0
+	for _, s := range segs {
+		b, err := os.ReadFile(m.segPath(s.MSN))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range s.Parts {
+			var fp fmp4.Parts
+			if err := fp.Unmarshal(b[p.Offset : p.Offset+p.Size]); err != nil {
+				t.Fatalf("segment %d part %d: %v", s.MSN, i, err)
+			}
+			var end [2]int64
+			for _, pt := range fp[0].Tracks {
+				e := int64(pt.BaseTime)
+				for _, smp := range pt.Samples {
+					e += int64(smp.Duration)
+				}
+				end[pt.ID-1] = e
+			}
+			video, audio := end[trackVideo], end[trackAudio]
+			if video == 0 || audio == 0 {
+				t.Fatalf("segment %d part %d: video ends at %d, audio at %d: a track is missing", s.MSN, i, video, audio)
+			}
+			if audio < video || audio-video > aacFrameMS {
+				t.Errorf("segment %d part %d: audio ends at %d ms, video (the part's end) at %d: want audio to %d..%d", s.MSN, i, audio, video, video, video+aacFrameMS)
+			}
+			parts++
+		}
+	}
+	if parts < 10 {
+		t.Fatalf("%d parts checked, the capture should give more than 10", parts)
 	}
 }
 
