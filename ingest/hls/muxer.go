@@ -424,12 +424,58 @@ func (m *Muxer) openSegment(dts int64, now time.Time, w *partWrite) (err error) 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.commitLocked(w)
+	start := m.nextStartLocked(now, disc)
 	m.closeOpenLocked(now)
 	m.st.Init, m.st.InitStale = initN, false
 	m.st.PartStart = dts
-	m.st.Segments = append(m.st.Segments, state.HLSSegment{MSN: msn, Start: now.UnixNano(), Init: initN, Discontinuity: disc})
+	m.st.Segments = append(m.st.Segments, state.HLSSegment{MSN: msn, Start: start, Init: initN, Discontinuity: disc})
 	m.signalLocked()
 	return nil
+}
+
+// A segment's program date-time is stepped on from the one before by media
+// time. pdtSlack is how far it may then lie from the wall clock before it
+// is moved towards it; pdtResync how far before it is set to the wall
+// clock outright (a publisher that sends faster than real time, a clock
+// stepped by minutes).
+const (
+	pdtSlack  = 500 * time.Millisecond
+	pdtResync = 5 * time.Second
+)
+
+// nextStartLocked is the program date-time (Unix ns) of a segment opened
+// at now after the open one: the open one's plus its duration, so that
+// EXT-X-PROGRAM-DATE-TIME steps exactly as EXTINF does. Beyond pdtSlack
+// from now, it is moved towards now by at most 1 ms for each second of
+// media: the publisher's clock drifts from ours, 4 s a day at 50 ppm. The
+// first segment, and the first after a discontinuity, take now.
+//
+// Stamped on arrival, the first segments of an ffmpeg publish stepped
+// 0.912 s for an EXTINF of 1.000. hls.js (1.7.4) aligns a live playlist
+// it starts on by the date-times of two of its segments, slid the whole
+// playlist by the 88 ms difference, found its buffer's end inside the
+// first segment and loaded that again and again: a picture frozen for
+// 1.5 s. The slack keeps arrival jitter from stepping date-times unevenly.
+func (m *Muxer) nextStartLocked(now time.Time, disc bool) int64 {
+	prev := m.openLocked()
+	if prev == nil || disc {
+		return now.UnixNano()
+	}
+	d := segDuration(*prev)
+	want := prev.Start + d*int64(time.Millisecond)
+	off := now.UnixNano() - want
+	if off > int64(pdtResync) || off < -int64(pdtResync) {
+		m.log.Info().Dur("off", time.Duration(off)).Msg("hls: program date-time set to the wall clock: media time and the wall clock are too far apart")
+		return now.UnixNano()
+	}
+	slew := max(int64(time.Millisecond), d*int64(time.Microsecond))
+	switch {
+	case off > int64(pdtSlack):
+		return want + min(off-int64(pdtSlack), slew)
+	case off < -int64(pdtSlack):
+		return want - min(-off-int64(pdtSlack), slew)
+	}
+	return want
 }
 
 // writeInit writes the init file for the codecs in use as number n.

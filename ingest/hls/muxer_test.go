@@ -175,6 +175,84 @@ func TestAudioReachesEveryPartsEnd(t *testing.T) {
 	}
 }
 
+// TestProgramDateTimeStepsWithEXTINF: a publish whose first frames arrive
+// late (ffmpeg's start: the first keyframe 88 ms behind its media time)
+// still lists date-times that step exactly as the segments' durations.
+func TestProgramDateTimeStepsWithEXTINF(t *testing.T) {
+	msgs := captureMessages(t)
+	m := newTestMuxer(t, t.TempDir())
+	base := time.Unix(1800000000, 0)
+	for _, x := range msgs {
+		at := base.Add(time.Duration(x.ts) * time.Millisecond)
+		if x.ts < 88 {
+			at = base.Add(88 * time.Millisecond)
+		}
+		m.Write(x.typ, x.ts, x.payload, at)
+	}
+	b, _, err := m.Playlist(context.Background(), Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pl playlist.Media
+	if err := pl.Unmarshal(b); err != nil {
+		t.Fatalf("playlist does not parse: %v\n%s", err, b)
+	}
+	if len(pl.Segments) < 2 {
+		t.Fatalf("%d segments listed, want at least 2:\n%s", len(pl.Segments), b)
+	}
+	if first := *pl.Segments[0].DateTime; !first.Equal(base.Add(88 * time.Millisecond)) {
+		t.Errorf("first segment's date-time %s, want its arrival %s", first, base.Add(88*time.Millisecond))
+	}
+	for i := 1; i < len(pl.Segments); i++ {
+		prev, s := pl.Segments[i-1], pl.Segments[i]
+		if step := s.DateTime.Sub(*prev.DateTime); step != prev.Duration {
+			t.Errorf("%s: date-time steps %v from %s, whose EXTINF is %v", s.URI, step, prev.URI, prev.Duration)
+		}
+	}
+}
+
+// TestNextStart: how a segment's program date-time follows from the one
+// before and the wall clock.
+func TestNextStart(t *testing.T) {
+	const prevStart = int64(1800000000) * int64(time.Second)
+	seg := func(durMS ...int64) state.HLSSegment {
+		s := state.HLSSegment{Start: prevStart}
+		for _, d := range durMS {
+			s.Parts = append(s.Parts, state.HLSPart{DurationMS: d})
+		}
+		return s
+	}
+	at := func(d time.Duration) time.Time { return time.Unix(0, prevStart).Add(d) }
+	tests := []struct {
+		name string
+		open []state.HLSSegment
+		disc bool
+		now  time.Time
+		want time.Duration // after prevStart
+	}{
+		{"first segment: the wall clock", nil, false, at(7 * time.Second), 7 * time.Second},
+		{"after a discontinuity: the wall clock", []state.HLSSegment{seg(1000)}, true, at(900 * time.Millisecond), 900 * time.Millisecond},
+		{"arrival early: media time", []state.HLSSegment{seg(200, 200, 200, 200, 200)}, false, at(912 * time.Millisecond), time.Second},
+		{"arrival late: media time", []state.HLSSegment{seg(1000)}, false, at(1400 * time.Millisecond), time.Second},
+		{"drifted late past the slack: 1 ms towards it", []state.HLSSegment{seg(1000)}, false, at(1000*time.Millisecond + pdtSlack + 30*time.Millisecond), time.Second + time.Millisecond},
+		{"drifted late just past the slack: the excess", []state.HLSSegment{seg(1000)}, false, at(1000*time.Millisecond + pdtSlack + 300*time.Microsecond), time.Second + 300*time.Microsecond},
+		{"drifted early past the slack: 1 ms towards it", []state.HLSSegment{seg(1000)}, false, at(1000*time.Millisecond - pdtSlack - 30*time.Millisecond), time.Second - time.Millisecond},
+		{"a long segment moves more", []state.HLSSegment{seg(6000)}, false, at(6*time.Second + pdtSlack + time.Second), 6*time.Second + 6*time.Millisecond},
+		{"too far ahead: the wall clock", []state.HLSSegment{seg(1000)}, false, at(time.Second + pdtResync + time.Millisecond), time.Second + pdtResync + time.Millisecond},
+		{"too far behind: the wall clock", []state.HLSSegment{seg(1000)}, false, at(time.Second - pdtResync - time.Millisecond), time.Second - pdtResync - time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newTestMuxer(t, t.TempDir())
+			m.st.Segments = tc.open
+			got := time.Duration(m.nextStartLocked(tc.now, tc.disc) - prevStart)
+			if got != tc.want {
+				t.Errorf("next start %v after the open segment's, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 // TestMuxerExportRestoreIsInvisible cuts the feed at every kind of point,
 // hands the muxer over as an upgrade does, and checks that the files and
 // the playlist come out byte for byte as without the handover.
