@@ -49,8 +49,9 @@ type HLS struct {
 // back.
 type HLSSegment struct {
 	MSN uint64 `msgpack:"msn"`
-	// Start is the wall-clock time of its first frame (Unix ns), for
-	// EXT-X-PROGRAM-DATE-TIME.
+	// Start is the date-time of its first frame (Unix ns), for
+	// EXT-X-PROGRAM-DATE-TIME: the first segment's arrival, each later
+	// one stepped on from it by media time (ingest/hls nextStartLocked).
 	Start  int64     `msgpack:"start"`
 	Init   uint32    `msgpack:"init"`
 	Parts  []HLSPart `msgpack:"parts"`

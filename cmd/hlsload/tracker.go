@@ -21,11 +21,15 @@ import (
 //     was waiting for them count: parts already in a playlist it loaded
 //     without a blocking directive (on joining, after an error) did not
 //     appear at that moment.
-//   - PDT(segment): the segment's EXT-X-PROGRAM-DATE-TIME, the server's wall
-//     clock when the segment's first frame entered it. The publisher's own
-//     timing is not used: rtmpload paces frames in real time, but its send
-//     time lags its schedule by however busy it is, and the server stamps
-//     the frame when it reads it. The open segment has no PDT in the
+//   - PDT(segment): the segment's EXT-X-PROGRAM-DATE-TIME. mediad stamps a
+//     broadcast's first segment with its arrival and steps every later one
+//     on by media time (moved towards the wall clock only beyond 500 ms
+//     from it), so PDT + offset + duration is when the part's end was due
+//     from a publisher on schedule, not when it came: a publisher that
+//     lags its schedule (rtmpload, on a busy machine) adds its lag to the
+//     delay. Before mediad stepped date-times by media time, each was the
+//     arrival of the segment's first frame, and the publisher's lag was
+//     not counted. The open segment has no PDT in the
 //     playlist; the observation waits until a later playlist lists the
 //     segment complete, with its PDT (if that never comes, the previous
 //     segment's PDT plus its EXTINF stands in).

@@ -320,9 +320,9 @@ func (b *browser) play(t *testing.T, base, webDir string) (settled playerSample,
 	// the two from disagreeing at the edge.
 	// And a frozen picture is not settled, whatever its latency: a
 	// start that stalled (hls.js loading a broadcast's first segment
-	// again and again, before the page waited for two) looked settled
-	// at a latency still under the bound, and its stall was then judged
-	// as the watched run's.
+	// again and again, before its audio and date-times were fixed) looked
+	// settled at a latency still under the bound, and its stall was then
+	// judged as the watched run's.
 	prevCT := -1.0
 	settled = b.waitSample(t, latencyTimeout, fmt.Sprintf("latency at most %.1f s, within %.1f s of the player's target, the picture advancing and no stall under way", maxLatency, pageCatchUpBeyond), func(s playerSample) bool {
 		advancing := prevCT >= 0 && s.CurrentTime > prevCT

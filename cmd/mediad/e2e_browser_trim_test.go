@@ -48,7 +48,9 @@ const trimWatch = 25 * time.Second
 // one run in eight, with or without upgrades; here nearly every run. The
 // page trims once the last listed part is buffered, which the next part
 // cannot overtake. The page opens at the broadcast's start, and must not
-// stall there either (see initialLiveManifestSize in player.html).
+// stall there either: hls.js started with its buffer's end inside a
+// segment it has loads that segment again and again (see writePart and
+// nextStartLocked in ingest/hls).
 func TestE2EBrowserLLHLSSlowTrims(t *testing.T) {
 	requireE2E(t, "ffmpeg", "ffprobe")
 	chrome := requireChromium(t)

@@ -27,7 +27,6 @@ func TestPlayerPage(t *testing.T) {
 				`<video id="video" muted autoplay playsinline controls>`,
 				`const playlist = "/live/test/index.m3u8";`,
 				`lowLatencyMode: true`,
-				`initialLiveManifestSize: 2`,
 				`Hls.isSupported()`,
 				`video.canPlayType("application/vnd.apple.mpegurl")`,
 				`hls.playingDate`,
