@@ -737,9 +737,6 @@ func (m *Muxer) signalLocked() {
 	}
 }
 
-// lastStep is the time between the last two frames of a track before dts,
-// standing in for the duration of a frame that has no successor: 1 ms if
-// unknown.
 // audioStep is how long the audio frame at dts lasts when its successor
 // has not come: one AAC frame (1024 samples, 960 with the short frame
 // length) at the stream's sample rate, else the step from the frame
@@ -758,6 +755,9 @@ func (m *Muxer) audioStep(dts int64) int64 {
 	return m.lastStep(trackAudio, dts)
 }
 
+// lastStep is the time between the last two frames of a track before dts,
+// standing in for the duration of a frame that has no successor: 1 ms if
+// unknown.
 func (m *Muxer) lastStep(tr uint8, dts int64) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
