@@ -39,6 +39,8 @@
 # the moment the part's last frame should have entered mediad (the
 # segment's PROGRAM-DATE-TIME plus the durations of the part and those
 # before it) to the moment a viewer waiting for it learned it existed.
+# mediad steps date-times on by media time from the broadcast's first
+# segment, so rtmpload's lag behind its schedule counts in the delay.
 # The target is p99 ≤ 50 ms. With several hlsload processes the
 # delay p50 is the median of theirs and the p99 the largest of theirs.
 #
