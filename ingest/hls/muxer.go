@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
@@ -577,16 +578,14 @@ func (m *Muxer) writePart(end int64, final bool) *partWrite {
 			switch {
 			case lead:
 				next = end
-			case final:
-				next = s.dts + m.audioStep(s.dts)
-			case s.dts < end:
+			case final || s.dts < end:
+				step := m.audioStep(s.dts)
+				next = s.dts + step
 				// Up to end, when a frame short of it: the publisher's
 				// next frame, due before end, can come after the video
 				// frame that cut the part (ffmpeg sends 1.599 s after
 				// 1.600 s), and lands at the next part's start.
-				step := m.audioStep(s.dts)
-				next = s.dts + step
-				if next < end && end-next <= step {
+				if !final && next < end && end-next <= step {
 					next = end
 				}
 			default:
@@ -744,7 +743,7 @@ func (m *Muxer) signalLocked() {
 // the next part's decode time is the next frame's own.
 func (m *Muxer) audioStep(dts int64) int64 {
 	if a, ok := m.audio.(*codecs.MPEG4Audio); ok && a.Config.SampleRate > 0 {
-		n := 1024
+		n := mpeg4audio.SamplesPerAccessUnit
 		if a.Config.FrameLengthFlag {
 			n = 960
 		}
